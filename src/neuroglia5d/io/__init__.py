@@ -1,0 +1,1 @@
+"""Reading inputs and writing outputs (TIFF, OME-Zarr; ``.ng5d`` in its own module)."""
