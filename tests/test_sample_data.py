@@ -37,7 +37,10 @@ def small() -> dict[str, SampleDataset]:
 def _presence(labels: np.ndarray, n: int) -> np.ndarray:
     """(N, T) bool: label i+1 present in frame t."""
     return np.stack(
-        [np.bincount(labels[t].ravel(), minlength=n + 1)[1 : n + 1] > 0 for t in range(len(labels))],
+        [
+            np.bincount(labels[t].ravel(), minlength=n + 1)[1 : n + 1] > 0
+            for t in range(len(labels))
+        ],
         axis=1,
     )
 
@@ -186,9 +189,7 @@ def test_nuclei_drift() -> None:
     inner = [i for i in range(1, n + 1) if i not in border]
     assert len(inner) >= 5
     scale = np.array([ds.dz_um, ds.px_um, ds.px_um])
-    cents = [
-        np.array(ndi.center_of_mass(v > 0, v, inner)) * scale for v in ds.labels
-    ]
+    cents = [np.array(ndi.center_of_mass(v > 0, v, inner)) * scale for v in ds.labels]
     moved = []
     for t in range(SMALL[0] - 1):
         step = np.median(cents[t + 1] - cents[t], axis=0)

@@ -85,6 +85,7 @@ KINDS: tuple[str, ...] = ("nuclei", "microglia")
 
 _KIND_CODE = {"nuclei": 1, "microglia": 2}
 _UINT16_MAX = 65535
+_N_SLABS = 4  # camera noise is drawn in this many z-slabs per frame (fixed: reproducible)
 _PARTIAL = ".partial"
 
 
@@ -285,7 +286,7 @@ class SampleDataset:
     snr : float
         Measured signal-to-noise ratio: ``s / sqrt(s + b + read_noise²)`` with ``s`` the mean
         blurred object signal and ``b`` the mean background (with haze) over the ground-truth
-        voxels of frame 0, in photo-electrons.
+        voxels of frame 0, in photo-electrons (NaN when frame 0 has no object).
     """
 
     kind: str
@@ -396,7 +397,8 @@ class _Ellipsoid:
         ct, st = math.cos(self.theta), math.sin(self.theta)
         hx = math.sqrt((self.a * ct) ** 2 + (self.b * st) ** 2)
         hy = math.sqrt((self.a * st) ** 2 + (self.b * ct) ** 2)
-        lo, hi = [], []
+        lo: list[int] = []
+        hi: list[int] = []
         for cen, half, step, n in (
             (cz, self.c, spacing[0], shape[0]),
             (cy, hy, spacing[1], shape[1]),
@@ -680,11 +682,13 @@ class _Canvas:
         hi = [
             min(n, int(a.max()) + r + 1) for a, r, n in zip((iz, iy, ix), reach, shape, strict=True)
         ]
-        box = np.zeros([h - lo_ for lo_, h in zip(lo, hi, strict=True)], dtype=bool)
-        box[iz - lo[0], iy - lo[1], ix - lo[2]] = True
-        box = ndi.binary_dilation(box, structure=np.ones([2 * r + 1 for r in reach], bool))
+        box = np.zeros([h - lo_ for lo_, h in zip(lo, hi, strict=True)], dtype=np.uint8)
+        box[iz - lo[0], iy - lo[1], ix - lo[2]] = 1
+        for axis, r in enumerate(reach):  # dilation by a box = separable maximum filters
+            if r:
+                box = ndi.maximum_filter1d(box, 2 * r + 1, axis=axis, mode="constant")
         sub = self.labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        found = np.unique(sub[box])
+        found = np.unique(sub[box.view(bool)])
         return {int(v) for v in found if v != 0}
 
 
@@ -701,6 +705,7 @@ def _place_objects(
     canvas = _Canvas(np.zeros(shape, np.uint32), np.zeros(shape, np.float32))
     objects: list[_Object] = []
     touching: set[int] = set()
+    isolated: list[int] = []
     zero = np.zeros(3)
 
     if diff.kind == "nuclei":
@@ -725,7 +730,6 @@ def _place_objects(
             break
         if diff.kind == "microglia" and len(objects) >= n_target:
             break
-        isolated = [i for i in range(1, len(objects) + 1) if i not in touching]
         want_touch = bool(isolated) and len(touching) < diff.touching_fraction * (len(objects) + 1)
         partner = int(rng.choice(isolated)) if want_touch else 0
         obj: _Object
@@ -749,6 +753,9 @@ def _place_objects(
         fg_vox += n_vox
         if partner:
             touching.update((label, partner))
+            isolated.remove(partner)
+        else:
+            isolated.append(label)
     return objects
 
 
@@ -914,14 +921,17 @@ def _add_debris(blurred: NDArray[np.float32], rng: np.random.Generator, diff: Di
             )
 
 
-def _form_image(
+def _expected_electrons(
     signal: NDArray[np.float32],
     background: NDArray[np.float32],
     fg: NDArray[np.bool_] | None,
     diff: Difficulty,
     rng: np.random.Generator,
-) -> tuple[NDArray[np.uint16], float]:
-    """Blur, add background, haze, debris and camera noise; return ADU and the SNR."""
+) -> tuple[NDArray[np.float32], float]:
+    """Blur the object signal, add background, haze and debris (photo-electrons per voxel).
+
+    Returns the expected photo-electrons and the SNR over ``fg`` (NaN without ``fg``).
+    """
     sigma = (
         diff.psf_sigma_z_um / diff.dz_um,
         diff.psf_sigma_xy_um / diff.px_um,
@@ -939,8 +949,17 @@ def _form_image(
     blurred += bg
     del bg
     np.maximum(blurred, 0.0, out=blurred)
-    electrons = rng.poisson(blurred).astype(np.float32)
-    del blurred
+    return blurred, snr
+
+
+def _camera(
+    expected_e: NDArray[np.float32],
+    diff: Difficulty,
+    rng: np.random.Generator,
+    out: NDArray[np.uint16],
+) -> None:
+    """Shot noise, read noise, gain and offset: write camera ADU into ``out``."""
+    electrons = rng.poisson(expected_e).astype(np.float32)
     noise = rng.standard_normal(electrons.shape, dtype=np.float32)
     noise *= np.float32(diff.read_noise_e)
     electrons += noise
@@ -949,7 +968,7 @@ def _form_image(
     electrons += np.float32(diff.camera_offset_adu)
     np.rint(electrons, out=electrons)
     np.clip(electrons, 0, _UINT16_MAX, out=electrons)
-    return electrons.astype(np.uint16), snr
+    out[...] = electrons
 
 
 # --------------------------------------------------------------------------------------------
@@ -1007,6 +1026,9 @@ def make_sample(
 
     root = np.random.SeedSequence([int(seed), _KIND_CODE[kind]])
     ss_place, ss_motion, ss_bg, *ss_frames = root.spawn(3 + n_t)
+    slabs = np.array_split(np.arange(nz), min(_N_SLABS, nz))
+    # per frame: one stream for the debris, one per slab for the camera noise
+    streams = [ss.spawn(1 + len(slabs)) for ss in ss_frames]
     objects = _place_objects(np.random.default_rng(ss_place), vol_shape, diff)
     motion = np.random.default_rng(ss_motion)
     drift = _scene_drift(motion, n_t, diff)
@@ -1017,7 +1039,25 @@ def make_sample(
     raw = np.empty((n_t, *vol_shape), dtype=np.uint16)
     last = np.full(len(objects), -1, dtype=np.int64)
     alive = np.ones(len(objects), dtype=bool)
-    futures: list[Future[tuple[NDArray[np.uint16], float]]] = []
+    snr = float("nan")
+    pending: list[Future[tuple[NDArray[np.float32], float]]] = []
+    noise_jobs: list[Future[None]] = []
+
+    def camera(t: int) -> None:
+        """Wait for frame ``t``'s expected photo-electrons, queue its noise slab by slab."""
+        nonlocal snr
+        expected, frame_snr = pending[t].result()
+        if t == 0:
+            snr = frame_snr
+        for z, ss in zip(slabs, streams[t][1:], strict=True):
+            sl = slice(int(z[0]), int(z[-1]) + 1)
+            noise_jobs.append(
+                pool.submit(_camera, expected[sl], diff, np.random.default_rng(ss), raw[t, sl])
+            )
+
+    # Objects are drawn in the main thread; blur, background and camera noise run in threads
+    # (NumPy and SciPy release the GIL there). Each frame and slab has its own random stream,
+    # so the result does not depend on the number of threads.
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
         for t in range(n_t):
             signal = np.zeros(vol_shape, dtype=np.float32)
@@ -1031,14 +1071,14 @@ def make_sample(
                 else:
                     last[i] = t
             fg = labels[0] > 0 if t == 0 else None
-            rng_t = np.random.default_rng(ss_frames[t])
-            futures.append(pool.submit(_form_image, signal, background, fg, diff, rng_t))
+            rng_t = np.random.default_rng(streams[t][0])
+            pending.append(pool.submit(_expected_electrons, signal, background, fg, diff, rng_t))
             del signal
-        snr = float("nan")
-        for t, fut in enumerate(futures):
-            raw[t], frame_snr = fut.result()
-            if t == 0:
-                snr = frame_snr
+            if t > 0:
+                camera(t - 1)
+        camera(n_t - 1)
+        for job in noise_jobs:
+            job.result()
 
     keep = np.flatnonzero(last >= 0)
     if keep.size < len(objects):  # empty at frame 0: drop and renumber consecutively
@@ -1300,7 +1340,7 @@ def write_sample(ds: SampleDataset, root: str | Path, name: str | None = None) -
         "axes": "TZYX",
         "px_um": ds.px_um,
         "dz_um": ds.dz_um,
-        "snr": ds.snr,
+        "snr": ds.snr if math.isfinite(ds.snr) else None,  # None: no object at t = 0
         "n_objects": int(ds.tracks.shape[0]),
         "touching_fraction_t0": touching_fraction(lab0),
         "foreground_fraction_t0": float(np.count_nonzero(lab0) / lab0.size),

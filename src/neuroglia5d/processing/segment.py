@@ -26,7 +26,7 @@ blobs of the expected size that missed the high threshold.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,9 +296,147 @@ def neck_merge(regions: np.ndarray, dist: np.ndarray, tol: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- splitting
+def group_nms(points: np.ndarray, values: np.ndarray, groups: np.ndarray,
+              spacing_um: Sequence[float], min_dist_um: float) -> np.ndarray:
+    """Non-maximum suppression inside groups: keep points at least ``min_dist_um`` apart.
+
+    Points are taken in decreasing ``values`` within each group; a point closer than
+    ``min_dist_um`` (Euclidean, µm) to a kept point of its own group is dropped.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of kept points.
+    """
+    from scipy.spatial import cKDTree
+
+    keep = np.zeros(len(points), bool)
+    if len(points) == 0:
+        return keep
+    order = np.lexsort((-values, groups))
+    g_sorted = groups[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    pts_um = points * np.asarray(spacing_um, dtype=np.float64)[-points.shape[1]:]
+    r2 = min_dist_um * min_dist_um
+    for a, b in zip(starts, ends, strict=True):
+        idx = order[a:b]
+        if len(idx) == 1:
+            keep[idx[0]] = True
+            continue
+        p = pts_um[idx]
+        if np.all(np.sum((p - p[0]) ** 2, axis=1) < r2):  # common: one object
+            keep[idx[0]] = True
+            continue
+        tree = cKDTree(p)
+        gone = np.zeros(len(idx), bool)
+        for i in range(len(idx)):
+            if gone[i]:
+                continue
+            keep[idx[i]] = True
+            for j in tree.query_ball_point(p[i], r=min_dist_um - 1e-9):
+                if j > i:
+                    gone[j] = True
+    return keep
+
+
+def seeds_watershed(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds of the ``watershed`` method for every component at once.
+
+    Maxima of the distance transform (µm) in a box of half-size ``min_dist_um / 2``,
+    thinned to be ``min_dist_um`` apart within each component.
+
+    Returns
+    -------
+    coords : numpy.ndarray
+        (n, 3) seed voxels.
+    comp : numpy.ndarray
+        Component id of each seed.
+    """
+    import scipy.ndimage as ndi
+
+    sp = np.asarray(settings.spacing_um, dtype=np.float64)
+    half = np.maximum(1, np.round(0.5 * settings.min_dist_um / sp)).astype(int)
+    mx = ndi.maximum_filter(dist, size=tuple(int(2 * h + 1) for h in half), mode="constant")
+    cand = np.argwhere((dist == mx) & (dist > 0))
+    del mx
+    vals = dist[tuple(cand.T)]
+    comp = cc[tuple(cand.T)].astype(np.int64)
+    keep = group_nms(cand, vals, comp, sp, settings.min_dist_um)
+    return cand[keep], comp[keep]
+
+
+def seeds_branching(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds of the ``branching`` method: thick cores (cell bodies) of every component.
+
+    A core is a 26-connected region where the local radius (distance transform, µm)
+    reaches ``core_fraction * min_dist_um / 2``; cores of one component whose deepest
+    points are closer than ``min_dist_um`` are one cell.
+
+    Returns
+    -------
+    cores : numpy.ndarray
+        uint32 core labels (0 elsewhere); merged cores share a label.
+    comp : numpy.ndarray
+        For core label ``i`` (index ``i``), its component id (0 for unused labels).
+    n_cores : numpy.ndarray
+        Number of distinct cells (merged cores) per component id.
+    """
+    import cc3d
+    import fastremap
+
+    r_core = settings.core_fraction * 0.5 * settings.min_dist_um
+    cores, n = cc3d.connected_components(dist >= r_core, connectivity=26, return_N=True,
+                                         out_dtype=np.uint32)
+    n_comp = int(cc.max())
+    if n == 0:
+        return cores, np.zeros(1, np.int64), np.zeros(n_comp + 1, np.int64)
+    st = cc3d.statistics(cores)
+    peaks = np.zeros((n, 3), np.int64)
+    depth = np.zeros(n)
+    for i in range(1, n + 1):
+        sl = st["bounding_boxes"][i]
+        sub = np.where(cores[sl] == i, dist[sl], 0)
+        k = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        peaks[i - 1] = [s_.start + kk for s_, kk in zip(sl, k, strict=True)]
+        depth[i - 1] = sub[k]
+    comp = cc[tuple(peaks.T)].astype(np.int64)
+    keep = group_nms(peaks, depth, comp, settings.spacing_um, settings.min_dist_um)
+    # merged-away cores join the nearest kept core of their component
+    mapping = {0: 0}
+    sp = np.asarray(settings.spacing_um)
+    kept_idx = np.flatnonzero(keep)
+    for i in range(n):
+        if keep[i]:
+            mapping[i + 1] = i + 1
+            continue
+        same = kept_idx[comp[kept_idx] == comp[i]]
+        d = np.linalg.norm((peaks[same] - peaks[i]) * sp, axis=1)
+        mapping[i + 1] = int(same[np.argmin(d)]) + 1
+    cores = fastremap.remap(cores, mapping, preserve_missing_labels=True, in_place=True)
+    comp_of = np.zeros(n + 1, np.int64)
+    comp_of[1:] = comp
+    n_cores = np.bincount(comp[keep], minlength=n_comp + 1)
+    return cores, comp_of, n_cores
+
+
 def split_watershed(mask: np.ndarray, settings: SegmentSettings,
-                    dist: np.ndarray | None = None) -> np.ndarray:
-    """Split one component (crop) of compact objects; returns labels 1..k in the crop."""
+                    dist: np.ndarray | None = None,
+                    seeds: np.ndarray | None = None) -> np.ndarray:
+    """Split one component (crop) of compact objects; returns labels 1..k in the crop.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean crop of the component (2D or 3D).
+    settings : SegmentSettings
+    dist : numpy.ndarray, optional
+        Distance transform (µm) of the crop (computed when omitted).
+    seeds : numpy.ndarray, optional
+        (k, ndim) seed voxels in the crop (found when omitted).
+    """
     import edt
     from skimage.segmentation import watershed
 
@@ -306,66 +444,26 @@ def split_watershed(mask: np.ndarray, settings: SegmentSettings,
     if dist is None:
         dist = edt.edt(np.ascontiguousarray(mask), anisotropy=sp, black_border=False,
                        parallel=1).astype(np.float32)
-    seeds = seeds_from_distance(dist, sp, settings.min_dist_um)
+    if seeds is None:
+        seeds = seeds_from_distance(dist, sp, settings.min_dist_um)
     if len(seeds) <= 1:
         return mask.astype(np.int32)
     regions = watershed(-dist, _markers(mask.shape, seeds), mask=mask)
     return neck_merge(regions, dist, settings.seed_merge_tol)
 
 
-def split_branching(mask: np.ndarray, intensity: np.ndarray,
-                    settings: SegmentSettings) -> tuple[np.ndarray, bool]:
-    """Split one component (crop) of branching cells by flooding from thick cores.
+def split_branching(mask: np.ndarray, intensity: np.ndarray, markers: np.ndarray
+                    ) -> np.ndarray:
+    """Split one component (crop) of branching cells by flooding from its cores.
 
-    Returns
-    -------
-    labels : numpy.ndarray
-        Labels 1..k in the crop.
-    has_core : bool
-        False when the component has no cell body (a detached process).
+    Every voxel of the component, thin processes included, joins the core it is reached
+    from first when flooding down the intensity inside the component (26-connected), so a
+    process stays with the cell body it leaves from.
     """
-    import cc3d
-    import edt
     from skimage.segmentation import watershed
 
-    sp = settings.spacing_um
-    dist = edt.edt(np.ascontiguousarray(mask), anisotropy=sp, black_border=False, parallel=1)
-    r_core = settings.core_fraction * 0.5 * settings.min_dist_um
-    core = dist >= r_core
-    if not core.any():
-        return mask.astype(np.int32), False
-    cores, n = cc3d.connected_components(core, connectivity=26, return_N=True)
-    if n <= 1:
-        return mask.astype(np.int32), True
-    # cores closer than minDist (their strongest points) are one cell
-    st = cc3d.statistics(cores)
-    peaks = []
-    for i in range(1, n + 1):
-        sl = st["bounding_boxes"][i]
-        sub = np.where(cores[sl] == i, dist[sl], 0)
-        idx = np.unravel_index(int(np.argmax(sub)), sub.shape)
-        peaks.append((float(sub[idx]), tuple(s.start + k for s, k in zip(sl, idx,
-                                                                         strict=True))))
-    order = sorted(range(n), key=lambda i: -peaks[i][0])
-    pts = np.array([peaks[i][1] for i in range(n)], dtype=np.float64) * np.asarray(sp)
-    keep_of = list(range(n))
-    taken: list[int] = []
-    for i in order:
-        near = [j for j in taken if np.linalg.norm(pts[i] - pts[j]) < settings.min_dist_um]
-        if near:
-            keep_of[i] = keep_of[near[0]]
-        else:
-            taken.append(i)
-    if len(taken) <= 1:
-        return mask.astype(np.int32), True
-    lut = np.zeros(n + 1, np.int32)
-    for new, i in enumerate(taken, start=1):
-        lut[i + 1] = new
-    for i in range(n):
-        lut[i + 1] = lut[keep_of[i] + 1]
-    markers = lut[cores]
     return watershed(-intensity.astype(np.float32), markers, mask=mask,
-                     connectivity=mask.ndim), True
+                     connectivity=mask.ndim)
 
 
 def split_stitch2d(mask: np.ndarray, settings: SegmentSettings) -> np.ndarray:
@@ -416,7 +514,7 @@ def split_stitch2d(mask: np.ndarray, settings: SegmentSettings) -> np.ndarray:
 # --------------------------------------------------------------------------- driver
 def segment_volume(
     s: np.ndarray,
-    algorithm: str,
+    algorithm: str | Callable[[np.ndarray, np.ndarray], str],
     settings: SegmentSettings,
     *,
     noise: float,
@@ -428,8 +526,10 @@ def segment_volume(
     ----------
     s : numpy.ndarray
         (Z, Y, X) float32 smoothed intensity (background about 0).
-    algorithm : {"watershed", "branching", "stitch2d"}
-        Method (see the module docstring).
+    algorithm : str or callable
+        ``watershed``, ``branching`` or ``stitch2d`` (see the module docstring), or a
+        function ``choose(mask, dist_um) -> name`` called with the foreground and its
+        distance transform (the calibration pass at the first timepoint).
     settings : SegmentSettings
         Physical settings.
     noise : float
@@ -443,67 +543,110 @@ def segment_volume(
         uint32 labels numbered 1..n.
     report : SegmentReport
     """
+    import edt
     import fastremap
     import scipy.ndimage as ndi
 
-    if algorithm not in ALGORITHM_NAMES:
-        raise ValueError(f"unknown algorithm {algorithm!r}")
-    rep = SegmentReport(algorithm=algorithm)
     low = settings.low_k * noise
     if high is None:
         fg = s[::max(1, s.shape[0] // 32)]
         fg = fg[fg > low]
         high = max(otsu(fg), 2 * low) if fg.size else 2 * low
-    rep.low_threshold, rep.high_threshold = float(low), float(high)
     cc, n, dropped = hysteresis_components(s, foreground_mask(s, low, settings), high)
-    rep.components = n - len(dropped)
-    vmin_vox = settings.min_volume_um3 / settings.voxel_um3
-    vmax_vox = settings.max_volume_um3 / settings.voxel_um3
-    objs = ndi.find_objects(cc)
     dropped_set = np.zeros(n + 1, bool)
     dropped_set[dropped] = True
+    # distance to the background (µm) of every component at once
+    dist = edt.edt(cc, anisotropy=settings.spacing_um, black_border=False,
+                   parallel=_threads()).astype(np.float32, copy=False)
+    if callable(algorithm):
+        kept = cc > 0
+        if len(dropped):
+            kept &= ~dropped_set[cc]
+        algorithm = algorithm(kept, dist)
+        del kept
+    if algorithm not in ALGORITHM_NAMES:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    rep = SegmentReport(algorithm=algorithm, low_threshold=float(low),
+                        high_threshold=float(high), components=n - len(dropped))
+    vmin_vox = settings.min_volume_um3 / settings.voxel_um3
+    vmax_vox = settings.max_volume_um3 / settings.voxel_um3
+    sizes = np.bincount(cc.ravel(), minlength=n + 1) if n else np.zeros(1, np.int64)
+
+    n_seeds = np.ones(n + 1, np.int64)
+    seed_xyz = seed_comp = None
+    cores = None
+    if algorithm == "watershed":
+        seed_xyz, seed_comp = seeds_watershed(dist, cc, settings)
+        n_seeds = np.bincount(seed_comp, minlength=n + 1)
+    elif algorithm == "branching":
+        cores, _, n_seeds = seeds_branching(dist, cc, settings)
+    objs = ndi.find_objects(cc)
+    lut = np.zeros(n + 1, np.uint32)  # component id -> final id (single-label components)
     next_id = n + 1
-    coreless: list[int] = []  # branching: labels without a cell body
-    for cid, sl in enumerate(objs, start=1):
-        if sl is None:
+    coreless: list[int] = []
+    order = np.argsort(seed_comp, kind="stable") if seed_comp is not None else None
+    seed_start = np.searchsorted(seed_comp[order], np.arange(n + 2)) \
+        if seed_comp is not None and order is not None else None
+    for cid in range(1, n + 1):
+        sl = objs[cid - 1]
+        if sl is None or dropped_set[cid]:
+            continue
+        if sizes[cid] < vmin_vox:
+            rep.dropped_components += 1
+            continue
+        k = int(n_seeds[cid]) if algorithm != "stitch2d" else 2
+        if k <= 1:
+            lut[cid] = next_id
+            if algorithm == "branching" and k == 0:
+                coreless.append(next_id)
+            next_id += 1
+            rep.primary_labels += 1
             continue
         view = cc[sl]
         mask = view == cid
-        if dropped_set[cid]:
-            continue
-        nvox = int(mask.sum())
-        if nvox < vmin_vox:
-            view[mask] = 0
-            rep.dropped_components += 1
-            continue
         if algorithm == "watershed":
-            sub = split_watershed(mask, settings)
+            assert seed_xyz is not None and order is not None and seed_start is not None
+            pts = seed_xyz[order[seed_start[cid]:seed_start[cid + 1]]]
+            origin = np.array([a.start for a in sl])
+            sub = split_watershed(mask, settings, dist=np.where(mask, dist[sl], 0),
+                                  seeds=pts - origin)
         elif algorithm == "branching":
-            sub, has_core = split_branching(mask, s[sl], settings)
-            if not has_core:
-                coreless.append(next_id)
+            assert cores is not None
+            sub = split_branching(mask, s[sl], np.where(mask, cores[sl], 0))
         else:
             sub = split_stitch2d(mask, settings)
-        k = int(sub.max())
-        # voxels of the component that no seed reached: secondary pass below
+        sub_ids = np.unique(sub[sub > 0])
+        # voxels no seed reached go to the secondary pass
         view[mask & (sub == 0)] = UNREACHED
-        sel = sub > 0
-        view[sel] = (sub[sel] + (next_id - 1)).astype(np.uint32)
-        next_id += k
-        rep.primary_labels += k
-    # low components never reaching the high threshold: recovery loop
-    recovered = _recover_blobs(cc, s, dropped, objs, low, high, vmin_vox, vmax_vox, next_id, rep)
+        if len(sub_ids):
+            remap = np.zeros(int(sub_ids.max()) + 1, np.uint32)
+            remap[sub_ids] = np.arange(next_id, next_id + len(sub_ids), dtype=np.uint32)
+            sel = sub > 0
+            view[sel] = remap[sub[sel]]
+        next_id += len(sub_ids)
+        rep.primary_labels += len(sub_ids)
+    del dist, cores
+    # low components that never reached the high threshold: recovery loop
+    recovered = _recover_blobs(cc, s, dropped, objs, sizes, low, high, vmin_vox, vmax_vox,
+                               lut, next_id, rep)
     if algorithm == "branching":
         coreless += list(range(next_id, next_id + recovered))
     next_id += recovered
-    # secondary pass: foreground no seed reached, attached to the label it touches most
+    mapping = {int(i): int(lut[i]) for i in range(1, n + 1)}
+    mapping[0] = 0
+    fastremap.remap(cc, mapping, preserve_missing_labels=True, in_place=True)
+    # secondary pass: foreground no seed reached joins the label it touches most
     rep.secondary_labels = _fill_unreached(cc, next_id, vmin_vox)
     if coreless:
         rep.attached_pieces = attach_pieces(cc, coreless, settings)
-    # component ids that were never replaced (dropped, recovered = replaced) are gone now
-    cc[cc <= n] = 0
     labels, _ = fastremap.renumber(cc, in_place=True)
     return labels.astype(np.uint32, copy=False), rep
+
+
+def _threads() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
@@ -548,37 +691,36 @@ def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
 
 
 def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: list[Any],
-                   low: float, high: float, vmin: float, vmax: float, next_id: int,
-                   rep: SegmentReport, rounds: int = 3) -> int:
-    """Bring back dim blobs of plausible size that never reached the high threshold.
+                   sizes: np.ndarray, low: float, high: float, vmin: float, vmax: float,
+                   lut: np.ndarray, next_id: int, rep: SegmentReport, rounds: int = 3) -> int:
+    """Cleanup loop: bring back dim blobs of plausible size that missed the high threshold.
 
     Round ``r`` accepts a low-threshold component when its volume is in range and its peak
-    is above ``bar_r``, a bar lowered geometrically from ``high`` towards ``low``.
+    is above a bar lowered geometrically from ``high`` towards ``low``; the loop stops at
+    the first round that recovers nothing. Recovered components get ids in ``lut``.
+
+    Returns
+    -------
+    int
+        Number of recovered labels.
     """
     if len(dropped) == 0:
         return 0
-    pending = {int(i) for i in dropped}
-    n_new = 0
+    pending = [int(i) for i in dropped if vmin <= sizes[int(i)] <= vmax]
     peaks = {}
-    sizes = {}
     for cid in pending:
         sl = objs[cid - 1]
-        m = cc[sl] == cid
-        sizes[cid] = int(m.sum())
-        peaks[cid] = float(s[sl][m].max())
+        peaks[cid] = float(s[sl][cc[sl] == cid].max())
+    n_new = 0
     for r in range(1, rounds + 1):
         bar = high * (low / high) ** (r / (rounds + 1))
-        got = 0
-        for cid in sorted(pending):
-            if vmin <= sizes[cid] <= vmax and peaks[cid] >= bar:
-                sl = objs[cid - 1]
-                view = cc[sl]
-                view[view == cid] = next_id + n_new
-                n_new += 1
-                got += 1
-        pending -= {c for c in pending if vmin <= sizes[c] <= vmax and peaks[c] >= bar}
-        rep.recovery_rounds.append(got)
-        if got == 0:
+        got = [cid for cid in pending if peaks[cid] >= bar]
+        for cid in got:
+            lut[cid] = next_id + n_new
+            n_new += 1
+        pending = [cid for cid in pending if peaks[cid] < bar]
+        rep.recovery_rounds.append(len(got))
+        if not got:
             break
     rep.recovered_labels = n_new
     return n_new

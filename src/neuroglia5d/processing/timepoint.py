@@ -133,23 +133,6 @@ def _bilateral_with_retry(v: Any, strength: float, sigma: float, notes: list[str
     return out  # pragma: no cover
 
 
-def choose_algorithm(smoothed: np.ndarray, noise: float, params: Parameters,
-                     ch: ChannelParams) -> Calibration:
-    """Calibration pass on the first timepoint's smoothed intensity."""
-    from .segment import foreground_mask, hysteresis_components, otsu
-
-    settings = segment_settings(params, ch)
-    low = settings.low_k * noise
-    fg = smoothed[smoothed > low]
-    high = max(otsu(fg), 2 * low) if fg.size else 2 * low
-    cc, _, dropped = hysteresis_components(smoothed, foreground_mask(smoothed, low, settings),
-                                           high)
-    mask = cc > 0
-    if len(dropped):
-        mask &= ~np.isin(cc, dropped)
-    return calibrate(mask, params.spacing_um, ch.minDist_um, params.algorithm)
-
-
 def process_channel(
     vol: np.ndarray,
     params: Parameters,
@@ -186,10 +169,18 @@ def process_channel(
     v, s, bg, notes = preprocess(vol, params, ch, device)
     s = to_cpu(s)
     noise = smoothed_noise(bg, params)
-    if calibration is None:
-        calibration = choose_algorithm(s, noise, params, ch)
     settings = segment_settings(params, ch)
-    labels, seg = segment_volume(s, calibration.algorithm, settings, noise=noise)
+    chosen: list[Calibration] = []
+
+    def choose(mask: np.ndarray, dist: np.ndarray) -> str:
+        chosen.append(calibrate(mask, params.spacing_um, ch.minDist_um, params.algorithm,
+                                dist_um=dist))
+        return chosen[0].algorithm
+
+    labels, seg = segment_volume(s, calibration.algorithm if calibration else choose,
+                                 settings, noise=noise)
+    if calibration is None:
+        calibration = chosen[0]
     del s
     intensity = np.clip(np.rint(to_cpu(v)), 0, 65535).astype(np.uint16)
     del v
@@ -229,5 +220,5 @@ def fastremap_renumber(labels: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
     return fastremap.renumber(labels, in_place=True)
 
 
-__all__ = ["ChannelResult", "choose_algorithm", "noise_sigma", "preprocess", "process_channel",
+__all__ = ["ChannelResult", "noise_sigma", "preprocess", "process_channel",
            "remove_isolated_voxels", "segment_settings"]
