@@ -1,0 +1,1 @@
+"""napari contributions (the npe2 manifest points here). Qt code stays in this package."""

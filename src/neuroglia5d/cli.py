@@ -1,0 +1,229 @@
+"""Command line: ``neuroglia5d segment|sample|params``.
+
+Errors a user can cause print one line (``neuroglia5d: error: ...``) and exit with a
+non-zero status; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import Cancelled, Neuroglia5DError, ParameterError
+
+_PROG = "neuroglia5d"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2 (argparse's own convention)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render the README's option list)."""
+    p = _Parser(prog=_PROG, description="Segment 3D/4D fluorescence microscopy into instance "
+                                        "labels (neuroglia5d).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser(
+        "segment", help="segment raw TIFF datasets",
+        description="Segment raw TIFF datasets into 4D instance labels. Each dataset's outputs "
+                    "go to OUT/<stem>/: <stem>_labels.ome.tif, <stem>_fused.ome.tif (and/or "
+                    "<stem>_fused.ome.zarr), <stem>_labelStats.csv, <stem>_nnDistHist.csv/.png, "
+                    "<stem>_rejected_t0.tif and parameters.json.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="dataset: a folder of z-stacks (one TIFF per timepoint), a folder of "
+                        "plane TIFFs, a name pattern with {t} and {z} (quote it), or one "
+                        "multi-dimensional TIFF (ImageJ hyperstack or OME-TIFF); several "
+                        "inputs run as a batch")
+    s.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--params", metavar="JSON", help="parameters.json (the original suite's "
+                                                    "key names); defaults otherwise")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, e.g. --set ch1_minDist_um=6 (repeatable)")
+    s.add_argument("--dataset-type", default="auto",
+                   choices=("auto", "stacks", "planes", "hyperstack"),
+                   help="input layout (default: detected, and reported)")
+    s.add_argument("--axes", metavar="AXES", help="axes of the input, e.g. TZCYX (overrides "
+                                                  "the file metadata)")
+    for name in ("z-axis", "channel-axis"):
+        s.add_argument(f"--{name}", f"--{name.replace('-', '_')}", type=int, default=None,
+                       dest=name.replace("-", "_"), metavar="N",
+                       help=f"0-based {name.split('-')[0]} axis of each file's array "
+                            "(Cellpose convention)")
+    s.add_argument("--format", default="tif", metavar="FMT[,FMT]",
+                   help="output formats: tif, ome.zarr (comma-separated; default tif)")
+    s.add_argument("--ngff-version", default="0.4", choices=("0.4", "0.5"),
+                   help="OME-Zarr version (0.4: zarr v2, read by most tools; 0.5: zarr v3)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="where the filters run (auto: a CUDA GPU through CuPy if present)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run timepoints on a dask.distributed cluster: a scheduler address "
+                        "(tcp://host:8786) or 'local' for a local multi-process cluster")
+    s.add_argument("--resume", action="store_true",
+                   help="reuse finished timepoints of an interrupted run in --out")
+    s.add_argument("--strict", action="store_true",
+                   help="unknown keys in the parameter file are errors, not warnings")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    g = sub.add_parser("sample", help="generate a sample dataset with ground truth",
+                       description="Write a generated 4D dataset (raw TIFFs in the three "
+                                   "layouts, Cell Tracking Challenge ground truth).")
+    g.add_argument("kind", choices=("microglia", "nuclei"))
+    g.add_argument("--out", "-o", required=True, metavar="DIR")
+    g.add_argument("--shape", default="5,32,256,256", metavar="T,Z,Y,X")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--debug", action="store_true")
+
+    q = sub.add_parser("params", help="write a parameters.json with every default",
+                       description="Print (or write) every parameter with its default, unit "
+                                   "and meaning.")
+    q.add_argument("--out", "-o", metavar="JSON", help="write parameters.json here")
+    q.add_argument("--channels", type=int, default=1, help="number of channels")
+    q.add_argument("--debug", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    _route_warnings()
+    try:
+        if args.command == "segment":
+            return _cmd_segment(args)
+        if args.command == "sample":
+            return _cmd_sample(args)
+        return _cmd_params(args)
+    except Neuroglia5DError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{_PROG}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted; finished timepoints are kept as .partial (use --resume)",
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"{_PROG}: internal error: {type(e).__name__}: {e} (run with --debug for "
+                  "the traceback)", file=sys.stderr)
+        return 1
+
+
+def _route_warnings() -> None:
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        print(f"{_PROG}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .params import Parameters, load_parameters, parse_overrides
+    from .pipeline import segment
+
+    params = load_parameters(args.params, strict=args.strict) if args.params else Parameters()
+    if args.set:
+        params = params.updated(parse_overrides(args.set), strict=True, source="--set")
+    bar = _Bar(disabled=args.quiet)
+    cancel = threading.Event()
+    try:
+        results = segment(args.inputs, args.out, params, dataset_type=args.dataset_type,
+                          formats=args.format, device=args.device, scheduler=args.scheduler,
+                          resume=args.resume, strict=args.strict, axes=args.axes,
+                          z_axis=args.z_axis, channel_axis=args.channel_axis,
+                          format_options={"ngff_version": args.ngff_version},
+                          progress=bar.update, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise Cancelled("interrupted; finished timepoints are kept as .partial (use --resume)")
+    finally:
+        bar.close()
+    for r in results:
+        print(r.summary())
+        print(f"  outputs in {r.out_dir}:")
+        for o in r.outputs:
+            print(f"    {o.name}")
+    return 0
+
+
+class _Bar:
+    """tqdm progress bar over timepoints, one per dataset (stderr)."""
+
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled
+        self.bar: Any = None
+
+    def update(self, p: Any) -> None:
+        if self.disabled:
+            return
+        from tqdm import tqdm
+
+        if p.stage == "open":
+            self.close()
+            print(p.message, file=sys.stderr)
+        elif p.stage == "timepoint":
+            if self.bar is None:
+                self.bar = tqdm(total=p.total, initial=p.done, unit="tp", file=sys.stderr,
+                                desc="segment", dynamic_ncols=True)
+            else:
+                self.bar.update(p.done - self.bar.n)
+        elif p.stage in ("calibrate", "finalize"):
+            print(p.message, file=sys.stderr)
+        elif p.stage == "done":
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .sample_data import make_sample, write_sample
+
+    try:
+        shape = tuple(int(v) for v in args.shape.split(","))
+    except ValueError:
+        raise ParameterError(f"--shape {args.shape!r}: expected T,Z,Y,X integers") from None
+    if len(shape) != 4:
+        raise ParameterError(f"--shape {args.shape!r}: expected four numbers T,Z,Y,X")
+    ds = make_sample(args.kind, shape=shape, seed=args.seed)  # type: ignore[arg-type]
+    paths = write_sample(ds, args.out)
+    print(f"{args.kind}: {shape} seed {args.seed}, SNR {ds.snr:.1f}, "
+          f"{int(ds.labels[0].max())} objects")
+    for name in ("stacks", "planes", "hyperstack", "ground_truth", "info"):
+        print(f"  {name}: {getattr(paths, name)}")
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from .params import Parameters, parameter_table
+
+    p = Parameters().with_channels(args.channels)
+    if args.out:
+        p.save(Path(args.out))
+        print(f"wrote {args.out}")
+        return 0
+    for key, unit, help_, default in parameter_table(args.channels):
+        print(f"{key} = {json.dumps(default)}" + (f" [{unit}]" if unit else "") + f"\n    {help_}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
