@@ -29,7 +29,7 @@ def skimage_script(raw: np.ndarray, spacing_um: tuple[float, float, float],
     mask = img > threshold_otsu(img)
     dist = ndi.distance_transform_edt(mask, sampling=spacing_um)
     r = 0.5 * diameter_um
-    min_distance = max(1, int(round(0.5 * r / spacing_um[1])))
+    min_distance = max(1, round(0.5 * r / spacing_um[1]))
     coords = peak_local_max(dist, min_distance=min_distance, labels=mask.astype(np.int32),
                             exclude_border=False)
     markers = np.zeros(mask.shape, np.int32)

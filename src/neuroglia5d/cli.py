@@ -151,7 +151,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                           progress=bar.update, cancel=cancel)
     except KeyboardInterrupt:
         cancel.set()
-        raise Cancelled("interrupted; finished timepoints are kept as .partial (use --resume)")
+        raise Cancelled("interrupted; finished timepoints are kept as .partial (use --resume)"
+                        ) from None
     finally:
         bar.close()
     for r in results:

@@ -20,6 +20,7 @@ first; ``resume=True`` reuses finished timepoints of an interrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -46,8 +47,7 @@ from .io.atomic import (
     remove,
 )
 from .io.datasets import Dataset, open_dataset
-from .io.writers import BackgroundWriter, SeriesMeta, SeriesWriter, normalise_formats, \
-    writer_class
+from .io.writers import BackgroundWriter, SeriesMeta, SeriesWriter, normalise_formats, writer_class
 from .params import Parameters, load_parameters
 from .processing.background import accumulate_frames, signal_bbox_xy
 from .processing.calibrate import Calibration
@@ -365,8 +365,9 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
     y0, y1, x0, x1 = crop
     offset = (0, int(y0), int(x0))
     shape_out = (run.n_out, ds.shape[2], int(y1 - y0), int(x1 - x0))
-    st = state or _RunState(params=params.to_dict(provenance={}), shape=list(ds.shape), crop=list(crop),
-                            calibration={f"ch{c}": cal.to_dict() for c, cal in calib.items()})
+    st = state or _RunState(params=params.to_dict(provenance={}), shape=list(ds.shape),
+                            crop=list(crop),
+                            calibration={f"ch{c}": v.to_dict() for c, v in calib.items()})
     run.save_state(st)
     # ---- writers, resume point
     prov_base = _provenance(ds, params, vox_source, crop, calib, device, {})
@@ -403,10 +404,8 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
                                                            f"{run.n_out}"))
         bg.join()
     except BaseException:
-        try:
+        with contextlib.suppress(BaseException):  # the first error is the one to report
             bg.join()
-        except BaseException:  # noqa: BLE001 - the first error is the one to report
-            pass
         for ws in run.writers.values():
             for w in ws:
                 w.abort()
@@ -415,7 +414,7 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
     # ---- finalise
     report(Progress("finalize", 0, 1, f"{ds.stem}: writing final files"))
     outputs: list[Path] = []
-    for c, ws in run.writers.items():
+    for ws in run.writers.values():
         for w in ws:
             outputs += w.finalize()
     sums = checksums.result()
@@ -652,7 +651,8 @@ def _dask_client(scheduler: str) -> Any:
     try:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - distributed is a dependency
-        raise ParameterError("--scheduler needs dask.distributed (pip install distributed)")
+        raise ParameterError("--scheduler needs dask.distributed (pip install distributed)"
+                             ) from None
     if scheduler == "local":
         import os
 

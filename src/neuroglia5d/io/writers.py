@@ -12,9 +12,9 @@ readable if the process dies, and on ``resume`` reports which timepoints an exis
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +112,7 @@ class SeriesWriter(ABC):
     def finalize(self) -> list[Path]:
         """Complete the files and rename them from ``.partial``; return the final paths."""
 
-    def abort(self) -> None:
+    def abort(self) -> None:  # noqa: B027 - optional hook, most writers buffer nothing
         """Stop writing, keep what is complete in the ``.partial`` outputs."""
 
 
@@ -165,7 +165,7 @@ class BackgroundWriter:
                     return
                 if self._error is None:
                     job()
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
+            except BaseException as e:
                 self._error = e
             finally:
                 self._q.task_done()

@@ -180,7 +180,7 @@ def block_background(vol: Any, block_zyx: Sequence[int],
     """
     xp = array_module(vol)
     ndi = ndimage_module(xp)
-    Z, Y, X = vol.shape
+    Z = vol.shape[0]
     bz, by, bx = (max(1, min(int(b), n)) for b, n in zip(block_zyx, vol.shape, strict=True))
     # subsample XY by 2 inside big blocks: percentiles barely change, 4x less work
     sub = 2 if min(by, bx) >= 16 else 1
@@ -277,12 +277,12 @@ def subtract_background(
     rep.sigma = sigma
     n = vol.size
     diam = max(4.0, float(object_diameter_px))
-    scales = [int(round(f * diam)) for f in (8, 4, 2)]
+    scales = [round(f * diam) for f in (8, 4, 2)]
     scales = [s for s in scales if s >= 8] or [8]
 
     def apply_scale(i: int) -> None:
         b = scales[i]
-        bz = max(1, int(round(b / anisotropy)))
+        bz = max(1, round(b / anisotropy))
         grid, block = block_background(vol, (bz, b, b), percentile)
         subtract_grid(vol, grid, block)
         rep.scales_px.append(b)

@@ -133,7 +133,7 @@ def coherence_enhance(vol: Any, settings: CEDSettings, *, anisotropy: float = 1.
     array
         Float32 volume of the same shape.
     """
-    halo = int(math.ceil(3 * settings.rho + 3 * settings.sigma + settings.steps + 2))
+    halo = math.ceil(3 * settings.rho + 3 * settings.sigma + settings.steps + 2)
     return apply_tiled_xy(lambda t: _ced(t, settings, anisotropy), vol, tile_xy, halo)
 
 
@@ -192,8 +192,8 @@ def apply_tiled_xy(func: Callable[[Any], Any], vol: Any, tile: int, halo: int) -
     ``func`` maps a (Z, y, x) array to a float32 array of the same shape.
     """
     xp = array_module(vol)
-    Z, Y, X = vol.shape
-    if Y <= tile + 2 * halo and X <= tile + 2 * halo:
+    _, Y, X = vol.shape
+    if tile + 2 * halo >= Y and tile + 2 * halo >= X:
         return func(vol)
     out = xp.empty(vol.shape, xp.float32)
     for y0 in range(0, Y, tile):
@@ -229,7 +229,7 @@ def bilateral_planes(vol: Any, strength: float, *, range_sigma: float) -> Any:
     v = vol.astype(xp.float32, copy=False)
     if strength <= 0:
         return v.copy()
-    r = max(1, int(math.ceil(2.0 * strength)))
+    r = max(1, math.ceil(2.0 * strength))
     pad = xp.pad(v, ((0, 0), (r, r), (r, r)), mode="reflect")
     Y, X = v.shape[1:]
     num = xp.zeros_like(v)
@@ -254,4 +254,3 @@ def smoothing_sigma_voxels(sigma_um: float, spacing_um: tuple[float, float, floa
     return tuple(float(sigma_um / s) for s in spacing_um)  # type: ignore[return-value]
 
 
-_ = np  # numpy is the CPU array module behind ``xp``

@@ -176,7 +176,6 @@ def hysteresis_components(s: np.ndarray, low: float | np.ndarray, high: float
         but reported so recovery can look at them).
     """
     import cc3d
-    import fastremap
 
     low_mask = low if isinstance(low, np.ndarray) else s > low
     cc, n = cc3d.connected_components(low_mask, connectivity=26, return_N=True,
@@ -743,7 +742,7 @@ def _fill_unreached(cc: np.ndarray, next_id: int, vmin: float) -> int:
     todo = cc == UNREACHED
     if not todo.any():
         return 0
-    pieces, n = cc3d.connected_components(todo, connectivity=26, return_N=True)
+    pieces = cc3d.connected_components(todo, connectivity=26)
     del todo
     created = 0
     for pid, sl in enumerate(ndi.find_objects(pieces), start=1):

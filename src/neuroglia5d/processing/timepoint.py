@@ -15,13 +15,11 @@ import numpy as np
 
 from ..backend import Device, ndimage_module, to_cpu, to_device
 from ..params import ChannelParams, Parameters
-from .background import BackgroundReport, noise_sigma, remove_isolated_voxels, \
-    subtract_background
+from .background import BackgroundReport, noise_sigma, remove_isolated_voxels, subtract_background
 from .calibrate import Calibration, calibrate
 from .enhance import CEDSettings, bilateral_planes, coherence_enhance
 from .segment import SegmentReport, SegmentSettings, gaussian_noise_gain, segment_volume
-from .stats import REJECT_CODES, FilterLimits, LabelTable, classify_labels, label_stats, \
-    select_rows
+from .stats import REJECT_CODES, FilterLimits, LabelTable, classify_labels, label_stats, select_rows
 
 #: physical sigma (µm) of the light smoothing before segmentation
 SMOOTH_SIGMA_UM = 0.5

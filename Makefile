@@ -1,0 +1,50 @@
+# neuroglia5d: `make demo` runs the pipeline on generated sample data, `make test` runs the tests.
+# Both create a virtual environment (.venv) unless one is active, and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+ifdef VIRTUAL_ENV
+  ENV := $(VIRTUAL_ENV)
+else
+  ENV := $(CURDIR)/.venv
+endif
+PY := $(ENV)/bin/python
+STAMP := $(ENV)/.neuroglia5d-installed
+DEMO_OUT ?= demo_output
+
+.PHONY: demo test install lint bench bench-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(ENV)
+
+# reinstall when the dependencies change
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(ENV)/bin/ruff check src tests benchmarks examples
+
+test: $(STAMP)
+	$(ENV)/bin/ruff check src tests benchmarks examples
+	$(ENV)/bin/npe2 validate napari-neuroglia5d
+	$(PY) -m pytest -q
+
+# OpenCL on the CPU (PoCL) for the pyclesperanto baseline
+bench-deps: $(STAMP)
+	@if ! ls /etc/OpenCL/vendors/*.icd >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq pocl-opencl-icd; \
+	fi
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+
+bench: bench-deps
+	$(PY) benchmarks/pipeline.py
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache
