@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..backend import array_module, ndimage_module
 
 #: (diffusion steps, time step, recompute the tensor every n steps) per CED level
