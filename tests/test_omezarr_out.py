@@ -72,7 +72,7 @@ def ref_mean(a: np.ndarray, step_z: int = 1) -> np.ndarray:
 
 def mean_tzyx(a: np.ndarray) -> np.ndarray:
     """Reference 2x2 block mean (Z kept) of a (T, Z, Y, X) uint16 array, half up."""
-    t, z, y, x = a.shape
+    y, x = a.shape[2:]
     p = np.pad(a.astype(np.int64), [(0, 0), (0, 0), (0, y % 2), (0, x % 2)], mode="edge")
     s = p[:, :, 0::2, 0::2] + p[:, :, 1::2, 0::2] + p[:, :, 0::2, 1::2] + p[:, :, 1::2, 1::2]
     return ((s + 2) // 4).astype(np.uint16)
@@ -127,7 +127,11 @@ def test_bad_ngff_version():
     with pytest.raises(OutputError, match="ngff_version"):
         OmeZarrSeriesWriter(Path("."), make_meta(version="0.6"))
     with pytest.raises(OutputError, match="ngff_version"):
-        OmeZarrSeriesWriter(Path("."), make_meta(version=0.4))  # type: ignore[arg-type]
+        OmeZarrSeriesWriter(Path("."), make_meta(version="latest"))
+    # a number read from a config file is accepted
+    w = OmeZarrSeriesWriter(Path("."), make_meta(version=0.5))  # type: ignore[arg-type]
+    assert w.zarr_format == 3
+    assert OmeZarrSeriesWriter(Path("."), make_meta()).ngff_version == "0.4"
 
 
 # --------------------------------------------------------------------------- round trip
@@ -320,12 +324,34 @@ def test_resume_without_partial_starts_fresh(tmp_path):
     assert w.completed() == set()
 
 
+def test_resume_partial_without_progress_starts_fresh(tmp_path):
+    part = tmp_path / "movie_fused.ome.zarr.partial"
+    (part / "0").mkdir(parents=True)  # creation died before the progress record
+    (part / "0" / "junk").write_bytes(b"x")
+    w = OmeZarrSeriesWriter(tmp_path, make_meta(), resume=True)
+    assert w.completed() == set()
+    assert not (part / "0" / "junk").exists()
+
+
+def test_abort_keeps_partial_and_writer_reopens_it(tmp_path):
+    img, lab = make_data(SMALL)
+    w = write_all(tmp_path, make_meta(), img, lab, ts=[0, 1])
+    w.abort()
+    assert (tmp_path / "movie_fused.ome.zarr.partial").is_dir()
+    assert w.completed() == {0, 1}  # same writer: reopened, not restarted
+    w.write(2, img[2], lab[2])
+    w.finalize()
+    assert w.finalize() == [tmp_path / "movie_fused.ome.zarr"]  # idempotent
+    np.testing.assert_array_equal(
+        read_fused_omezarr(tmp_path / "movie_fused.ome.zarr")["intensity"][:], img)
+
+
 def test_resume_shape_mismatch(tmp_path):
     img, lab = make_data(SMALL)
     write_all(tmp_path, make_meta(), img, lab, ts=[0])
     other = make_meta((4, 5, 70, 90))
     w = OmeZarrSeriesWriter(tmp_path, other, resume=True)
-    with pytest.raises(OutputError, match="different run.*--out elsewhere or remove it"):
+    with pytest.raises(OutputError, match=r"different run.*--out elsewhere or remove it"):
         w.completed()
     assert (tmp_path / "movie_fused.ome.zarr.partial" / oz.PROGRESS_NAME).is_file()
 

@@ -216,6 +216,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_params(args: argparse.Namespace) -> int:
     from .params import Parameters, parameter_table
 
+    if args.channels < 1:
+        raise ParameterError(f"--channels {args.channels}: expected a number >= 1")
     p = Parameters().with_channels(args.channels)
     if args.out:
         p.save(Path(args.out))

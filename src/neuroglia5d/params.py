@@ -83,14 +83,14 @@ class ParamSpec:
             raise ParameterError(
                 f"parameter {key!r} must be a number ({self.unit or 'no unit'}), got {value!r}"
             )
+        if not _finite(value):  # NaN/Infinity parse from JSON; int() would crash
+            raise ParameterError(f"parameter {key!r} must be finite, got {value!r}")
         if self.kind is int:
             if float(value) != int(value):
                 raise ParameterError(f"parameter {key!r} must be a whole number, got {value!r}")
             value = int(value)
         else:
             value = float(value)
-            if not math.isfinite(value):
-                raise ParameterError(f"parameter {key!r} must be finite, got {value!r}")
         unit = f" {self.unit}" if self.unit else ""
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             op = ">" if self.lo_open else ">="
@@ -98,6 +98,13 @@ class ParamSpec:
         if self.hi is not None and value > self.hi:
             raise ParameterError(f"parameter {key!r} must be <= {self.hi:g}{unit}, got {value!r}")
         return value
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 GLOBAL_SPECS: tuple[ParamSpec, ...] = (
@@ -276,6 +283,8 @@ def load_parameters(path: str | Path, *, strict: bool = False) -> Parameters:
         raise ParameterError(f"{p}: parameter file not found") from None
     except OSError as e:
         raise ParameterError(f"{p}: cannot read parameter file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"{p}: not a text (UTF-8 JSON) parameter file") from None
     try:
         values = json.loads(text)
     except json.JSONDecodeError as e:
@@ -297,7 +306,7 @@ def _apply(base: Parameters, values: Mapping[str, Any], *, strict: bool,
             continue
         spec = _GLOBAL_BY_KEY.get(key)
         if spec is not None:
-            glob[spec.attr] = spec.check(value, key)
+            glob[spec.attr] = _checked(spec, value, key, source)
             explicit.add(key)
             continue
         for rx, cspec in _CHANNEL_KEY_RES:
@@ -306,7 +315,7 @@ def _apply(base: Parameters, values: Mapping[str, Any], *, strict: bool,
                 c = int(m.group(1))
                 if c < 1:
                     raise ParameterError(f"{source}: {key!r}: channel numbers start at 1")
-                chans.setdefault(c, {})[cspec.attr] = cspec.check(value, key)
+                chans.setdefault(c, {})[cspec.attr] = _checked(cspec, value, key, source)
                 explicit.add(key)
                 break
         else:
@@ -327,6 +336,16 @@ def _apply(base: Parameters, values: Mapping[str, Any], *, strict: bool,
                   provenance=provenance)
     _check_consistency(new, source)
     return new
+
+
+def _checked(spec: ParamSpec, value: Any, key: str, source: str) -> Any:
+    """``spec.check`` with the parameter file (or ``--set``) named in the message."""
+    try:
+        return spec.check(value, key)
+    except ParameterError as e:
+        if source == "parameters":  # no file behind the values
+            raise
+        raise ParameterError(f"{source}: {e}") from None
 
 
 def _merged(ch: ChannelParams, values: Mapping[str, Any]) -> ChannelParams:

@@ -36,7 +36,12 @@ def finalize(partial: Path, final: Path) -> Path:
             if old.exists():
                 shutil.rmtree(old)
             os.replace(final, old)
-        os.replace(partial, final)
+        try:
+            os.replace(partial, final)
+        except BaseException:
+            if old is not None:  # put the older output back where it was
+                os.replace(old, final)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     else:
@@ -68,23 +73,23 @@ def atomic_output(final: Path, *, keep_partial_on_error: bool = False) -> Iterat
     part = partial_path(final)
     try:
         yield part
+        finalize(part, final)
     except BaseException:
         if not keep_partial_on_error:
             remove(part)
         raise
-    finalize(part, final)
 
 
 def atomic_write_text(final: Path, text: str) -> Path:
     """Write a small text file atomically."""
-    with atomic_output(final) as part, os_errors(final):
+    with os_errors(final), atomic_output(final) as part:
         part.write_text(text, encoding="utf-8")
     return final
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> Path:
     """Write a small binary file atomically."""
-    with atomic_output(final) as part, os_errors(final):
+    with os_errors(final), atomic_output(final) as part:
         part.write_bytes(data)
     return final
 
@@ -99,6 +104,8 @@ def os_errors(path: Path) -> Iterator[None]:
             raise OutputError(f"{path}: no space left on device") from None
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise OutputError(f"{path}: permission denied") from None
+        if e.errno == errno.EISDIR:
+            raise OutputError(f"{path}: is a folder, not a file") from None
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
 

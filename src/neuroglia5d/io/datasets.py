@@ -18,11 +18,14 @@ returns a :class:`Dataset` whose :meth:`Dataset.read_timepoint` loads one timepo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +137,7 @@ class Dataset:
         out = np.empty(self.shape[1:], self.dtype)
         path = self.files[0]
         try:
-            with tifffile.TiffFile(path) as tif:
+            with _tifffile_errors(path), tifffile.TiffFile(path) as tif:
                 pages = tif.series[0].pages
                 for c in range(idx.shape[0]):
                     for z in range(idx.shape[1]):
@@ -209,10 +212,14 @@ def open_dataset(
             raise InputError(f"--axes {axes!r}: use distinct letters from T, Z, C ending in YX")
     kind = detect_dataset_type(src) if dataset_type == "auto" else dataset_type
     if kind == "hyperstack":
-        return _open_hyperstack(src, axes, z_axis, channel_axis)
-    if kind == "stacks":
-        return _open_stacks(src, axes, z_axis, channel_axis)
-    return _open_planes(src, axes, channel_axis)
+        ds = _open_hyperstack(src, axes, z_axis, channel_axis)
+    elif kind == "stacks":
+        ds = _open_stacks(src, axes, z_axis, channel_axis)
+    else:
+        ds = _open_planes(src, axes, channel_axis)
+    how = "detected" if dataset_type == "auto" else "as given"
+    ds.description = f"dataset type {kind!r} ({how}): {ds.description}"
+    return ds
 
 
 def detect_dataset_type(src: Path) -> DatasetType:
@@ -273,37 +280,95 @@ def _tiff_info(path: Path) -> tuple[tuple[int, ...], np.dtype, str, int, dict[st
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        size = path.stat().st_size
+        if size == 0:
+            raise InputError(f"{path}: empty file (0 bytes)")
+        with _tifffile_errors(path), tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise InputError(f"{path}: TIFF holds no image")
             s = tif.series[0]
             meta = _voxel_metadata(tif)
             shape, dtype, axes = tuple(s.shape), np.dtype(s.dtype), s.axes
+            if 0 in shape:
+                raise InputError(f"{path}: empty image (shape {shape})")
             npages = len(s.pages)
-            # a truncated file: the last page's data must lie inside the file
+            # a truncated file: every byte of image data must lie inside the file
             last = s.pages[-1] if npages else None
-            size = path.stat().st_size
             if last is not None and hasattr(last, "dataoffsets"):
                 ends = [o + n for o, n in zip(last.dataoffsets, last.databytecounts,
                                               strict=False)]
                 if ends and max(ends) > size:
                     raise InputError(f"{path}: TIFF is truncated (image data ends past the file)")
+            dataoffset = getattr(s, "dataoffset", None)
+            if dataoffset is not None and dataoffset + s.nbytes > size:
+                raise InputError(f"{path}: TIFF is truncated (image data ends past the file)")
     except InputError:
         raise
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except Exception as e:
         raise InputError(f"{path}: not a readable TIFF ({_short(e)})") from None
-    if 0 in shape:
-        raise InputError(f"{path}: empty image (shape {shape})")
     return shape, dtype, axes, npages, meta
+
+
+_DAMAGE_RE = re.compile(r"offset|corrupt|truncat|missing|out of range|incomplete", re.I)
+
+
+class _TifffileErrors(logging.Handler):
+    """Collects tifffile's damaged-file diagnostics logged by one thread.
+
+    tifffile logs, rather than raises, when an IFD, a tag value or the ImageJ/OME metadata
+    lies past the end of a truncated file, and then reads a different (wrong) image; the
+    records turn that into an :class:`InputError`. While attached, the handler also keeps
+    tifffile's messages off stderr (the user gets one clear line instead).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            msg = record.getMessage()
+            if _DAMAGE_RE.search(msg):
+                self.errors.append(msg)
+
+
+@contextlib.contextmanager
+def _tifffile_errors(path: Path) -> Iterator[None]:
+    """Raise :class:`InputError` when tifffile logs an error while the block reads ``path``."""
+    logger = logging.getLogger("tifffile")
+    handler = _TifffileErrors()
+    logger.addHandler(handler)
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception:
+        if handler.errors:  # tifffile's own diagnosis says more than the exception
+            raise _damaged(path, handler.errors[0]) from None
+        raise
+    finally:
+        logger.removeHandler(handler)
+    if handler.errors:
+        raise _damaged(path, handler.errors[0])
+
+
+def _damaged(path: Path, message: str) -> InputError:
+    # drop tifffile's "<tifffile.TiffFile 'name'>" prefix; the path comes first
+    msg = re.sub(r"^(<[^>]*>\s*)+", "", message.strip().splitlines()[0])
+    return InputError(f"{path}: damaged or truncated TIFF ({msg[:160]})")
 
 
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        arr = tifffile.imread(path)
+        with _tifffile_errors(path):
+            arr = tifffile.imread(path)
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{path}: no such file (was it moved during the run?)") from None
     except Exception as e:
@@ -510,6 +575,9 @@ def _open_planes(src: Path, axes: str | None, channel_axis: int | None) -> Datas
         file_axes = _axes_from_indices(len(shape0), None, channel_axis, "")
     else:
         file_axes = _normalise_axes(axes0, first)
+        if len(shape0) == 3 and axes0[:1].upper() in ("Q", "I"):
+            # a plane's unnamed leading axis can only be its channels
+            file_axes = "C" + file_axes[1:]
     if "Z" in file_axes or "T" in file_axes or len(file_axes) != len(shape0):
         raise InputError(f"{first}: expected a 2D plane (YX or CYX), got shape {shape0}")
     c = shape0[file_axes.index("C")] if "C" in file_axes else 1

@@ -301,6 +301,7 @@ class OmeZarrSeriesWriter(SeriesWriter):
         self._done: set[int] = set()
         self._range: list[int] | None = None  # intensity [min, max] over written timepoints
         self._finalized = False
+        self._started = False  # the .partial was opened or created by this writer
 
     # ---------------------------------------------------------------- public API
 
@@ -425,7 +426,11 @@ class OmeZarrSeriesWriter(SeriesWriter):
         return [self.final_path]
 
     def abort(self) -> None:
-        """Stop writing; every recorded timepoint stays complete in the ``.partial``."""
+        """Stop writing; every recorded timepoint stays complete in the ``.partial``.
+
+        Nothing is buffered, so this only drops the open handles; a later call on this
+        writer reopens the same ``.partial``.
+        """
         self._root = None
         self._arrays = {}
 
@@ -438,16 +443,19 @@ class OmeZarrSeriesWriter(SeriesWriter):
         if self._finalized:
             raise OutputError(f"{self.final_path}: already finalised")
         part = self.partial_path
-        if self.resume and part.is_dir():
+        # after abort() this writer reopens its own .partial, never deletes it
+        if (self.resume or self._started) and part.is_dir():
             prog = self._read_progress()
             if prog is not None:
                 self._resume_from(prog)
+                self._started = True
                 return
         with atomic.os_errors(part):
             atomic.remove(part)
             if part.exists():
                 raise OutputError(f"{part}: cannot remove the old partial output")
             self._create()
+        self._started = True
 
     def _read_progress(self) -> dict[str, Any] | None:
         """The ``.partial``'s progress record, or None when there is none (creation died)."""

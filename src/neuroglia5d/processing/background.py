@@ -20,17 +20,18 @@ from ..backend import array_module, ndimage_module
 def noise_sigma(vol: Any) -> float:
     """Robust standard deviation of the pixel noise (same units as ``vol``).
 
-    Estimated from the median absolute difference of X-neighbours, which a smooth
-    background and large objects barely affect: ``sigma = 1.4826 * MAD(dx) / sqrt(2)``.
+    Estimated from second differences along X, which cancel any locally linear
+    background: for white noise ``d2 = v[x-1] - 2 v[x] + v[x+1]`` has deviation
+    ``sigma * sqrt(6)``, and its median absolute value is ``0.6745`` of that.
     """
     xp = array_module(vol)
     step = max(1, vol.shape[0] // 16)
     sub = vol[::step].astype(xp.float32, copy=False)
-    d = xp.abs(sub[..., 1:] - sub[..., :-1])
-    mad = float(xp.median(d))
-    if mad == 0.0:  # quantised, very dark data: fall back to the mean difference
-        mad = float(xp.mean(d)) * 0.8
-    return 1.4826 * mad / math.sqrt(2.0)
+    d2 = xp.abs(sub[..., :-2] - 2 * sub[..., 1:-1] + sub[..., 2:])
+    mad = float(xp.median(d2))
+    if mad == 0.0:  # quantised, very dark data: fall back to the mean
+        return float(xp.mean(d2)) * math.sqrt(math.pi / 2) / math.sqrt(6.0)
+    return mad / 0.6745 / math.sqrt(6.0)
 
 
 # --------------------------------------------------------------------------- crop
@@ -239,17 +240,20 @@ def subtract_background(
     anisotropy: float = 1.0,
     max_offset_sigma: float = 3.0,
     stall_eps: float = 0.002,
+    stall_frac: float = 0.1,
     max_iter: int = 24,
     percentile: float = 20.0,
 ) -> tuple[Any, BackgroundReport]:
     """Remove the background until the volume reaches a target sparsity.
 
     The background is estimated blockwise (the ``percentile`` of each block, smoothed and
-    interpolated), first with blocks of 8, then 4, then 2 object diameters (multi-scale);
+    interpolated), with blocks of 8, then 4, then 2 object diameters, each scale removing
+    what the coarser one left (multi-scale);
     what remains is soft-thresholded at an offset of ``k`` noise deviations, with ``k``
     raised step by step until the fraction of zero voxels reaches ``target_sparsity``.
-    When an iteration gains less than ``stall_eps`` the method escalates (next finer
-    background scale, then doubled step). Two guards protect genuine signal: blocks are
+    When an iteration gains less than ``stall_eps``, or less than ``stall_frac`` of the
+    sparsity still missing, progress has stalled and the method escalates (doubles its
+    step). Two guards protect genuine signal: blocks are
     never smaller than two object diameters, and ``k`` never exceeds
     ``max_offset_sigma`` (voxels that far above the local background are signal, not
     noise); when they stop the loop before the target, ``report.guard_stopped`` is set.
@@ -290,7 +294,6 @@ def subtract_background(
     # multi-scale: coarse to fine, each estimate removing what the previous one left
     for i in range(len(scales)):
         apply_scale(i)
-    scale_i = len(scales) - 1
     k, step = 0.0, 0.25
     prev = -1.0
     for it in range(max_iter):
@@ -299,13 +302,10 @@ def subtract_background(
         rep.iterations = it + 1
         if sparsity >= target_sparsity:
             break
-        if prev >= 0 and sparsity - prev < stall_eps:
+        # progress stalls when a step gains little compared with what is still missing
+        if prev >= 0 and sparsity - prev < max(stall_eps,
+                                               stall_frac * (target_sparsity - sparsity)):
             rep.stalls += 1
-            if scale_i + 1 < len(scales):
-                scale_i += 1
-                apply_scale(scale_i)
-                prev = sparsity
-                continue
             step *= 2
         prev = sparsity
         if k >= max_offset_sigma:

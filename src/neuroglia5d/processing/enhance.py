@@ -15,8 +15,8 @@ from typing import Any
 from ..backend import array_module, ndimage_module
 
 #: (diffusion steps, time step, recompute the tensor every n steps) per CED level
-CED_LEVELS: dict[int, tuple[int, float, int]] = {1: (6, 0.2, 3), 2: (12, 0.2, 4),
-                                                 3: (24, 0.2, 6)}
+CED_LEVELS: dict[int, tuple[int, float, int]] = {1: (10, 0.2, 5), 2: (20, 0.2, 5),
+                                                 3: (40, 0.2, 8)}
 
 
 def _grad(u: Any, axis: int, h: float) -> Any:
@@ -162,7 +162,7 @@ def _ced(u0: Any, s: CEDSettings, anisotropy: float) -> Any:
             # coherence threshold relative to the strongest structures of this tile
             cref = float(xp.percentile(kappa[kappa > 0], 99.0)) if bool((kappa > 0).any()) \
                 else 1.0
-            c_const = 1e-3 * max(cref, 1e-30)
+            c_const = 1e-4 * max(cref, 1e-30)
             lam = s.alpha + (1.0 - s.alpha) * xp.exp(-c_const / xp.maximum(kappa, 1e-30))
             del kappa
             # D = alpha I + (lam - alpha) v v^T

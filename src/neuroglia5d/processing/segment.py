@@ -583,6 +583,7 @@ def segment_volume(
     lut = np.zeros(n + 1, np.uint32)  # component id -> final id (single-label components)
     next_id = n + 1
     coreless: list[int] = []
+    small: list[int] = []  # branching: small pieces kept only if they attach to a cell
     order = np.argsort(seed_comp, kind="stable") if seed_comp is not None else None
     seed_start = np.searchsorted(seed_comp[order], np.arange(n + 2)) \
         if seed_comp is not None and order is not None else None
@@ -591,6 +592,12 @@ def segment_volume(
         if sl is None or dropped_set[cid]:
             continue
         if sizes[cid] < vmin_vox:
+            if algorithm == "branching":  # maybe a process cut off by noise: try to attach
+                lut[cid] = next_id
+                coreless.append(next_id)
+                small.append(next_id)
+                next_id += 1
+                continue
             rep.dropped_components += 1
             continue
         k = int(n_seeds[cid]) if algorithm != "stitch2d" else 2
@@ -637,7 +644,12 @@ def segment_volume(
     # secondary pass: foreground no seed reached joins the label it touches most
     rep.secondary_labels = _fill_unreached(cc, next_id, vmin_vox)
     if coreless:
-        rep.attached_pieces = attach_pieces(cc, coreless, settings)
+        left = attach_pieces(cc, coreless, settings)
+        rep.attached_pieces = len(coreless) - len(left)
+        drop = sorted(set(small) & left)
+        if drop:
+            fastremap.mask(cc, drop, in_place=True)
+            rep.dropped_components += len(drop)
     labels, _ = fastremap.renumber(cc, in_place=True)
     return labels.astype(np.uint32, copy=False), rep
 
@@ -649,7 +661,7 @@ def _threads() -> int:
 
 
 def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
-                  settings: SegmentSettings) -> int:
+                  settings: SegmentSettings) -> set[int]:
     """Join labels without a cell body to the nearest cell within ``attach_gap_um``.
 
     For every piece, the cell with the most voxels inside the piece's neighbourhood of
@@ -658,8 +670,8 @@ def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
 
     Returns
     -------
-    int
-        Number of pieces attached.
+    set of int
+        The pieces that found no cell (left unchanged).
     """
     import scipy.ndimage as ndi
 
@@ -668,8 +680,8 @@ def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
     half = np.floor(r / sp + 1e-9).astype(int)
     grid = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
     ball = sum((g * s_) ** 2 for g, s_ in zip(grid, sp, strict=True)) <= r * r
-    piece_set = set(int(p) for p in pieces)
-    attached = 0
+    piece_set = {int(p) for p in pieces}
+    left = set(piece_set)
     objs = ndi.find_objects(labels)
     for pid in pieces:
         if pid > len(objs) or objs[pid - 1] is None:
@@ -685,8 +697,8 @@ def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
         if near.size:
             vals, counts = np.unique(near, return_counts=True)
             view[piece] = vals[np.argmax(counts)]
-            attached += 1
-    return attached
+            left.discard(int(pid))
+    return left
 
 
 def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: list[Any],
@@ -695,8 +707,9 @@ def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: lis
     """Cleanup loop: bring back dim blobs of plausible size that missed the high threshold.
 
     Round ``r`` accepts a low-threshold component when its volume is in range and its peak
-    is above a bar lowered geometrically from ``high`` towards ``low``; the loop stops at
-    the first round that recovers nothing. Recovered components get ids in ``lut``.
+    is above a bar lowered geometrically from ``high`` towards ``low`` (brightest blobs
+    first, so the report shows how dim the recovered blobs were); the loop stops when
+    nothing is left to judge. Recovered components get ids in ``lut``.
 
     Returns
     -------
@@ -719,7 +732,7 @@ def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: lis
             n_new += 1
         pending = [cid for cid in pending if peaks[cid] < bar]
         rep.recovery_rounds.append(len(got))
-        if not got:
+        if not pending:
             break
     rep.recovered_labels = n_new
     return n_new
