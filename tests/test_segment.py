@@ -160,7 +160,7 @@ def test_recovery_brings_back_a_dim_blob_of_plausible_size():
     shape = (16, 60, 100)
     bright = ball(shape, (12, 15, 12), 4.0)
     dim = ball(shape, (12, 15, 35), 4.0)
-    s = render([bright], amp=100.0) + render([dim], amp=12.0)
+    s = render([bright], amp=100.0) + render([dim], amp=20.0)
     lab, rep = segment_volume(s, "watershed", settings(), noise=1.0, high=50.0)
     assert rep.recovered_labels == 1
     assert lab.max() == 2

@@ -544,13 +544,14 @@ def _link_and_queue(run: _Run, t: int, res: dict[int, tuple[ChannelResult, Calib
         if t == 0 and r.rejected is not None:
             jobs.append(_bind_rejected(run.out_dir / f"{stem_c}_rejected_t0.tif", r.rejected,
                                        run.ds.shape[2:], offset, params))
-    st_snapshot = json.dumps({**st.__dict__, "done": sorted({*st.done, t})})
+    # jobs run in order on one thread: when t's jobs are through, every earlier t is too
+    st.done = sorted({*st.done, t})
+    st_snapshot = json.dumps(st.__dict__)
 
     def all_jobs() -> None:
         for j in jobs:
             j()
         # the state records t as done only once every output of t is on disk
-        st.done = sorted({*st.done, t})
         atomic_write_text(run.staging / "state.json", st_snapshot)
 
     bg.submit(all_jobs)

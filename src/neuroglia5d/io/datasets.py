@@ -302,6 +302,9 @@ def _tiff_info(path: Path) -> tuple[tuple[int, ...], np.dtype, str, int, dict[st
             dataoffset = getattr(s, "dataoffset", None)
             if dataoffset is not None and dataoffset + s.nbytes > size:
                 raise InputError(f"{path}: TIFF is truncated (image data ends past the file)")
+            if _last_ifd_end(tif) > size:
+                raise InputError(f"{path}: TIFF is truncated (its last directory ends past "
+                                 "the file)")
     except InputError:
         raise
     except FileNotFoundError:
@@ -312,6 +315,42 @@ def _tiff_info(path: Path) -> tuple[tuple[int, ...], np.dtype, str, int, dict[st
 
 
 _DAMAGE_RE = re.compile(r"offset|corrupt|truncat|missing|out of range|incomplete", re.I)
+
+
+def _last_ifd_end(tif: Any) -> int:
+    """End offset of the file's last IFD and of the tag values it points to.
+
+    Writers put the directories of later pages (and their tag values) after the image
+    data, so a file cut by a few bytes loses them while every pixel still reads; tifffile
+    reads such a file without complaint.
+    """
+    import struct
+
+    import tifffile
+
+    fmt = tif.tiff
+    fh = tif.filehandle
+    offset = int(tif.pages[-1].offset)  # len(pages) walks the whole IFD chain
+    fh.seek(offset)
+    raw = fh.read(fmt.tagnosize)
+    if len(raw) < fmt.tagnosize:
+        return offset + fmt.tagnosize
+    n = struct.unpack(fmt.tagnoformat, raw)[0]
+    end = offset + fmt.tagnosize + n * fmt.tagsize + fmt.offsetsize
+    entries = fh.read(n * fmt.tagsize)
+    if len(entries) < n * fmt.tagsize:
+        return end
+    for i in range(n):
+        _code, dtype, count, value = struct.unpack(
+            fmt.tagheaderformat, entries[i * fmt.tagsize:(i + 1) * fmt.tagsize])
+        valueformat = tifffile.TIFF.DATA_FORMATS.get(dtype)
+        if valueformat is None:
+            continue
+        valuesize = count * struct.calcsize(valueformat)
+        if valuesize > fmt.tagoffsetthreshold:
+            valueoffset = struct.unpack(fmt.offsetformat, value)[0]
+            end = max(end, valueoffset + valuesize)
+    return end
 
 
 class _TifffileErrors(logging.Handler):

@@ -707,7 +707,7 @@ def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: lis
     """Cleanup loop: bring back dim blobs of plausible size that missed the high threshold.
 
     Round ``r`` accepts a low-threshold component when its volume is in range and its peak
-    is above a bar lowered geometrically from ``high`` towards ``low`` (brightest blobs
+    is above a bar lowered geometrically from ``high`` to ``sqrt(low * high)`` (brightest blobs
     first, so the report shows how dim the recovered blobs were); the loop stops when
     nothing is left to judge. Recovered components get ids in ``lut``.
 
@@ -725,7 +725,7 @@ def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: lis
         peaks[cid] = float(s[sl][cc[sl] == cid].max())
     n_new = 0
     for r in range(1, rounds + 1):
-        bar = high * (low / high) ** (r / (rounds + 1))
+        bar = high * (low / high) ** (r / (2 * rounds))  # down to sqrt(low * high)
         got = [cid for cid in pending if peaks[cid] >= bar]
         for cid in got:
             lut[cid] = next_id + n_new
