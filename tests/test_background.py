@@ -40,7 +40,7 @@ def test_signal_bbox_without_signal_is_the_whole_frame():
 
 
 def test_block_background_recovers_a_smooth_gradient_under_objects():
-    z, y, x = np.mgrid[0:12, 0:96, 0:96].astype(np.float32)
+    _, y, x = np.mgrid[0:12, 0:96, 0:96].astype(np.float32)
     bg = 50 + 0.1 * y + 0.06 * x
     vol = bg.copy()
     vol[:, 10:16, 10:16] += 500  # objects cover well under 20 % of each block

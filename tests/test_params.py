@@ -148,6 +148,27 @@ def test_save_and_load_round_trip_with_exact_key_names(tmp_path: Path) -> None:
     assert q.explicit == frozenset(expected_keys)
 
 
+def test_save_onto_a_folder_is_a_clear_error(tmp_path: Path) -> None:
+    from neuroglia5d.errors import OutputError
+
+    target = tmp_path / "parameters.json"
+    target.mkdir()
+    (target / "keep.txt").write_text("older")
+    with pytest.raises(OutputError) as exc:
+        Parameters().save(target)
+    _one_line_error(exc, str(target), "folder")
+    assert (target / "keep.txt").read_text() == "older"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parameters.json"]  # no .partial
+
+
+def test_save_replaces_an_older_file_atomically(tmp_path: Path) -> None:
+    f = tmp_path / "parameters.json"
+    Parameters().save(f)
+    Parameters.from_dict({"px_um": 0.25}).save(f)
+    assert load_parameters(f).px_um == 0.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parameters.json"]
+
+
 def test_file_from_the_original_suite_loads_and_warns_about_unknown_keys(
         tmp_path: Path) -> None:
     suite = {

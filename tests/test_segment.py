@@ -108,7 +108,7 @@ def _cell(shape, soma_um, tip_um):
     n = 200
     for f in np.linspace(0, 1, n):
         p = np.array(soma_um) + f * (np.array(tip_um) - np.array(soma_um))
-        idx = tuple(int(round(v / s)) for v, s in zip(p, SP, strict=True))
+        idx = tuple(round(v / s) for v, s in zip(p, SP, strict=True))
         m[idx] = True
     return m
 
@@ -181,11 +181,20 @@ def test_secondary_pass_gives_unreached_voxels_to_their_neighbour():
     cc[1, 2:5, 2:5] = 7
     cc[1, 5, 2:5] = UNREACHED  # touches label 7
     cc[1, 8:10, 8:10] = UNREACHED  # alone, 4 voxels
-    created = _fill_unreached(cc, next_id=20, vmin=3)
+    cc, created = _fill_unreached(cc, next_id=20, vmin=3)
     assert created == 1
     assert np.all(cc[1, 5, 2:5] == 7)
     assert np.all(cc[1, 8:10, 8:10] == 20)
     assert not np.any(cc == UNREACHED)
+
+
+def test_secondary_pass_on_uint16_labels_makes_room_for_new_ids():
+    cc = np.zeros((3, 10, 10), np.uint16)
+    cc[1, 2:5, 2:5] = 7
+    cc[1, 8:10, 8:10] = 65535  # the uint16 marker
+    cc, created = _fill_unreached(cc, next_id=65535, vmin=3)
+    assert created == 1 and cc.dtype == np.uint32
+    assert np.all(cc[1, 8:10, 8:10] == 65535) and np.all(cc[1, 2:5, 2:5] == 7)
 
 
 def test_calibration_uses_physical_units_for_coarse_z():

@@ -22,12 +22,12 @@ def test_moving_objects_keep_their_ids_and_new_ones_get_max_plus_one():
     assert sorted(np.unique(f0))[1:] == [1, 2, 3]
     # next frame: segmentation numbers differ, everything drifted by 2 voxels, 3 vanished,
     # a new object appeared
-    f1, mapping = link_frame(frame({5: (12, 12), 4: (32, 32), 9: (20, 50)}), st, SP,
+    _, mapping = link_frame(frame({5: (12, 12), 4: (32, 32), 9: (20, 50)}), st, SP,
                              max_dist_um=8)
     assert mapping[5] == 1 and mapping[4] == 2
     assert mapping[9] == 4  # never reuses 3
     # frame 2: object 3 does not come back with its old id
-    f2, mapping = link_frame(frame({1: (14, 14), 2: (50, 10)}), st, SP, max_dist_um=8)
+    _, mapping = link_frame(frame({1: (14, 14), 2: (50, 10)}), st, SP, max_dist_um=8)
     assert mapping[1] == 1
     assert mapping[2] == 5
 

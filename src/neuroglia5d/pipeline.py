@@ -62,7 +62,7 @@ from .processing.stats import (
     table_to_csv,
 )
 from .processing.timepoint import ChannelResult, process_channel
-from .processing.tracking import LinkState, link_frame
+from .processing.tracking import LinkState, link_frame, remember
 
 
 # --------------------------------------------------------------------------- progress
@@ -196,6 +196,7 @@ def segment(
     """
     p = _resolve_params(params, strict)
     fmts = normalise_formats(formats)
+    _return_freed_memory_promptly()
     dev = resolve_device(device)
     out_dir = ensure_output_dir(Path(out))
     sources = [inputs] if isinstance(inputs, str | Path) else list(inputs)
@@ -218,6 +219,23 @@ def segment(
     finally:
         if client is not None:
             _close_client(client)
+
+
+def _return_freed_memory_promptly() -> None:
+    """On glibc, serve allocations of 1 MiB and more by mmap so freed volumes go back to
+    the system at once instead of lingering in a fragmented heap (peak memory per
+    timepoint then stays that of the arrays alive). Harmless elsewhere (no-op)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        return
 
 
 def _resolve_params(params: Parameters | str | Path | dict[str, Any] | None,
@@ -303,6 +321,7 @@ class _Run:
         self.links: dict[int, LinkState] = {}
         self.tables: dict[int, list[LabelTable]] = {}
         self.counts: dict[int, list[int]] = {}
+        self.prefetch = True
 
     # state file ------------------------------------------------------------
     def load_state(self) -> _RunState | None:
@@ -354,14 +373,13 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
     if state is not None:
         crop = tuple(state.crop)
         calib = {int(k[2:]): Calibration.from_dict(v) for k, v in state.calibration.items()}
-        first = None
+        first = []
     else:
         report(Progress("calibrate", 0, 1, "reading the first timepoint"))
-        frames0 = _read_frames(ds, 0, params.Taccum)
-        crop = signal_bbox_xy(np.max(frames0, axis=0))
-        first = _compute_timepoint(ds, 0, params, {}, crop, device, frames=frames0)
-        calib = {c: cal for c, (_, cal) in first.items()}
-        del frames0
+        box = [_read_frames(ds, 0, params.Taccum)]
+        crop = signal_bbox_xy(box[0][0] if len(box[0]) == 1 else np.max(box[0], axis=0))
+        first = [_compute_timepoint(ds, 0, params, {}, crop, device, frames=box)]
+        calib = {c: cal for c, (_, cal) in first[0].items()}
     y0, y1, x0, x1 = crop
     offset = (0, int(y0), int(x0))
     shape_out = (run.n_out, ds.shape[2], int(y1 - y0), int(x1 - x0))
@@ -390,6 +408,7 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
         _prime_from_partial(run, t_first, st)
     # ---- main loop
     max_pending = params.maxT or _auto_max_t(params, shape_out, ds.n_channels)
+    run.prefetch = max_pending > 1
     bg = BackgroundWriter(max_pending)
     report(Progress("timepoint", t_first, run.n_out,
                     f"{ds.stem}: {run.n_out - t_first} timepoint(s) to process"))
@@ -400,6 +419,7 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
                 raise Cancelled(f"{ds.stem}: cancelled at timepoint {t}; finished timepoints "
                                 f"are kept in .partial outputs (use --resume)")
             _link_and_queue(run, t, res, bg, st, offset)
+            del res  # the writer holds what it needs; free the rest before the next timepoint
             report(Progress("timepoint", t + 1, run.n_out, f"{ds.stem}: timepoint {t + 1}/"
                                                            f"{run.n_out}"))
         bg.join()
@@ -447,19 +467,25 @@ def _read_frames(ds: Dataset, t_out: int, taccum: int) -> np.ndarray:
 
 def _compute_timepoint(ds: Dataset, t: int, params: Parameters,
                        calib: dict[int, Calibration], crop: Sequence[int], device: Device,
-                       frames: np.ndarray | None = None
+                       frames: list[np.ndarray] | None = None
                        ) -> dict[int, tuple[ChannelResult, Calibration]]:
     """Everything of one output timepoint, all channels (runs locally or on a worker).
 
-    With an empty ``calib`` the calibration pass runs (first timepoint).
+    With an empty ``calib`` the calibration pass runs (first timepoint). ``frames``, a
+    one-element list holding the raw ``(n, C, Z, Y, X)`` frames when already read, is
+    emptied so the raw data is freed as soon as the channels are extracted.
     """
-    if frames is None:
-        frames = _read_frames(ds, t, params.Taccum)
+    raw = frames.pop() if frames else _read_frames(ds, t, params.Taccum)
     y0, y1, x0, x1 = crop
+    vols = []
+    for c in range(ds.n_channels):
+        vols.append(accumulate_frames([f[c, :, y0:y1, x0:x1] for f in raw]))
+    del raw
     out: dict[int, tuple[ChannelResult, Calibration]] = {}
     for c in range(1, ds.n_channels + 1):
-        vol = accumulate_frames([f[c - 1, :, y0:y1, x0:x1] for f in frames])
-        out[c] = process_channel(vol, params, c, calib.get(c), t=t,
+        # passed as a temporary, so process_channel holds the only reference and frees the
+        # float volume as soon as it has its uint16 intensity
+        out[c] = process_channel(vols.pop(0), params, c, calib.get(c), t=t,
                                  offset_zyx=(0, int(y0), int(x0)), device=device,
                                  want_rejected=(t == 0))
     return out
@@ -467,32 +493,35 @@ def _compute_timepoint(ds: Dataset, t: int, params: Parameters,
 
 def _iterate_results(run: _Run, t_first: int, crop: Sequence[int],
                      calib: dict[int, Calibration],
-                     first: dict[int, tuple[ChannelResult, Calibration]] | None, client: Any
+                     first: list[dict[int, tuple[ChannelResult, Calibration]]], client: Any
                      ) -> Any:
-    """Yield ``(t, results)`` in increasing ``t`` (local prefetching, or a dask cluster)."""
+    """Yield ``(t, results)`` in increasing ``t`` (local, or on a dask cluster).
+
+    ``first`` holds the first timepoint's results when the calibration computed them; it
+    is emptied so they are not kept alive for the rest of the run.
+    """
     ds, params = run.ds, run.params
     todo = list(range(t_first, run.n_out))
     if not todo:
         return
-    if first is not None and todo[0] == 0:
-        yield 0, first
+    if first and todo[0] == 0:
+        yield 0, first.pop()
         todo = todo[1:]
     if client is not None:
         yield from _iterate_dask(client, run, todo, crop, calib)
         return
-    # local: read the next timepoint's frames while this one is processed
-    reader = ThreadPoolExecutor(1)
+    # local; with maxT > 1 the next timepoint is read while this one is processed
+    reader = ThreadPoolExecutor(1) if run.prefetch else None
     try:
-        nxt = reader.submit(_read_frames, ds, todo[0], params.Taccum) if todo else None
+        nxt = reader.submit(_read_frames, ds, todo[0], params.Taccum) if reader else None
         for i, t in enumerate(todo):
-            assert nxt is not None
-            frames = nxt.result()
+            frames = [nxt.result()] if nxt is not None else None
             nxt = reader.submit(_read_frames, ds, todo[i + 1], params.Taccum) \
-                if i + 1 < len(todo) else None
+                if reader is not None and i + 1 < len(todo) else None
             yield t, _compute_timepoint(ds, t, params, calib, crop, run.device, frames=frames)
-            del frames
     finally:
-        reader.shutdown(wait=True, cancel_futures=True)
+        if reader is not None:
+            reader.shutdown(wait=True, cancel_futures=True)
 
 
 def _iterate_dask(client: Any, run: _Run, todo: list[int], crop: Sequence[int],
@@ -595,10 +624,7 @@ def _prime_from_partial(run: _Run, t_first: int, st: _RunState) -> None:
         _, labels = ws[0].read_timepoint(t_first - 1)
         state = run.links[c]
         state.next_id = int(st.next_id.get(f"ch{c}", int(labels.max()) + 1))
-        from .processing.tracking import _centroids
-
-        state.prev_labels = labels
-        state.prev_centroids = _centroids(labels, run.params.spacing_um)
+        remember(state, labels, run.params.spacing_um)
         for t in range(t_first):
             tb = read_stats_csv(run.staging / f"stats_ch{c}_t{t:05d}.csv")
             run.tables[c].append(tb)

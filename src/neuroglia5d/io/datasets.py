@@ -322,8 +322,17 @@ def _last_ifd_end(tif: Any) -> int:
 
     Writers put the directories of later pages (and their tag values) after the image
     data, so a file cut by a few bytes loses them while every pixel still reads; tifffile
-    reads such a file without complaint.
+    reads such a file without complaint. Returns 0 when the layout cannot be inspected.
     """
+    try:
+        return _last_ifd_end_unchecked(tif)
+    except OSError:
+        raise
+    except Exception:  # an unexpected layout or tifffile internals that moved: no check
+        return 0
+
+
+def _last_ifd_end_unchecked(tif: Any) -> int:
     import struct
 
     import tifffile
@@ -395,8 +404,13 @@ def _tifffile_errors(path: Path) -> Iterator[None]:
 
 
 def _damaged(path: Path, message: str) -> InputError:
-    # drop tifffile's "<tifffile.TiffFile 'name'>" prefix; the path comes first
-    msg = re.sub(r"^(<[^>]*>\s*)+", "", message.strip().splitlines()[0])
+    # keep tifffile's diagnosis, without its "<tifffile.TiffFile 'name'>" prefixes and
+    # "raised TiffFileError('...')" wrapping: the path comes first
+    msg = message.strip().splitlines()[0]
+    inner = re.search(r"Error\((['\"])(.*)\1\)", msg)
+    if inner:
+        msg = inner.group(2)
+    msg = re.sub(r"^(<[^>]*>\s*)+", "", msg)
     return InputError(f"{path}: damaged or truncated TIFF ({msg[:160]})")
 
 

@@ -118,7 +118,7 @@ class TiffSeriesWriter(SeriesWriter):
         import tifffile
 
         with tifffile.TiffFile(self._chunk(t)) as tif:
-            return tif.series[0].asarray(), tif.series[1].asarray()
+            return tif.series[0].asarray(), tif.series[1].asarray().astype(np.uint32)
 
     def write(self, t: int, intensity: np.ndarray, labels: np.ndarray) -> None:
         """Stage timepoint ``t`` as its own small TIFF (atomically)."""
@@ -129,7 +129,7 @@ class TiffSeriesWriter(SeriesWriter):
         with os_errors(final):
             with tifffile.TiffWriter(part) as tw:
                 tw.write(np.ascontiguousarray(intensity, dtype=np.uint16))
-                tw.write(np.ascontiguousarray(labels, dtype=np.uint32))
+                tw.write(np.ascontiguousarray(labels))  # uint16 or uint32 as given
             os.replace(part, final)
 
     # ------------------------------------------------------------------ final files
@@ -137,10 +137,11 @@ class TiffSeriesWriter(SeriesWriter):
         import tifffile
 
         T = self.meta.shape_tzyx[0]
+        dtype = np.uint16 if series == 0 else np.uint32
         for t in range(T):
             with tifffile.TiffFile(self._chunk(t)) as tif:
                 for page in tif.series[series].pages:
-                    yield page.asarray()
+                    yield page.asarray().astype(dtype, copy=False)
 
     def _write_series(self, tw: Any, series: int, name: str) -> None:
         T, Z, Y, X = self.meta.shape_tzyx
@@ -175,6 +176,18 @@ class TiffSeriesWriter(SeriesWriter):
         """Nothing buffered: finished timepoints are already in the staging folder."""
 
 
+def _tzyx(tif: Any, i: int) -> np.ndarray:
+    """Series ``i`` as a (T, Z, Y, X) array, singleton axes kept (tifffile squeezes them)."""
+    s = tif.series[i]
+    arr = tif.asarray(series=i, squeeze=False)
+    axes = s.get_axes(False)
+    keep = [k for k, a in enumerate(axes) if a in "TZYX"]
+    drop = [k for k, a in enumerate(axes) if a not in "TZYX"]
+    if any(arr.shape[k] != 1 for k in drop) or "".join(axes[k] for k in keep) != "TZYX":
+        raise ValueError(f"series {i} has axes {axes}, expected TZYX")
+    return arr.reshape([arr.shape[k] for k in keep])
+
+
 def read_ome_tiff_series(path: str | Path) -> dict[str, Any]:
     """Read one of our OME-TIFFs: series arrays by name, voxel size, offset, provenance.
 
@@ -187,7 +200,7 @@ def read_ome_tiff_series(path: str | Path) -> dict[str, Any]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        series = {s.name or f"series{i}": s.asarray() for i, s in enumerate(tif.series)}
+        series = {s.name or f"series{i}": _tzyx(tif, i) for i, s in enumerate(tif.series)}
         desc: dict[str, Any] = {}
         xml = tif.ome_metadata or ""
         m = re.search(r"<Description>(.*?)</Description>", xml, re.S)

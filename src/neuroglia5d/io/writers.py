@@ -145,14 +145,15 @@ def writer_class(name: str) -> type[SeriesWriter]:
 class BackgroundWriter:
     """Runs writer calls on one background thread, holding at most ``max_pending`` jobs.
 
-    ``submit`` blocks while ``max_pending`` timepoints are waiting, which bounds the
+    ``submit`` blocks while ``max_pending`` jobs are queued or running, which bounds the
     memory held by finished-but-unwritten timepoints (the ``maxT`` parameter). An
     exception raised by a job is re-raised in the caller at the next ``submit`` or at
-    ``join``.
+    ``join``; later jobs are then skipped.
     """
 
     def __init__(self, max_pending: int) -> None:
-        self._q: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max(1, max_pending))
+        self._q: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._slots = threading.Semaphore(max(1, max_pending))
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="neuroglia5d-writer", daemon=True)
         self._thread.start()
@@ -160,19 +161,21 @@ class BackgroundWriter:
     def _run(self) -> None:
         while True:
             job = self._q.get()
+            if job is None:
+                return
             try:
-                if job is None:
-                    return
                 if self._error is None:
                     job()
             except BaseException as e:
                 self._error = e
             finally:
-                self._q.task_done()
+                del job  # drop the job's arrays before freeing its slot
+                self._slots.release()
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Queue a job; blocks while the queue is full; raises a pending job error."""
+        """Queue a job; blocks while ``max_pending`` jobs are in flight."""
         self.raise_pending()
+        self._slots.acquire()
         self._q.put(job)
 
     def raise_pending(self) -> None:

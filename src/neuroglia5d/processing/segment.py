@@ -33,7 +33,12 @@ from typing import Any
 import numpy as np
 
 ALGORITHM_NAMES = ("watershed", "branching", "stitch2d")
-UNREACHED = np.uint32(2**32 - 1)  # marks foreground voxels no seed reached
+UNREACHED = np.uint32(2**32 - 1)  # marks foreground voxels no seed reached (uint32 arrays)
+
+
+def unreached_value(dtype: np.dtype) -> int:
+    """The marker of unreached foreground in a label array of ``dtype`` (its maximum)."""
+    return int(np.iinfo(dtype).max)
 
 
 @dataclass(frozen=True)
@@ -150,11 +155,19 @@ def foreground_mask(s: np.ndarray, low: float, settings: SegmentSettings) -> np.
     import scipy.ndimage as ndi
 
     half = np.maximum(1, np.round(settings.edge_radius_um / np.asarray(settings.spacing_um)))
-    local_max = ndi.maximum_filter(s, size=tuple(int(2 * h + 1) for h in half), mode="nearest")
-    local_max *= settings.edge_fraction
-    mask = s >= local_max
-    del local_max
-    mask &= s > low
+    size = tuple(int(2 * h + 1) for h in half)
+    hz = int(half[0])
+    Z = s.shape[0]
+    mask = np.empty(s.shape, bool)
+    # z slabs with a halo: identical to one filter over the volume, in little memory
+    for z0 in range(0, Z, 8):
+        z1 = min(Z, z0 + 8)
+        a, b = max(0, z0 - hz), min(Z, z1 + hz)
+        local_max = ndi.maximum_filter(s[a:b], size=size, mode="nearest")[z0 - a:z1 - a]
+        local_max *= settings.edge_fraction
+        part = s[z0:z1]
+        np.greater_equal(part, local_max, out=mask[z0:z1])
+        mask[z0:z1] &= part > low
     return mask
 
 
@@ -167,8 +180,7 @@ def hysteresis_components(s: np.ndarray, low: float | np.ndarray, high: float
     Returns
     -------
     cc : numpy.ndarray
-        uint32 component labels, 0 outside the kept components (modified array of the
-        low mask's components).
+        Component labels (uint16 when there are at most 30000 components, else uint32).
     n : int
         Largest component id in ``cc`` before removal.
     dropped : numpy.ndarray
@@ -178,8 +190,14 @@ def hysteresis_components(s: np.ndarray, low: float | np.ndarray, high: float
     import cc3d
 
     low_mask = low if isinstance(low, np.ndarray) else s > low
-    cc, n = cc3d.connected_components(low_mask, connectivity=26, return_N=True,
-                                      out_dtype=np.uint32)
+    try:  # half the memory of uint32 while there are few components (the common case)
+        cc, n = cc3d.connected_components(low_mask, connectivity=26, return_N=True,
+                                          out_dtype=np.uint16)
+        if int(n) > 30000:
+            raise ValueError("too many components for uint16 with room for new labels")
+    except ValueError:
+        cc, n = cc3d.connected_components(low_mask, connectivity=26, return_N=True,
+                                          out_dtype=np.uint32)
     del low_mask
     n = int(n)
     if n == 0:
@@ -357,9 +375,20 @@ def seeds_watershed(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
 
     sp = np.asarray(settings.spacing_um, dtype=np.float64)
     half = np.maximum(1, np.round(0.5 * settings.min_dist_um / sp)).astype(int)
-    mx = ndi.maximum_filter(dist, size=tuple(int(2 * h + 1) for h in half), mode="constant")
-    cand = np.argwhere((dist == mx) & (dist > 0))
-    del mx
+    size = tuple(int(2 * h + 1) for h in half)
+    # z slabs with a halo: the same maxima as one filter over the volume, in little memory
+    hz = int(half[0])
+    cands = []
+    Z = dist.shape[0]
+    for z0 in range(0, Z, 8):
+        z1 = min(Z, z0 + 8)
+        a, b = max(0, z0 - hz), min(Z, z1 + hz)
+        slab = dist[a:b].astype(np.float32)
+        mx = ndi.maximum_filter(slab, size=size, mode="constant")
+        c = np.argwhere((slab[z0 - a:z1 - a] == mx[z0 - a:z1 - a]) & (slab[z0 - a:z1 - a] > 0))
+        c[:, 0] += z0
+        cands.append(c)
+    cand = np.concatenate(cands) if cands else np.zeros((0, 3), np.int64)
     vals = dist[tuple(cand.T)]
     comp = cc[tuple(cand.T)].astype(np.int64)
     keep = group_nms(cand, vals, comp, sp, settings.min_dist_um)
@@ -387,8 +416,14 @@ def seeds_branching(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
     import fastremap
 
     r_core = settings.core_fraction * 0.5 * settings.min_dist_um
-    cores, n = cc3d.connected_components(dist >= r_core, connectivity=26, return_N=True,
-                                         out_dtype=np.uint32)
+    core_mask = dist >= r_core
+    try:  # half the memory when there are fewer than 65536 cores (almost always)
+        cores, n = cc3d.connected_components(core_mask, connectivity=26, return_N=True,
+                                             out_dtype=np.uint16)
+    except ValueError:
+        cores, n = cc3d.connected_components(core_mask, connectivity=26, return_N=True,
+                                             out_dtype=np.uint32)
+    del core_mask
     n_comp = int(cc.max())
     if n == 0:
         return cores, np.zeros(1, np.int64), np.zeros(n_comp + 1, np.int64)
@@ -512,19 +547,24 @@ def split_stitch2d(mask: np.ndarray, settings: SegmentSettings) -> np.ndarray:
 
 # --------------------------------------------------------------------------- driver
 def segment_volume(
-    s: np.ndarray,
+    intensity: Any,
     algorithm: str | Callable[[np.ndarray, np.ndarray], str],
     settings: SegmentSettings,
     *,
     noise: float,
+    smooth_sigma: Sequence[float] = (0.0, 0.0, 0.0),
     high: float | None = None,
 ) -> tuple[np.ndarray, SegmentReport]:
-    """Segment one smoothed, background-subtracted 3D volume into instance labels.
+    """Segment one background-subtracted 3D volume into instance labels.
+
+    Memory is kept to a few volumes: the smoothed copy is freed as soon as the foreground
+    components are known (crops are kept where the flooding needs them), the distance
+    transform after the seeds, and the labels reuse the component array.
 
     Parameters
     ----------
-    s : numpy.ndarray
-        (Z, Y, X) float32 smoothed intensity (background about 0).
+    intensity : array
+        (Z, Y, X) processed intensity (background about 0), NumPy or CuPy.
     algorithm : str or callable
         ``watershed``, ``branching`` or ``stitch2d`` (see the module docstring), or a
         function ``choose(mask, dist_um) -> name`` called with the foreground and its
@@ -532,31 +572,58 @@ def segment_volume(
     settings : SegmentSettings
         Physical settings.
     noise : float
-        Noise deviation of ``s`` (raw noise times :func:`gaussian_noise_gain`).
+        Noise deviation of the smoothed intensity (raw noise times
+        :func:`gaussian_noise_gain` of ``smooth_sigma``).
+    smooth_sigma : sequence of float
+        Gaussian smoothing (z, y, x) in voxels applied first (on the array's device).
     high : float, optional
         High hysteresis threshold (Otsu of the foreground when omitted).
 
     Returns
     -------
     labels : numpy.ndarray
-        uint32 labels numbered 1..n.
+        Labels numbered 1..n, uint16 when they fit, else uint32.
     report : SegmentReport
     """
     import edt
     import fastremap
     import scipy.ndimage as ndi
 
+    from ..backend import array_module, ndimage_module, to_cpu
+
+    xp = array_module(intensity)
+    s = to_cpu(ndimage_module(xp).gaussian_filter(intensity, smooth_sigma, output=xp.float32,
+                                                  mode="nearest"))
     low = settings.low_k * noise
     if high is None:
         fg = s[::max(1, s.shape[0] // 32)]
         fg = fg[fg > low]
         high = max(otsu(fg), 2 * low) if fg.size else 2 * low
-    cc, n, dropped = hysteresis_components(s, foreground_mask(s, low, settings), high)
+    fg_mask = foreground_mask(s, low, settings)
+    np.minimum(s, 65504, out=s)  # the largest float16
+    s = s.astype(np.float16)  # 0.1 % steps are plenty from here on; half the memory
+    cc, n, dropped = hysteresis_components(s, fg_mask, high)
+    del fg_mask
     dropped_set = np.zeros(n + 1, bool)
     dropped_set[dropped] = True
-    # distance to the background (µm) of every component at once
-    dist = edt.edt(cc, anisotropy=settings.spacing_um, black_border=False,
-                   parallel=_threads()).astype(np.float32, copy=False)
+    objs = ndi.find_objects(cc)
+    st = _component_sizes(cc, n)
+    vmin_vox = settings.min_volume_um3 / settings.voxel_um3
+    vmax_vox = settings.max_volume_um3 / settings.voxel_um3
+    peaks = {int(c): float(s[objs[c - 1]][cc[objs[c - 1]] == c].max()) for c in dropped
+             if vmin_vox <= st[c] <= vmax_vox}
+    # the flooding of branching cells needs the intensity inside multi-cell components
+    # only; keep crops of it and free the volume (the algorithm may still be undecided)
+    s_crops: dict[int, np.ndarray] = {}
+    if algorithm in ("branching",) or callable(algorithm):
+        for cid, sl in enumerate(objs, start=1):
+            if sl is not None and not dropped_set[cid] and st[cid] >= vmin_vox:
+                s_crops[cid] = s[sl].copy()  # float16; widened when used
+    del s
+    # distance to the background (µm) of every component at once (components never touch,
+    # so the binary transform is the per-label one); kept as float16 (0.01 µm steps)
+    dist = edt.edt(cc > 0, anisotropy=settings.spacing_um, black_border=False,
+                   parallel=_threads()).astype(np.float16)
     if callable(algorithm):
         kept = cc > 0
         if len(dropped):
@@ -565,11 +632,10 @@ def segment_volume(
         del kept
     if algorithm not in ALGORITHM_NAMES:
         raise ValueError(f"unknown algorithm {algorithm!r}")
+    if algorithm != "branching":
+        s_crops.clear()
     rep = SegmentReport(algorithm=algorithm, low_threshold=float(low),
                         high_threshold=float(high), components=n - len(dropped))
-    vmin_vox = settings.min_volume_um3 / settings.voxel_um3
-    vmax_vox = settings.max_volume_um3 / settings.voxel_um3
-    sizes = np.bincount(cc.ravel(), minlength=n + 1) if n else np.zeros(1, np.int64)
 
     n_seeds = np.ones(n + 1, np.int64)
     seed_xyz = seed_comp = None
@@ -579,8 +645,14 @@ def segment_volume(
         n_seeds = np.bincount(seed_comp, minlength=n + 1)
     elif algorithm == "branching":
         cores, _, n_seeds = seeds_branching(dist, cc, settings)
-    objs = ndi.find_objects(cc)
-    lut = np.zeros(n + 1, np.uint32)  # component id -> final id (single-label components)
+    if algorithm != "watershed":
+        del dist  # the watershed method floods the distance map; the others are done with it
+    # room for the new ids (split labels, recovered blobs) below the unreached marker
+    upper = n + 1 + int(n_seeds.sum()) + len(peaks) + 1024
+    if upper >= unreached_value(cc.dtype):
+        cc = cc.astype(np.uint32)
+    unreached = unreached_value(cc.dtype)
+    lut = np.zeros(n + 1, np.int64)  # component id -> final id (single-label components)
     next_id = n + 1
     coreless: list[int] = []
     small: list[int] = []  # branching: small pieces kept only if they attach to a cell
@@ -591,7 +663,7 @@ def segment_volume(
         sl = objs[cid - 1]
         if sl is None or dropped_set[cid]:
             continue
-        if sizes[cid] < vmin_vox:
+        if st[cid] < vmin_vox:
             if algorithm == "branching":  # maybe a process cut off by noise: try to attach
                 lut[cid] = next_id
                 coreless.append(next_id)
@@ -614,27 +686,29 @@ def segment_volume(
             assert seed_xyz is not None and order is not None and seed_start is not None
             pts = seed_xyz[order[seed_start[cid]:seed_start[cid + 1]]]
             origin = np.array([a.start for a in sl])
-            sub = split_watershed(mask, settings, dist=np.where(mask, dist[sl], 0),
+            sub = split_watershed(mask, settings,
+                                  dist=np.where(mask, dist[sl], 0).astype(np.float32),
                                   seeds=pts - origin)
         elif algorithm == "branching":
             assert cores is not None
-            sub = split_branching(mask, s[sl], np.where(mask, cores[sl], 0))
+            sub = split_branching(mask, s_crops[cid].astype(np.float32),
+                                  np.where(mask, cores[sl], 0))
         else:
             sub = split_stitch2d(mask, settings)
         sub_ids = np.unique(sub[sub > 0])
         # voxels no seed reached go to the secondary pass
-        view[mask & (sub == 0)] = UNREACHED
+        view[mask & (sub == 0)] = unreached
         if len(sub_ids):
-            remap = np.zeros(int(sub_ids.max()) + 1, np.uint32)
-            remap[sub_ids] = np.arange(next_id, next_id + len(sub_ids), dtype=np.uint32)
+            remap = np.zeros(int(sub_ids.max()) + 1, cc.dtype)
+            remap[sub_ids] = np.arange(next_id, next_id + len(sub_ids), dtype=cc.dtype)
             sel = sub > 0
             view[sel] = remap[sub[sel]]
         next_id += len(sub_ids)
         rep.primary_labels += len(sub_ids)
-    del dist, cores
+    dist = cores = None
+    s_crops.clear()
     # low components that never reached the high threshold: recovery loop
-    recovered = _recover_blobs(cc, s, dropped, objs, sizes, low, high, vmin_vox, vmax_vox,
-                               lut, next_id, rep)
+    recovered = _recover_blobs(peaks, low, high, lut, next_id, rep)
     if algorithm == "branching":
         coreless += list(range(next_id, next_id + recovered))
     next_id += recovered
@@ -642,7 +716,7 @@ def segment_volume(
     mapping[0] = 0
     fastremap.remap(cc, mapping, preserve_missing_labels=True, in_place=True)
     # secondary pass: foreground no seed reached joins the label it touches most
-    rep.secondary_labels = _fill_unreached(cc, next_id, vmin_vox)
+    cc, rep.secondary_labels = _fill_unreached(cc, next_id, vmin_vox)
     if coreless:
         left = attach_pieces(cc, coreless, settings)
         rep.attached_pieces = len(coreless) - len(left)
@@ -651,7 +725,17 @@ def segment_volume(
             fastremap.mask(cc, drop, in_place=True)
             rep.dropped_components += len(drop)
     labels, _ = fastremap.renumber(cc, in_place=True)
-    return labels.astype(np.uint32, copy=False), rep
+    return labels, rep
+
+
+def _component_sizes(cc: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count of every component id 0..n (without a full-size int64 copy)."""
+    import cc3d
+
+    counts = np.asarray(cc3d.statistics(cc)["voxel_counts"], dtype=np.int64)
+    out = np.zeros(n + 1, np.int64)
+    out[: min(len(counts), n + 1)] = counts[: n + 1]
+    return out
 
 
 def _threads() -> int:
@@ -701,13 +785,13 @@ def attach_pieces(labels: np.ndarray, pieces: Sequence[int],
     return left
 
 
-def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: list[Any],
-                   sizes: np.ndarray, low: float, high: float, vmin: float, vmax: float,
-                   lut: np.ndarray, next_id: int, rep: SegmentReport, rounds: int = 3) -> int:
+def _recover_blobs(peaks: dict[int, float], low: float, high: float, lut: np.ndarray,
+                   next_id: int, rep: SegmentReport, rounds: int = 3) -> int:
     """Cleanup loop: bring back dim blobs of plausible size that missed the high threshold.
 
-    Round ``r`` accepts a low-threshold component when its volume is in range and its peak
-    is above a bar lowered geometrically from ``high`` to ``sqrt(low * high)`` (brightest blobs
+    ``peaks`` holds the low-threshold components of plausible volume that never reached
+    ``high``, with their peak intensity. Round ``r`` accepts those whose peak is above a
+    bar lowered geometrically from ``high`` to ``sqrt(low * high)`` (brightest blobs
     first, so the report shows how dim the recovered blobs were); the loop stops when
     nothing is left to judge. Recovered components get ids in ``lut``.
 
@@ -716,15 +800,11 @@ def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: lis
     int
         Number of recovered labels.
     """
-    if len(dropped) == 0:
-        return 0
-    pending = [int(i) for i in dropped if vmin <= sizes[int(i)] <= vmax]
-    peaks = {}
-    for cid in pending:
-        sl = objs[cid - 1]
-        peaks[cid] = float(s[sl][cc[sl] == cid].max())
+    pending = sorted(peaks)
     n_new = 0
     for r in range(1, rounds + 1):
+        if not pending:
+            break
         bar = high * (low / high) ** (r / (2 * rounds))  # down to sqrt(low * high)
         got = [cid for cid in pending if peaks[cid] >= bar]
         for cid in got:
@@ -732,13 +812,11 @@ def _recover_blobs(cc: np.ndarray, s: np.ndarray, dropped: np.ndarray, objs: lis
             n_new += 1
         pending = [cid for cid in pending if peaks[cid] < bar]
         rep.recovery_rounds.append(len(got))
-        if not pending:
-            break
     rep.recovered_labels = n_new
     return n_new
 
 
-def _fill_unreached(cc: np.ndarray, next_id: int, vmin: float) -> int:
+def _fill_unreached(cc: np.ndarray, next_id: int, vmin: float) -> tuple[np.ndarray, int]:
     """Secondary pass: label foreground voxels that no seed reached (marked UNREACHED).
 
     Each unreached piece (26-connected) joins the label it touches most; a piece touching
@@ -746,17 +824,24 @@ def _fill_unreached(cc: np.ndarray, next_id: int, vmin: float) -> int:
 
     Returns
     -------
+    cc : numpy.ndarray
+        The labels (the same array, or a uint32 copy if new ids needed the room).
     int
         Number of new labels created.
     """
     import cc3d
     import scipy.ndimage as ndi
 
-    todo = cc == UNREACHED
+    marker = unreached_value(cc.dtype)
+    todo = cc == marker
     if not todo.any():
-        return 0
-    pieces = cc3d.connected_components(todo, connectivity=26)
+        return cc, 0
+    pieces, n_pieces = cc3d.connected_components(todo, connectivity=26, return_N=True)
     del todo
+    if next_id + int(n_pieces) >= marker:  # make room for new ids
+        cc = cc.astype(np.uint32)
+        cc[pieces > 0] = UNREACHED
+        marker = int(UNREACHED)
     created = 0
     for pid, sl in enumerate(ndi.find_objects(pieces), start=1):
         if sl is None:
@@ -765,7 +850,7 @@ def _fill_unreached(cc: np.ndarray, next_id: int, vmin: float) -> int:
         piece = pieces[grown] == pid
         ring = ndi.binary_dilation(piece, np.ones((3,) * piece.ndim, bool)) & ~piece
         around = cc[grown][ring]
-        around = around[(around != 0) & (around != UNREACHED)]
+        around = around[(around != 0) & (around != marker)]
         view = cc[grown]
         if around.size:
             vals, counts = np.unique(around, return_counts=True)
@@ -775,4 +860,4 @@ def _fill_unreached(cc: np.ndarray, next_id: int, vmin: float) -> int:
             created += 1
         else:
             view[piece] = 0
-    return created
+    return cc, created

