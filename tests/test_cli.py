@@ -475,9 +475,6 @@ def test_failure_mid_run_leaves_older_outputs(sample, first_run: Path,
     assert all(".partial" in name for name in new), sorted(new)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline._bind_rejected writes <stem>_rejected_t0.tif "
-                   "straight into the output folder at t=0, so a run failing later has "
-                   "already replaced the older run's file (pipeline.py, not fixed here)")
 def test_failure_mid_run_leaves_older_rejected_file(sample, first_run: Path,
                                                     tmp_path: Path) -> None:
     before, after = _mid_run_failure(sample, first_run, tmp_path)

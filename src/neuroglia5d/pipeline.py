@@ -39,6 +39,7 @@ from .backend import Device, resolve_device
 from .errors import Cancelled, InputError, OutputError, ParameterError
 from .io.atomic import (
     atomic_write_bytes,
+    finalize,
     atomic_write_text,
     check_free_space,
     ensure_output_dir,
@@ -198,12 +199,15 @@ def segment(
     fmts = normalise_formats(formats)
     _return_freed_memory_promptly()
     dev = resolve_device(device)
-    out_dir = ensure_output_dir(Path(out))
     sources = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     if not sources:
         raise InputError("no input given")
+    out_path = Path(out)
+    if out_path.exists() and not out_path.is_dir():
+        raise OutputError(f"--out {out_path}: is a file, not a folder")
     datasets = [open_dataset(s, dataset_type, axes=axes, z_axis=z_axis,
                              channel_axis=channel_axis) for s in sources]
+    out_dir = ensure_output_dir(out_path)
     stems = [d.stem for d in datasets]
     dup = {s for s in stems if stems.count(s) > 1}
     if dup:
@@ -348,15 +352,16 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
     if ds.n_timepoints < params.Taccum:
         raise ParameterError(f"Taccum={params.Taccum} is larger than the {ds.n_timepoints} "
                              f"timepoint(s) of {ds.source}")
+    # room for the outputs (uncropped bound): intensity + labels twice per format
+    n_out = ds.n_timepoints // params.Taccum
+    per_t = int(np.prod(ds.shape[1:])) * (2 + 4 + 4)
+    check_free_space(out_dir.parent, int(per_t * n_out * len(fmts) * 1.05))
     ensure_output_dir(out_dir)
     run = _Run(ds, out_dir, params, fmts, device, resume, format_options)
     run.notes += notes
     if ds.n_timepoints % params.Taccum:
         run.notes.append(f"{ds.n_timepoints % params.Taccum} trailing raw frame(s) do not fill "
                          f"a Taccum={params.Taccum} window and are not used")
-    # room for the outputs (uncropped bound): intensity + labels twice per format
-    per_t = int(np.prod(ds.shape[1:])) * (2 + 4 + 4)
-    check_free_space(out_dir, int(per_t * run.n_out * len(fmts) * 1.05))
     report(Progress("open", 0, run.n_out, ds.description))
     # input checksums run in the background while we work
     hasher = ThreadPoolExecutor(1)
@@ -571,7 +576,8 @@ def _link_and_queue(run: _Run, t: int, res: dict[int, tuple[ChannelResult, Calib
         jobs += [_bind_write(w, t, r.intensity, labels) for w in run.writers[c]]
         jobs.append(_bind_text(stats_file, table_to_csv(table)))
         if t == 0 and r.rejected is not None:
-            jobs.append(_bind_rejected(run.out_dir / f"{stem_c}_rejected_t0.tif", r.rejected,
+            # staged with the run; moved next to the outputs when the series is complete
+            jobs.append(_bind_rejected(run.staging / f"{stem_c}_rejected_t0.tif", r.rejected,
                                        run.ds.shape[2:], offset, params))
     # jobs run in order on one thread: when t's jobs are through, every earlier t is too
     st.done = sorted({*st.done, t})
@@ -646,9 +652,9 @@ def _write_tables(run: _Run, params: Parameters) -> list[Path]:
         png = histogram_png(edges, counts, title=f"{stem_c}: nearest-neighbour distance "
                                                  f"({len(table['label'])} labels)", marks=marks)
         out.append(atomic_write_bytes(run.out_dir / f"{stem_c}_nnDistHist.png", png))
-        rejected = run.out_dir / f"{stem_c}_rejected_t0.tif"
-        if rejected.exists():
-            out.append(rejected)
+        staged = run.staging / f"{stem_c}_rejected_t0.tif"
+        if staged.exists():
+            out.append(finalize(staged, run.out_dir / staged.name))
     return out
 
 
