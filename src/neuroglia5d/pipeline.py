@@ -614,8 +614,8 @@ def _bind_rejected(path: Path, codes: np.ndarray, full_zyx: Sequence[int],
         full[:, oy:oy + codes.shape[1], ox:ox + codes.shape[2]] = codes
         part = partial_path(path)
         with os_errors(path):
-            tifffile.imwrite(part, full, imagej=True, resolution=(1 / params.px_um,
-                                                                  1 / params.px_um),
+            tifffile.imwrite(part, full, imagej=True, compression="zlib",
+                             resolution=(1 / params.px_um, 1 / params.px_um),
                              metadata={"spacing": params.dz_um, "unit": "um", "axes": "ZYX",
                                        "Info": "neuroglia5d rejected labels at t=0: 1 small "
                                                "fragment, 2 oversize, 3 isolated"})

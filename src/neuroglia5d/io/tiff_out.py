@@ -10,8 +10,9 @@ Layout (later capabilities read it):
     processed intensity, uint16) and ``labels`` (the working copy, uint32).
 
 Both carry the crop offset as OME ``Plane`` positions (µm) and, with the provenance, as
-JSON in the image ``Description``. Labels are zlib-compressed with a horizontal predictor
-(they shrink 20-100x); intensity is stored uncompressed for the fastest reload.
+JSON in the image ``Description``. Labels are deflate-compressed (zlib level 1, fast) with
+a horizontal predictor (they shrink 20-100x); intensity is stored uncompressed for the
+fastest reload.
 
 While the series is being computed, every finished timepoint is a small TIFF of its own
 in the staging folder ``<stem>_tif.partial/`` (written as ``.partial`` and renamed, so a
@@ -148,7 +149,7 @@ class TiffSeriesWriter(SeriesWriter):
         dtype = np.uint16 if series == 0 else np.uint32
         kw: dict[str, Any] = {}
         if series == 1:
-            kw = {"compression": "zlib", "compressionargs": {"level": 6}, "predictor": True}
+            kw = {"compression": "zlib", "compressionargs": {"level": 1}, "predictor": True}
         tw.write(self._pages(series), shape=(T, Z, Y, X), dtype=dtype,
                  metadata=ome_metadata(self.meta, name, T * Z), **kw)
 
