@@ -140,8 +140,9 @@ GLOBAL_SPECS: tuple[ParamSpec, ...] = (
 
 CHANNEL_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("ch{c}_minDist_um", "minDist_um", float, "µm",
-              "Expected minimum object diameter: seeds closer than this are one object; set "
-              "it to roughly the cell or nucleus diameter.", lo=0, lo_open=True),
+              "Expected minimum object diameter: seeds closer than half of it are one object, "
+              "fragments smaller than a sphere of half of it are discarded; set it to "
+              "roughly the cell or nucleus diameter.", lo=0, lo_open=True),
     ParamSpec("ch{c}_maxSize_um", "maxSize_um", float, "µm",
               "Expected maximum object diameter: larger objects are discarded as oversize.",
               lo=0, lo_open=True),

@@ -39,10 +39,10 @@ from .backend import Device, resolve_device
 from .errors import Cancelled, InputError, OutputError, ParameterError
 from .io.atomic import (
     atomic_write_bytes,
-    finalize,
     atomic_write_text,
     check_free_space,
     ensure_output_dir,
+    finalize,
     os_errors,
     partial_path,
     remove,

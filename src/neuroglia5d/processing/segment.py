@@ -50,7 +50,8 @@ class SegmentSettings:
     spacing_um : tuple of float
         Voxel size (z, y, x) in µm.
     min_dist_um : float
-        Minimum object diameter: seeds closer than this are one object.
+        Minimum object diameter (µm): seeds closer than ``seed_separation`` times this
+        (by default half, one radius) are one object.
     max_size_um : float
         Maximum object diameter (recovery keeps blobs up to a sphere of this diameter).
     seed_merge_tol : float
@@ -72,6 +73,10 @@ class SegmentSettings:
     attach_gap_um : float
         branching: a piece without a cell body (a process cut off by noise) joins the cell
         it comes closest to when the gap is at most this, in µm.
+    seed_separation : float
+        Fraction of ``min_dist_um`` below which two seeds are one object; touching
+        ellipsoids may have centres closer than their largest diameter, and seeds of one
+        elongated object that survive are merged back by ``seed_merge_tol``.
     """
 
     spacing_um: tuple[float, float, float]
@@ -83,7 +88,13 @@ class SegmentSettings:
     core_fraction: float = 0.5
     edge_fraction: float = 0.5
     edge_radius_um: float = 1.0
-    attach_gap_um: float = 2.0
+    attach_gap_um: float = 3.0
+    seed_separation: float = 0.5
+
+    @property
+    def separation_um(self) -> float:
+        """Smallest distance between two seeds: ``seed_separation * min_dist_um`` (µm)."""
+        return self.seed_separation * self.min_dist_um
 
     @property
     def min_volume_um3(self) -> float:
@@ -211,44 +222,28 @@ def hysteresis_components(s: np.ndarray, low: float | np.ndarray, high: float
 
 
 # --------------------------------------------------------------------------- seeds
-def seeds_from_distance(dist: np.ndarray, spacing_um: Sequence[float], min_dist_um: float,
-                        min_value: float = 0.0) -> np.ndarray:
-    """Seed voxels: maxima of ``dist`` at least ``min_dist_um`` apart (physical distance).
+def seeds_from_distance(dist: np.ndarray, spacing_um: Sequence[float],
+                        separation_um: float) -> np.ndarray:
+    """Seed voxels of one crop (2D or 3D): maxima of ``dist`` at least ``separation_um``
+    apart (physical distance).
 
-    Candidates are local maxima in a box of half-size ``min_dist_um / 2``; they are then
-    taken in decreasing order of ``dist`` and any candidate closer than ``min_dist_um``
-    (Euclidean, in µm) to one already taken is dropped.
+    Candidates are local maxima in a box of half-size ``separation_um``, then thinned by
+    :func:`group_nms`.
 
     Returns
     -------
     numpy.ndarray
-        (n, ndim) integer coordinates, strongest first.
+        (n, ndim) integer coordinates.
     """
     import scipy.ndimage as ndi
-    from scipy.spatial import cKDTree
 
     sp = np.asarray(spacing_um, dtype=np.float64)[-dist.ndim:]
-    half = np.maximum(1, np.round(0.5 * min_dist_um / sp)).astype(int)
-    size = tuple(int(2 * h + 1) for h in half)
-    mx = ndi.maximum_filter(dist, size=size, mode="constant", cval=0)
-    cand = np.argwhere((dist == mx) & (dist > min_value))
-    if len(cand) == 0:
-        return cand
-    vals = dist[tuple(cand.T)]
-    order = np.argsort(-vals, kind="stable")
-    cand = cand[order]
-    pts = cand * sp
-    tree = cKDTree(pts)
-    taken = np.zeros(len(cand), bool)
-    suppressed = np.zeros(len(cand), bool)
-    for i in range(len(cand)):
-        if suppressed[i]:
-            continue
-        taken[i] = True
-        for j in tree.query_ball_point(pts[i], r=min_dist_um - 1e-9):
-            if j != i:
-                suppressed[j] = True
-    return cand[taken]
+    half = np.maximum(1, np.round(separation_um / sp)).astype(int)
+    mx = ndi.maximum_filter(dist, size=tuple(int(2 * h + 1) for h in half), mode="constant")
+    cand = np.argwhere((dist == mx) & (dist > 0))
+    keep = group_nms(cand, dist[tuple(cand.T)], np.zeros(len(cand), np.int64), sp,
+                     separation_um)
+    return cand[keep]
 
 
 def _markers(shape: tuple[int, ...], seeds: np.ndarray) -> np.ndarray:
@@ -317,6 +312,8 @@ def group_nms(points: np.ndarray, values: np.ndarray, groups: np.ndarray,
               spacing_um: Sequence[float], min_dist_um: float) -> np.ndarray:
     """Non-maximum suppression inside groups: keep points at least ``min_dist_um`` apart.
 
+    (Callers pass :attr:`SegmentSettings.separation_um` as ``min_dist_um``.)
+
     Points are taken in decreasing ``values`` within each group; a point closer than
     ``min_dist_um`` (Euclidean, µm) to a kept point of its own group is dropped.
 
@@ -362,7 +359,7 @@ def seeds_watershed(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
     """Seeds of the ``watershed`` method for every component at once.
 
     Maxima of the distance transform (µm) in a box of half-size ``min_dist_um / 2``,
-    thinned to be ``min_dist_um`` apart within each component.
+    thinned to be :attr:`SegmentSettings.separation_um` apart within each component.
 
     Returns
     -------
@@ -391,7 +388,7 @@ def seeds_watershed(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
     cand = np.concatenate(cands) if cands else np.zeros((0, 3), np.int64)
     vals = dist[tuple(cand.T)]
     comp = cc[tuple(cand.T)].astype(np.int64)
-    keep = group_nms(cand, vals, comp, sp, settings.min_dist_um)
+    keep = group_nms(cand, vals, comp, sp, settings.separation_um)
     return cand[keep], comp[keep]
 
 
@@ -401,7 +398,7 @@ def seeds_branching(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
 
     A core is a 26-connected region where the local radius (distance transform, µm)
     reaches ``core_fraction * min_dist_um / 2``; cores of one component whose deepest
-    points are closer than ``min_dist_um`` are one cell.
+    points are closer than :attr:`SegmentSettings.separation_um` are one cell.
 
     Returns
     -------
@@ -437,7 +434,7 @@ def seeds_branching(dist: np.ndarray, cc: np.ndarray, settings: SegmentSettings
         peaks[i - 1] = [s_.start + kk for s_, kk in zip(sl, k, strict=True)]
         depth[i - 1] = sub[k]
     comp = cc[tuple(peaks.T)].astype(np.int64)
-    keep = group_nms(peaks, depth, comp, settings.spacing_um, settings.min_dist_um)
+    keep = group_nms(peaks, depth, comp, settings.spacing_um, settings.separation_um)
     # merged-away cores join the nearest kept core of their component
     mapping = {0: 0}
     sp = np.asarray(settings.spacing_um)
@@ -479,7 +476,7 @@ def split_watershed(mask: np.ndarray, settings: SegmentSettings,
         dist = edt.edt(np.ascontiguousarray(mask), anisotropy=sp, black_border=False,
                        parallel=1).astype(np.float32)
     if seeds is None:
-        seeds = seeds_from_distance(dist, sp, settings.min_dist_um)
+        seeds = seeds_from_distance(dist, sp, settings.separation_um)
     if len(seeds) <= 1:
         return mask.astype(np.int32)
     regions = watershed(-dist, _markers(mask.shape, seeds), mask=mask)
