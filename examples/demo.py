@@ -44,7 +44,7 @@ def main() -> int:
                       formats="tif,ome.zarr", progress=_print_progress)
     print()
     print("=" * 78)
-    for (kind, (ds, src)), res in zip(inputs.items(), results, strict=True):
+    for (ds, src), res in zip(inputs.values(), results, strict=True):
         lab = read_ome_tiff_series(res.out_dir / f"{res.stem}_labels.ome.tif")
         pred = lab["series"]["labels"]
         full = np.zeros(ds.labels.shape, np.uint32)
