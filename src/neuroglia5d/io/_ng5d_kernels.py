@@ -1,0 +1,292 @@
+"""numba kernels of the ``.ng5d`` codecs (imported only when encoding or decoding).
+
+The per-voxel functions (``bp_voxel``, ``pal_voxel``) are plain functions of a brick's
+header fields and the data words; the CPU loops here and the CUDA kernels in
+:mod:`neuroglia5d.io.ng5d_gpu` call the same logic, one voxel per call.
+"""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+
+_plain = numba.njit(cache=True, nogil=True)
+_par = numba.njit(cache=True, nogil=True, parallel=True)
+
+
+@_plain
+def bitlen(v: int) -> int:
+    n = 0
+    while v:
+        v >>= 1
+        n += 1
+    return n
+
+@_plain
+def put_bits(data: Any, pos: int, v: int, w: int) -> None:
+    # all int64: values are at most 32 bits wide
+    k = pos >> 5
+    s = pos & 31
+    data[k] |= np.uint32((v << s) & 0xFFFFFFFF)
+    if s + w > 32:
+        data[k + 1] |= np.uint32(v >> (32 - s))
+
+@_plain
+def get_bits(data: Any, pos: int, w: int) -> int:
+    k = pos >> 5
+    s = pos & 31
+    x = (np.int64(data[k]) | (np.int64(data[k + 1]) << 32)) >> s
+    return x & ((np.int64(1) << w) - 1)
+
+@_plain
+def popc(x: int) -> int:
+    x = x - ((x >> 1) & 0x55555555)
+    x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+    return (((x + (x >> 4)) & 0x0F0F0F0F) * 0x01010101 & 0xFFFFFFFF) >> 24
+
+# ---------------- bitpack
+@_par
+def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, nnz: Any
+             ) -> None:
+    Z, Y, X = u.shape
+    gz, gy, gx = grid[0], grid[1], grid[2]
+    bz, by, bx = brick[0], brick[1], brick[2]
+    for b in prange(gz * gy * gx):
+        iz = b // (gy * gx)
+        iy = (b // gx) % gy
+        ix = b % gx
+        lo = np.int64(0x7FFFFFFFFFFFFFFF)
+        hi = np.int64(0)
+        for z in range(bz):
+            zz = min(iz * bz + z, Z - 1)
+            for y in range(by):
+                yy = min(iy * by + y, Y - 1)
+                for x in range(bx):
+                    xx = min(ix * bx + x, X - 1)
+                    v = np.int64(u[zz, yy, xx])
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+        c = 0
+        for z in range(bz):
+            zz = min(iz * bz + z, Z - 1)
+            for y in range(by):
+                yy = min(iy * by + y, Y - 1)
+                for x in range(bx):
+                    xx = min(ix * bx + x, X - 1)
+                    if np.int64(u[zz, yy, xx]) != lo:
+                        c += 1
+        mins[b] = lo
+        widths[b] = bitlen(hi - lo)
+        nnz[b] = c
+
+@_par
+def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
+            offsets: Any, data: Any) -> None:
+    Z, Y, X = u.shape
+    gz, gy, gx = grid[0], grid[1], grid[2]
+    bz, by, bx = brick[0], brick[1], brick[2]
+    n = bz * by * bx
+    nmask = (n + 31) // 32
+    npre = (nmask + 1) // 2
+    for b in prange(gz * gy * gx):
+        mode = modes[b]
+        if mode == 0:
+            continue
+        iz = b // (gy * gx)
+        iy = (b // gx) % gy
+        ix = b % gx
+        w = widths[b]
+        base = np.int64(bases[b])
+        start = np.int64(offsets[b]) * 32
+        vstart = start + (nmask + npre) * 32 if mode == 2 else start
+        i = 0
+        r = 0
+        for z in range(bz):
+            zz = min(iz * bz + z, Z - 1)
+            for y in range(by):
+                yy = min(iy * by + y, Y - 1)
+                for x in range(bx):
+                    xx = min(ix * bx + x, X - 1)
+                    d = np.int64(u[zz, yy, xx]) - base
+                    if mode == 1:
+                        put_bits(data, start + i * w, d, w)
+                    elif d != 0:
+                        k = i >> 5
+                        data[offsets[b] + k] |= np.uint32(np.int64(1) << (i & 31))
+                        put_bits(data, vstart + r * w, d, w)
+                        r += 1
+                    i += 1
+        if mode == 2:  # prefix counts of set mask bits before each mask word
+            acc = 0
+            for k in range(nmask):
+                word = offsets[b] + nmask + k // 2
+                if k % 2 == 0:
+                    data[word] |= np.uint32(acc)
+                else:
+                    data[word] |= np.uint32(acc << 16)
+                acc += popc(np.int64(data[offsets[b] + k]))
+
+@_plain
+def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: int,
+             data: Any) -> int:
+    if mode == 0:
+        return base
+    if mode == 1:
+        return base + get_bits(data, (off << 5) + i * w, w)
+    k = i >> 5
+    m = np.int64(data[off + k])
+    bit = i & 31
+    if not (m >> bit) & 1:
+        return base
+    pw = np.int64(data[off + nmask + (k >> 1)])
+    pre = (pw >> 16) if (k & 1) else (pw & 0xFFFF)
+    rank = pre + popc(m & ((1 << bit) - 1))
+    return base + get_bits(data, ((off + nmask + npre) << 5) + rank * w, w)
+
+@_par
+def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
+              modes: Any, widths: Any, bases: Any, offsets: Any, data: Any
+              ) -> None:
+    oz, oy, ox = out.shape
+    bz, by, bx = brick[0], brick[1], brick[2]
+    n = bz * by * bx
+    nmask = (n + 31) // 32
+    npre = (nmask + 1) // 2
+    gy, gx = grid[1], grid[2]
+    bz0, bz1 = z0 // bz, (z0 + oz - 1) // bz
+    by0, by1 = y0 // by, (y0 + oy - 1) // by
+    bx0, bx1 = x0 // bx, (x0 + ox - 1) // bx
+    nbz, nby, nbx = bz1 - bz0 + 1, by1 - by0 + 1, bx1 - bx0 + 1
+    for j in prange(nbz * nby * nbx):
+        iz = bz0 + j // (nby * nbx)
+        iy = by0 + (j // nbx) % nby
+        ix = bx0 + j % nbx
+        b = (iz * gy + iy) * gx + ix
+        mode, w, base, off = modes[b], widths[b], np.int64(bases[b]), np.int64(offsets[b])
+        for z in range(max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)):
+            for y in range(max(iy * by, y0), min((iy + 1) * by, y0 + oy)):
+                for x in range(max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)):
+                    i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
+                    out[z - z0, y - y0, x - x0] = bp_voxel(i, mode, w, base, off, nmask,
+                                                           npre, data)
+
+# ---------------- palette
+@_par
+def pal_index(vol: Any, palette: Any, out: Any) -> None:
+    Z, Y, X = vol.shape
+    for z in prange(Z):
+        for y in range(Y):
+            for x in range(X):
+                out[z, y, x] = np.searchsorted(palette, vol[z, y, x])
+
+@_par
+def pal_stats(idx: Any, grid: Any, brick: Any, nlocal: Any, widths: Any
+              ) -> None:
+    Z, Y, X = idx.shape
+    gz, gy, gx = grid[0], grid[1], grid[2]
+    bz, by, bx = brick[0], brick[1], brick[2]
+    n = bz * by * bx
+    for b in prange(gz * gy * gx):
+        iz = b // (gy * gx)
+        iy = (b // gx) % gy
+        ix = b % gx
+        vals = np.empty(n, np.int64)
+        i = 0
+        for z in range(bz):
+            zz = min(iz * bz + z, Z - 1)
+            for y in range(by):
+                yy = min(iy * by + y, Y - 1)
+                for x in range(bx):
+                    xx = min(ix * bx + x, X - 1)
+                    vals[i] = idx[zz, yy, xx]
+                    i += 1
+        vals.sort()
+        c = 1
+        for k in range(1, n):
+            if vals[k] != vals[k - 1]:
+                c += 1
+        nlocal[b] = c
+        if c == 1:
+            widths[b] = 0
+        else:
+            w = 1
+            while (1 << w) < c:
+                w *= 2
+            widths[b] = w
+
+@_par
+def pal_pack(idx: Any, grid: Any, brick: Any, words: Any, ext_of: Any, widths: Any,
+             lut_off: Any, data_off: Any, lut: Any, data: Any
+             ) -> None:
+    Z, Y, X = idx.shape
+    gz, gy, gx = grid[0], grid[1], grid[2]
+    bz, by, bx = brick[0], brick[1], brick[2]
+    n = bz * by * bx
+    top = np.int64(1) << np.int64(words.itemsize * 8 - 1)
+    for b in prange(gz * gy * gx):
+        iz = b // (gy * gx)
+        iy = (b // gx) % gy
+        ix = b % gx
+        vals = np.empty(n, np.int64)
+        i = 0
+        for z in range(bz):
+            zz = min(iz * bz + z, Z - 1)
+            for y in range(by):
+                yy = min(iy * by + y, Y - 1)
+                for x in range(bx):
+                    xx = min(ix * bx + x, X - 1)
+                    vals[i] = idx[zz, yy, xx]
+                    i += 1
+        e = ext_of[b]
+        if e < 0:
+            words[b] = vals[0]
+            continue
+        words[b] = np.int64(e) | top
+        u = np.unique(vals)
+        lo = lut_off[e]
+        for k in range(u.size):
+            lut[lo + k] = u[k]
+        w = widths[e]
+        start = np.int64(data_off[e]) * 32
+        for k in range(n):
+            li = np.searchsorted(u, vals[k])
+            put_bits(data, start + k * w, li, w)
+
+@_plain
+def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: Any,
+              lut: Any, data: Any) -> int:
+    if word < top:
+        return word
+    e = word - top
+    w = np.int64(ext_w[e])
+    li = get_bits(data, (np.int64(ext_data[e]) << 5) + i * w, w)
+    return np.int64(lut[np.int64(ext_lut[e]) + li])
+
+@_par
+def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words: Any,
+               ext_w: Any, ext_lut: Any, ext_data: Any, lut: Any, data: Any,
+               palette: Any) -> None:
+    oz, oy, ox = out.shape
+    bz, by, bx = brick[0], brick[1], brick[2]
+    gy, gx = grid[1], grid[2]
+    top = np.int64(1) << np.int64(words.itemsize * 8 - 1)
+    bz0, bz1 = z0 // bz, (z0 + oz - 1) // bz
+    by0, by1 = y0 // by, (y0 + oy - 1) // by
+    bx0, bx1 = x0 // bx, (x0 + ox - 1) // bx
+    nbz, nby, nbx = bz1 - bz0 + 1, by1 - by0 + 1, bx1 - bx0 + 1
+    for j in prange(nbz * nby * nbx):
+        iz = bz0 + j // (nby * nbx)
+        iy = by0 + (j // nbx) % nby
+        ix = bx0 + j % nbx
+        b = (iz * gy + iy) * gx + ix
+        word = np.int64(words[b])
+        for z in range(max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)):
+            for y in range(max(iy * by, y0), min((iy + 1) * by, y0 + oy)):
+                for x in range(max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)):
+                    i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
+                    p = pal_voxel(i, word, top, ext_w, ext_lut, ext_data, lut, data)
+                    out[z - z0, y - y0, x - x0] = palette[p]

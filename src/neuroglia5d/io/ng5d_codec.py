@@ -1,0 +1,276 @@
+"""The two ``.ng5d`` volume codecs: ``bitpack`` (intensity) and ``palette`` (labels).
+
+Both split a (Z, Y, X) volume into bricks and store every brick so that **each voxel can
+be decoded on its own** from the brick's header and a few 32-bit data words: no voxel's
+decoding depends on another's, so a GPU thread per voxel (or a CPU loop over any subset of
+bricks) decodes any region without touching the rest. The byte layout is specified in
+``docs/ng5d-format.md``; this module is the reference implementation (NumPy for the
+layout, numba for the loops; the per-voxel functions are shared with the CUDA kernels in
+:mod:`neuroglia5d.io.ng5d_gpu`).
+
+``bitpack`` (uint8, uint16, uint32, float32)
+    Per brick: ``constant`` (header only), ``dense`` (every value minus the brick minimum,
+    ``width`` bits each) or ``sparse`` (a bit mask of the voxels different from the
+    minimum, per-word prefix counts of the mask, and the packed values of those voxels
+    only), whichever is smallest. float32 is stored through the order-preserving map to
+    uint32 (lossless).
+``palette`` (uint8 .. uint64 labels)
+    A sorted palette of the volume's label values; per brick a 16- or 32-bit word that is
+    either the palette index of a single-valued brick or the index of an extended header
+    (local table of palette indices plus local indices packed at 1, 2, 4, 8 or 16 bits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+CODEC_BITPACK = 1
+CODEC_PALETTE = 2
+CODEC_NAMES = {CODEC_BITPACK: "bitpack", CODEC_PALETTE: "palette"}
+
+MODE_CONSTANT, MODE_DENSE, MODE_SPARSE = 0, 1, 2
+BITPACK_DTYPES = ("uint8", "uint16", "uint32", "float32")
+PALETTE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
+_ALIGN = 8
+
+
+# --------------------------------------------------------------------------- geometry
+def brick_grid(shape_zyx: tuple[int, int, int], brick: tuple[int, int, int]
+               ) -> tuple[int, int, int]:
+    """Number of bricks along (z, y, x); edge bricks are partial (stored padded)."""
+    return tuple(math.ceil(s / b) for s, b in zip(shape_zyx, brick, strict=True))  # type: ignore[return-value]
+
+
+def _section(buf: bytearray, arr: np.ndarray) -> None:
+    buf += arr.tobytes()
+    pad = (-len(buf)) % _ALIGN
+    if pad:
+        buf += b"\0" * pad
+
+
+def _take(mv: memoryview, pos: int, dtype: Any, count: int) -> tuple[np.ndarray, int]:
+    nbytes = int(count) * np.dtype(dtype).itemsize
+    if pos + nbytes > len(mv):
+        raise InputError(f"volume block truncated (needs {pos + nbytes} bytes, has {len(mv)})")
+    arr = np.frombuffer(mv, dtype=dtype, count=int(count), offset=pos)
+    pos += nbytes
+    pos += (-pos) % _ALIGN
+    return arr, pos
+
+
+# --------------------------------------------------------------------------- float map
+def float_to_ordered(a: np.ndarray) -> np.ndarray:
+    """Map float32 bits to uint32 so that the integer order is the float order."""
+    u = a.astype(np.float32, copy=False).view(np.uint32)
+    neg = (u >> np.uint32(31)).astype(bool)
+    return np.where(neg, ~u, u | np.uint32(0x80000000)).astype(np.uint32)
+
+
+def ordered_to_float(u: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`float_to_ordered`."""
+    u = u.astype(np.uint32, copy=False)
+    pos = (u >> np.uint32(31)).astype(bool)
+    return np.where(pos, u & np.uint32(0x7FFFFFFF), ~u).astype(np.uint32).view(np.float32)
+
+
+# --------------------------------------------------------------------------- kernels
+def _kernels() -> Any:
+    """The numba kernels (compiled on first use, cached on disk)."""
+    from . import _ng5d_kernels
+
+    return _ng5d_kernels
+
+
+# --------------------------------------------------------------------------- bitpack
+@dataclass
+class BitpackVolume:
+    """Parsed ``bitpack`` volume block (views into the payload buffer)."""
+
+    modes: np.ndarray
+    widths: np.ndarray
+    bases: np.ndarray
+    offsets: np.ndarray
+    data: np.ndarray
+
+
+def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
+    """Encode a (Z, Y, X) intensity volume (uint8/16/32 or float32) as a ``bitpack`` block."""
+    if vol.ndim != 3:
+        raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
+    dt = np.dtype(vol.dtype)
+    if dt.name not in BITPACK_DTYPES:
+        raise ValueError(f"bitpack: unsupported dtype {dt} (use one of {BITPACK_DTYPES})")
+    u = float_to_ordered(vol) if dt == np.float32 else np.ascontiguousarray(vol)
+    k = _kernels()
+    grid = np.array(brick_grid(vol.shape, brick), np.int64)
+    br = np.array(brick, np.int64)
+    nb = int(np.prod(grid))
+    n = int(np.prod(br))
+    mins = np.zeros(nb, np.int64)
+    widths = np.zeros(nb, np.int64)
+    nnz = np.zeros(nb, np.int64)
+    k.bp_stats(u, grid, br, mins, widths, nnz)
+    nmask = (n + 31) // 32
+    npre = (nmask + 1) // 2
+    dense = (n * widths + 31) // 32
+    sparse = nmask + npre + (nnz * widths + 31) // 32
+    modes = np.where(widths == 0, MODE_CONSTANT,
+                     np.where(sparse < dense, MODE_SPARSE, MODE_DENSE)).astype(np.uint8)
+    words = np.where(modes == MODE_CONSTANT, 0, np.where(modes == MODE_SPARSE, sparse, dense))
+    offsets = np.zeros(nb, np.uint32)
+    if nb > 1:
+        offsets[1:] = np.cumsum(words[:-1], dtype=np.int64).astype(np.uint32)
+    total = int(words.sum())
+    data = np.zeros(total + 2, np.uint32)  # +2: the two-word read window never overruns
+    k.bp_pack(u, grid, br, modes, widths, mins, offsets.astype(np.int64), data)
+    buf = bytearray(np.array([nb, total + 2], np.uint32).tobytes())
+    _section(buf, modes)
+    _section(buf, widths.astype(np.uint8))
+    _section(buf, mins.astype(np.uint32))
+    _section(buf, offsets)
+    _section(buf, data)
+    return bytes(buf)
+
+
+def parse_bitpack(block: bytes | memoryview, n_bricks: int) -> BitpackVolume:
+    """Parse a ``bitpack`` block without decoding it; raise when it does not fit."""
+    mv = memoryview(block)
+    head, pos = _take(mv, 0, np.uint32, 2)
+    nb, nwords = int(head[0]), int(head[1])
+    if nb != n_bricks:
+        raise InputError(f"volume block has {nb} bricks, the header's shape needs {n_bricks}")
+    modes, pos = _take(mv, pos, np.uint8, nb)
+    widths, pos = _take(mv, pos, np.uint8, nb)
+    bases, pos = _take(mv, pos, np.uint32, nb)
+    offsets, pos = _take(mv, pos, np.uint32, nb)
+    data, pos = _take(mv, pos, np.uint32, nwords)
+    return BitpackVolume(modes, widths, bases, offsets, data)
+
+
+def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
+                   brick: tuple[int, int, int], dtype: Any,
+                   region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+    """Decode a region (default: everything) of a ``bitpack`` volume on the CPU."""
+    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
+    z0, y0, x0 = z.start, y.start, x.start
+    shp = (z.stop - z0, y.stop - y0, x.stop - x0)
+    dt = np.dtype(dtype)
+    out = np.empty(shp, np.uint32 if dt == np.float32 else dt)
+    if min(shp) <= 0:
+        return out.astype(dt) if dt == np.float32 else out
+    _kernels().bp_decode(out, z0, y0, x0, np.array(shape_zyx, np.int64),
+                            np.array(brick_grid(shape_zyx, brick), np.int64),
+                            np.array(brick, np.int64), v.modes, v.widths, v.bases,
+                            v.offsets, v.data)
+    return ordered_to_float(out) if dt == np.float32 else out
+
+
+# --------------------------------------------------------------------------- palette
+@dataclass
+class PaletteVolume:
+    """Parsed ``palette`` volume block (views into the payload buffer)."""
+
+    palette: np.ndarray
+    words: np.ndarray
+    ext_w: np.ndarray
+    ext_lut: np.ndarray
+    ext_data: np.ndarray
+    lut: np.ndarray
+    data: np.ndarray
+
+
+def encode_palette(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
+    """Encode a (Z, Y, X) label volume (unsigned integers) as a ``palette`` block."""
+    import fastremap
+
+    if vol.ndim != 3:
+        raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
+    dt = np.dtype(vol.dtype)
+    if dt.name not in PALETTE_DTYPES:
+        raise ValueError(f"palette: unsupported dtype {dt} (use one of {PALETTE_DTYPES})")
+    vol = np.ascontiguousarray(vol)
+    k = _kernels()
+    palette = np.asarray(fastremap.unique(vol), dtype=dt)
+    palette.sort()
+    npal = len(palette)
+    idx_dt = np.uint16 if npal <= 65536 else np.uint32
+    idx = np.empty(vol.shape, idx_dt)
+    k.pal_index(vol, palette, idx)
+    grid = np.array(brick_grid(vol.shape, brick), np.int64)
+    br = np.array(brick, np.int64)
+    nb = int(np.prod(grid))
+    n = int(np.prod(br))
+    nlocal = np.zeros(nb, np.int64)
+    widths = np.zeros(nb, np.int64)
+    k.pal_stats(idx, grid, br, nlocal, widths)
+    packed = np.flatnonzero(nlocal > 1)
+    n_ext = len(packed)
+    word_bits = 16 if (npal < 2**15 and n_ext < 2**15) else 32
+    ext_of = np.full(nb, -1, np.int64)
+    ext_of[packed] = np.arange(n_ext)
+    e_w = widths[packed]
+    e_n = nlocal[packed]
+    lut_off = np.zeros(n_ext, np.int64)
+    data_off = np.zeros(n_ext, np.int64)
+    if n_ext > 1:
+        lut_off[1:] = np.cumsum(e_n[:-1])
+        data_off[1:] = np.cumsum((n * e_w[:-1] + 31) // 32)
+    n_lut = int(e_n.sum())
+    n_words = int(((n * e_w + 31) // 32).sum()) + 2
+    lut_dt = np.uint16 if npal <= 65536 else np.uint32
+    words = np.zeros(nb, np.uint16 if word_bits == 16 else np.uint32)
+    lut = np.zeros(n_lut, lut_dt)
+    data = np.zeros(n_words, np.uint32)
+    k.pal_pack(idx, grid, br, words, ext_of, e_w, lut_off, data_off, lut, data)
+    buf = bytearray(np.array([npal, nb, n_ext, n_lut, n_words, word_bits,
+                              16 if lut_dt == np.uint16 else 32, 0], np.uint32).tobytes())
+    _section(buf, palette)
+    _section(buf, words)
+    _section(buf, e_w.astype(np.uint8))
+    _section(buf, lut_off.astype(np.uint32))
+    _section(buf, data_off.astype(np.uint32))
+    _section(buf, lut)
+    _section(buf, data)
+    return bytes(buf)
+
+
+def parse_palette(block: bytes | memoryview, n_bricks: int, dtype: Any) -> PaletteVolume:
+    """Parse a ``palette`` block without decoding it; raise when it does not fit."""
+    mv = memoryview(block)
+    head, pos = _take(mv, 0, np.uint32, 8)
+    npal, nb, n_ext, n_lut, n_words, word_bits, lut_bits = (int(v) for v in head[:7])
+    if nb != n_bricks:
+        raise InputError(f"volume block has {nb} bricks, the header's shape needs {n_bricks}")
+    if word_bits not in (16, 32) or lut_bits not in (16, 32):
+        raise InputError(f"volume block has invalid word sizes ({word_bits}, {lut_bits})")
+    palette, pos = _take(mv, pos, dtype, npal)
+    words, pos = _take(mv, pos, np.uint16 if word_bits == 16 else np.uint32, nb)
+    ext_w, pos = _take(mv, pos, np.uint8, n_ext)
+    ext_lut, pos = _take(mv, pos, np.uint32, n_ext)
+    ext_data, pos = _take(mv, pos, np.uint32, n_ext)
+    lut, pos = _take(mv, pos, np.uint16 if lut_bits == 16 else np.uint32, n_lut)
+    data, pos = _take(mv, pos, np.uint32, n_words)
+    return PaletteVolume(palette, words, ext_w, ext_lut, ext_data, lut, data)
+
+
+def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
+                   brick: tuple[int, int, int],
+                   region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+    """Decode a region (default: everything) of a ``palette`` volume on the CPU."""
+    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
+    z0, y0, x0 = z.start, y.start, x.start
+    shp = (z.stop - z0, y.stop - y0, x.stop - x0)
+    out = np.empty(shp, v.palette.dtype)
+    if min(shp) <= 0:
+        return out
+    _kernels().pal_decode(out, z0, y0, x0,
+                             np.array(brick_grid(shape_zyx, brick), np.int64),
+                             np.array(brick, np.int64), v.words, v.ext_w, v.ext_lut,
+                             v.ext_data, v.lut, v.data, v.palette)
+    return out
