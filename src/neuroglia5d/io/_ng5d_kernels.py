@@ -14,8 +14,12 @@ import numba
 import numpy as np
 from numba import prange
 
+from numba.core.extending import register_jitable
+
 _plain = numba.njit(cache=True, nogil=True)
 _par = numba.njit(cache=True, nogil=True, parallel=True)
+#: functions shared by the CPU kernels and the CUDA kernels (inlined in both targets)
+_shared = register_jitable
 
 
 @_plain
@@ -35,14 +39,14 @@ def put_bits(data: Any, pos: int, v: int, w: int) -> None:
     if s + w > 32:
         data[k + 1] |= np.uint32(v >> (32 - s))
 
-@_plain
+@_shared
 def get_bits(data: Any, pos: int, w: int) -> int:
     k = pos >> 5
     s = pos & 31
     x = (np.int64(data[k]) | (np.int64(data[k + 1]) << 32)) >> s
     return x & ((np.int64(1) << w) - 1)
 
-@_plain
+@_shared
 def popc(x: int) -> int:
     x = x - ((x >> 1) & 0x55555555)
     x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
@@ -130,7 +134,7 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                     data[word] |= np.uint32(acc << 16)
                 acc += popc(np.int64(data[offsets[b] + k]))
 
-@_plain
+@_shared
 def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: int,
              data: Any) -> int:
     if mode == 0:
@@ -256,7 +260,7 @@ def pal_pack(idx: Any, grid: Any, brick: Any, words: Any, ext_of: Any, widths: A
             li = np.searchsorted(u, vals[k])
             put_bits(data, start + k * w, li, w)
 
-@_plain
+@_shared
 def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: Any,
               lut: Any, data: Any) -> int:
     if word < top:
