@@ -13,7 +13,6 @@ from typing import Any
 import numba
 import numpy as np
 from numba import prange
-
 from numba.core.extending import register_jitable
 
 _plain = numba.njit(cache=True, nogil=True)
@@ -54,7 +53,8 @@ def popc(x: int) -> int:
 
 # ---------------- bitpack
 @_par
-def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, nnz: Any
+def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_sparse: Any,
+             nnz: Any
              ) -> None:
     Z, Y, X = u.shape
     gz, gy, gx = grid[0], grid[1], grid[2]
@@ -85,6 +85,8 @@ def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, nnz: Any
                         c += 1
         mins[b] = lo
         widths[b] = bitlen(hi - lo)
+        # sparse mode stores d - 1 (every stored d is >= 1)
+        widths_sparse[b] = bitlen(hi - lo - 1) if hi > lo else 0
         nnz[b] = c
 
 @_par
@@ -95,7 +97,7 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
     nmask = (n + 31) // 32
-    npre = (nmask + 1) // 2
+    npre = (nmask + 7) // 8
     for b in prange(gz * gy * gx):
         mode = modes[b]
         if mode == 0:
@@ -121,17 +123,14 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                     elif d != 0:
                         k = i >> 5
                         data[offsets[b] + k] |= np.uint32(np.int64(1) << (i & 31))
-                        put_bits(data, vstart + r * w, d, w)
+                        put_bits(data, vstart + r * w, d - 1, w)
                         r += 1
                     i += 1
-        if mode == 2:  # prefix counts of set mask bits before each mask word
+        if mode == 2:  # count of set mask bits before every 8th mask word
             acc = 0
             for k in range(nmask):
-                word = offsets[b] + nmask + k // 2
-                if k % 2 == 0:
-                    data[word] |= np.uint32(acc)
-                else:
-                    data[word] |= np.uint32(acc << 16)
+                if k % 8 == 0:
+                    data[offsets[b] + nmask + k // 8] = np.uint32(acc)
                 acc += popc(np.int64(data[offsets[b] + k]))
 
 @_shared
@@ -146,10 +145,12 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
     bit = i & 31
     if not (m >> bit) & 1:
         return base
-    pw = np.int64(data[off + nmask + (k >> 1)])
-    pre = (pw >> 16) if (k & 1) else (pw & 0xFFFF)
-    rank = pre + popc(m & ((1 << bit) - 1))
-    return base + get_bits(data, ((off + nmask + npre) << 5) + rank * w, w)
+    # set bits before this voxel: the group prefix, whole words of the group, this word
+    rank = np.int64(data[off + nmask + (k >> 3)])
+    for kk in range(k & ~7, k):
+        rank += popc(np.int64(data[off + kk]))
+    rank += popc(m & ((np.int64(1) << bit) - 1))
+    return base + 1 + get_bits(data, ((off + nmask + npre) << 5) + rank * w, w)
 
 @_par
 def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
@@ -159,7 +160,7 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
     nmask = (n + 31) // 32
-    npre = (nmask + 1) // 2
+    npre = (nmask + 7) // 8
     gy, gx = grid[1], grid[2]
     bz0, bz1 = z0 // bz, (z0 + oz - 1) // bz
     by0, by1 = y0 // by, (y0 + oy - 1) // by

@@ -114,14 +114,16 @@ def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
     n = int(np.prod(br))
     mins = np.zeros(nb, np.int64)
     widths = np.zeros(nb, np.int64)
+    widths_sparse = np.zeros(nb, np.int64)
     nnz = np.zeros(nb, np.int64)
-    k.bp_stats(u, grid, br, mins, widths, nnz)
+    k.bp_stats(u, grid, br, mins, widths, widths_sparse, nnz)
     nmask = (n + 31) // 32
-    npre = (nmask + 1) // 2
+    npre = (nmask + 7) // 8
     dense = (n * widths + 31) // 32
-    sparse = nmask + npre + (nnz * widths + 31) // 32
+    sparse = nmask + npre + (nnz * widths_sparse + 31) // 32
     modes = np.where(widths == 0, MODE_CONSTANT,
                      np.where(sparse < dense, MODE_SPARSE, MODE_DENSE)).astype(np.uint8)
+    widths = np.where(modes == MODE_SPARSE, widths_sparse, widths)
     words = np.where(modes == MODE_CONSTANT, 0, np.where(modes == MODE_SPARSE, sparse, dense))
     offsets = np.zeros(nb, np.uint32)
     if nb > 1:

@@ -100,7 +100,7 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
     if dv.kind == "bitpack":
         nvox = bz * by * bx
         nmask = (nvox + 31) // 32
-        npre = (nmask + 1) // 2
+        npre = (nmask + 7) // 8
         out = xp.empty(shp, np.uint32 if dt == np.float32 else dt)
         if n and min(shp) > 0:
             bp_kernel[blocks, _THREADS](out, z.start, y.start, x.start, gy, gx, bz, by, bx,

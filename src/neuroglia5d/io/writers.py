@@ -28,6 +28,7 @@ from ..errors import OutputError
 FORMATS: dict[str, str] = {
     "tif": "neuroglia5d.io.tiff_out:TiffSeriesWriter",
     "ome.zarr": "neuroglia5d.io.omezarr_out:OmeZarrSeriesWriter",
+    "ng5d": "neuroglia5d.io.ng5d:Ng5dSeriesWriter",
 }
 FORMAT_ALIASES = {"tiff": "tif", "ome.tif": "tif", "zarr": "ome.zarr", "omezarr": "ome.zarr",
                   "ome-zarr": "ome.zarr"}
