@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"0-based {name.split('-')[0]} axis of each file's array "
                             "(Cellpose convention)")
     s.add_argument("--format", default="tif", metavar="FMT[,FMT]",
-                   help="output formats: tif, ome.zarr (comma-separated; default tif)")
+                   help="output formats: tif, ome.zarr, ng5d (comma-separated; default tif)")
     s.add_argument("--ngff-version", default="0.4", choices=("0.4", "0.5"),
                    help="OME-Zarr version (0.4: zarr v2, read by most tools; 0.5: zarr v3)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
@@ -87,6 +87,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--debug", action="store_true")
 
+    i = sub.add_parser("info", help="describe an output file (.ng5d, .ome.tif, .ome.zarr)",
+                       description="Arrays, shape, voxel size, compression per array, "
+                                   "timepoints complete and checksum status of a file.")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.add_argument("--debug", action="store_true")
+
+    c = sub.add_parser("convert", help="convert between .tif, .ome.zarr and .ng5d",
+                       description="Convert one of our outputs (…_fused or …_labels) to "
+                                   "another format; the output's extension chooses it.")
+    c.add_argument("src", metavar="IN")
+    c.add_argument("dst", metavar="OUT")
+    c.add_argument("--ngff-version", default="0.4", choices=("0.4", "0.5"))
+    c.add_argument("--quiet", "-q", action="store_true")
+    c.add_argument("--debug", action="store_true")
+
+    r = sub.add_parser("recover", help="finalise an interrupted NAME.ng5d.partial",
+                       description="Rebuild the index of an unfinished .ng5d (every complete "
+                                   "timepoint is kept, a torn last record is cut off) and "
+                                   "rename it to its final name.")
+    r.add_argument("file", metavar="FILE.partial")
+    r.add_argument("--debug", action="store_true")
+
     q = sub.add_parser("params", help="write a parameters.json with every default",
                        description="Print (or write) every parameter with its default, unit "
                                    "and meaning.")
@@ -106,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_segment(args)
         if args.command == "sample":
             return _cmd_sample(args)
+        if args.command == "info":
+            return _cmd_info(args)
+        if args.command == "convert":
+            return _cmd_convert(args)
+        if args.command == "recover":
+            return _cmd_recover(args)
         return _cmd_params(args)
     except Neuroglia5DError as e:
         if debug:
@@ -210,6 +239,78 @@ def _cmd_sample(args: argparse.Namespace) -> int:
           f"{int(ds.labels[0].max())} objects")
     for name in ("stacks", "planes", "hyperstack", "ground_truth", "info"):
         print(f"  {name}: {getattr(paths, name)}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io.convert import format_of, load_outputs
+
+    path = Path(args.file)
+    if format_of(path) == "ng5d":
+        from .io.ng5d import open_ng5d
+
+        info = open_ng5d(path).info()
+    else:
+        o = load_outputs(path)
+        info = {"path": str(path), "format": format_of(path), "complete": True,
+                "voxel_size_um": list(o.spacing_um), "offset_zyx": list(o.offset_zyx),
+                "arrays": [{"name": n, "dtype": str(a.dtype), "shape": list(a.shape)}
+                           for n, a in o.arrays.items()]}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}: {'complete' if info['complete'] else 'UNFINISHED (.partial)'}")
+    print(f"  voxel size (z, y, x): {info['voxel_size_um']} µm; crop offset (z, y, x): "
+          f"{info['offset_zyx']} voxels")
+    for a in info["arrays"]:
+        line = f"  {a['name']}: {a['dtype']} {a['shape']}"
+        if "codec" in a:
+            ratio = f"{a['ratio']:.1f}x" if a["ratio"] else "-"
+            bad = a["checksum_errors"]
+            line += (f", {a['codec']} bricks {a['brick']}, {a['compressed_bytes']} bytes "
+                     f"({ratio}), timepoints {a['timepoints_present']}/"
+                     f"{a['timepoints_expected']}, checksums "
+                     + ("ok" if not bad else f"FAILED at t={bad}"))
+        print(line)
+    for n in info.get("notes", []):
+        print(f"  note: {n}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .io.convert import convert
+
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="tp", file=sys.stderr, desc="convert", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        out = convert(args.src, args.dst, progress=progress, ngff_version=args.ngff_version)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from .io.ng5d import open_ng5d, recover
+
+    f = open_ng5d(args.file)
+    kept = {n: len(f.timepoints(n)) for n in f.specs}
+    notes = list(f.notes)
+    del f
+    out = recover(args.file)
+    print(f"recovered {out}: " + ", ".join(f"{n} {k} timepoint(s)" for n, k in kept.items()))
+    for n in notes:
+        print(f"  note: {n}")
     return 0
 
 

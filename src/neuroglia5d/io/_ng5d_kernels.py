@@ -40,7 +40,8 @@ def put_bits(data: Any, pos: int, v: int, w: int) -> None:
 
 @_shared
 def get_bits(data: Any, pos: int, w: int) -> int:
-    k = pos >> 5
+    # clamped: a damaged file can give garbage but never a read outside the data
+    k = min(pos >> 5, data.shape[0] - 2)
     s = pos & 31
     x = (np.int64(data[k]) | (np.int64(data[k + 1]) << 32)) >> s
     return x & ((np.int64(1) << w) - 1)
@@ -269,7 +270,7 @@ def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: A
     e = word - top
     w = np.int64(ext_w[e])
     li = get_bits(data, (np.int64(ext_data[e]) << 5) + i * w, w)
-    return np.int64(lut[np.int64(ext_lut[e]) + li])
+    return np.int64(lut[min(np.int64(ext_lut[e]) + li, lut.shape[0] - 1)])
 
 @_par
 def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words: Any,
@@ -279,6 +280,7 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
     bz, by, bx = brick[0], brick[1], brick[2]
     gy, gx = grid[1], grid[2]
     top = np.int64(1) << np.int64(words.itemsize * 8 - 1)
+    npal = palette.shape[0]
     bz0, bz1 = z0 // bz, (z0 + oz - 1) // bz
     by0, by1 = y0 // by, (y0 + oy - 1) // by
     bx0, bx1 = x0 // bx, (x0 + ox - 1) // bx
@@ -294,4 +296,4 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
                 for x in range(max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)):
                     i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
                     p = pal_voxel(i, word, top, ext_w, ext_lut, ext_data, lut, data)
-                    out[z - z0, y - y0, x - x0] = palette[p]
+                    out[z - z0, y - y0, x - x0] = palette[min(p, npal - 1)]

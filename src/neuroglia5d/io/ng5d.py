@@ -421,10 +421,11 @@ class Ng5dFile:
             end = offs[c + 1] if c + 1 < n_ch else len(mv)
             block = mv[offs[c]:end]
             try:
+                nvox = int(np.prod(spec.brick))
                 if spec.codec == "palette":
-                    v = codec.parse_palette(block, spec.n_bricks, np.dtype(spec.dtype))
+                    v = codec.parse_palette(block, spec.n_bricks, np.dtype(spec.dtype), nvox)
                 else:
-                    v = codec.parse_bitpack(block, spec.n_bricks)
+                    v = codec.parse_bitpack(block, spec.n_bricks, nvox)
             except InputError as e:
                 raise Ng5dError(f"{self.path}: {name} t={t}: {e} (header does not match "
                                 "the data)") from None

@@ -140,8 +140,11 @@ def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
     return bytes(buf)
 
 
-def parse_bitpack(block: bytes | memoryview, n_bricks: int) -> BitpackVolume:
-    """Parse a ``bitpack`` block without decoding it; raise when it does not fit."""
+def parse_bitpack(block: bytes | memoryview, n_bricks: int, n_voxels: int) -> BitpackVolume:
+    """Parse a ``bitpack`` block without decoding it; raise when it does not fit.
+
+    ``n_voxels`` is the number of voxels of one brick.
+    """
     mv = memoryview(block)
     head, pos = _take(mv, 0, np.uint32, 2)
     nb, nwords = int(head[0]), int(head[1])
@@ -152,7 +155,42 @@ def parse_bitpack(block: bytes | memoryview, n_bricks: int) -> BitpackVolume:
     bases, pos = _take(mv, pos, np.uint32, nb)
     offsets, pos = _take(mv, pos, np.uint32, nb)
     data, pos = _take(mv, pos, np.uint32, nwords)
-    return BitpackVolume(modes, widths, bases, offsets, data)
+    v = BitpackVolume(modes, widths, bases, offsets, data)
+    _check_bitpack(v, n_voxels)
+    return v
+
+
+def _check_bitpack(v: BitpackVolume, n: int) -> None:
+    """Refuse headers that point outside the data (so decoding never reads out of bounds)."""
+    nw = len(v.data)
+    if nw < 2:
+        raise InputError("volume block has no spare data words")
+    if v.modes.size and int(v.modes.max()) > MODE_SPARSE:
+        raise InputError(f"volume block has an unknown brick mode {int(v.modes.max())}")
+    if v.widths.size and int(v.widths.max()) > 32:
+        raise InputError("volume block has a brick wider than 32 bits")
+    off = v.offsets.astype(np.int64)
+    w = v.widths.astype(np.int64)
+    dense = v.modes == MODE_DENSE
+    if dense.any() and int((off[dense] + (n * w[dense] + 31) // 32).max()) > nw - 1:
+        raise InputError("a dense brick's data lies past the end of the block")
+    sparse = np.flatnonzero(v.modes == MODE_SPARSE)
+    if len(sparse):
+        nmask = (n + 31) // 32
+        npre = (nmask + 7) // 8
+        if int((off[sparse] + nmask + npre).max()) > nw - 1:
+            raise InputError("a sparse brick's mask lies past the end of the block")
+        masks = v.data[off[sparse, None] + np.arange(nmask)]
+        counts = np.bitwise_count(masks).astype(np.int64)
+        groups = np.arange(0, nmask, 8)
+        want = np.concatenate([np.zeros((len(sparse), 1), np.int64),
+                               np.cumsum(counts, axis=1)], axis=1)[:, groups]
+        have = v.data[off[sparse, None] + nmask + np.arange(npre)].astype(np.int64)
+        if not np.array_equal(want, have):
+            raise InputError("a sparse brick's prefix counts do not match its mask")
+        nnz = counts.sum(axis=1)
+        if int((off[sparse] + nmask + npre + (nnz * w[sparse] + 31) // 32).max()) > nw - 1:
+            raise InputError("a sparse brick's values lie past the end of the block")
 
 
 def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
@@ -242,8 +280,12 @@ def encode_palette(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
     return bytes(buf)
 
 
-def parse_palette(block: bytes | memoryview, n_bricks: int, dtype: Any) -> PaletteVolume:
-    """Parse a ``palette`` block without decoding it; raise when it does not fit."""
+def parse_palette(block: bytes | memoryview, n_bricks: int, dtype: Any,
+                  n_voxels: int) -> PaletteVolume:
+    """Parse a ``palette`` block without decoding it; raise when it does not fit.
+
+    ``n_voxels`` is the number of voxels of one brick.
+    """
     mv = memoryview(block)
     head, pos = _take(mv, 0, np.uint32, 8)
     npal, nb, n_ext, n_lut, n_words, word_bits, lut_bits = (int(v) for v in head[:7])
@@ -258,7 +300,29 @@ def parse_palette(block: bytes | memoryview, n_bricks: int, dtype: Any) -> Palet
     ext_data, pos = _take(mv, pos, np.uint32, n_ext)
     lut, pos = _take(mv, pos, np.uint16 if lut_bits == 16 else np.uint32, n_lut)
     data, pos = _take(mv, pos, np.uint32, n_words)
-    return PaletteVolume(palette, words, ext_w, ext_lut, ext_data, lut, data)
+    v = PaletteVolume(palette, words, ext_w, ext_lut, ext_data, lut, data)
+    _check_palette(v, n_voxels, word_bits)
+    return v
+
+
+def _check_palette(v: PaletteVolume, n: int, word_bits: int) -> None:
+    """Refuse headers that point outside the block (decoding then stays in bounds)."""
+    top = 1 << (word_bits - 1)
+    words = v.words.astype(np.int64)
+    uni = words < top
+    if uni.any() and int(words[uni].max()) >= len(v.palette):
+        raise InputError("a single-valued brick points past the palette")
+    ext = words[~uni] - top
+    if ext.size and int(ext.max()) >= len(v.ext_w):
+        raise InputError("a brick points past the extended headers")
+    if len(v.ext_w):
+        if not np.isin(v.ext_w, (1, 2, 4, 8, 16)).all():
+            raise InputError("an extended header has an invalid index width")
+        end = v.ext_data.astype(np.int64) + (n * v.ext_w.astype(np.int64) + 31) // 32
+        if len(v.data) < 2 or int(end.max()) > len(v.data) - 1:
+            raise InputError("a brick's indices lie past the end of the block")
+        if not len(v.lut) or int(v.ext_lut.max()) >= len(v.lut):
+            raise InputError("a brick's local table lies past the end of the block")
 
 
 def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
