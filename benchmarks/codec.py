@@ -449,7 +449,8 @@ def machine_line(threads: int, cp: Any | None) -> str:
             return "?"
 
     gpu = f"; GPU {gpu_name(cp)}" if cp is not None else ""
-    return (f"machine: {os.cpu_count()} CPUs ({cpu}), threads used {threads}; "
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    return (f"machine: {os.cpu_count()} CPUs ({cpu}){load}, threads used {threads}; "
             f"numba {numba.__version__}, blosc2 {blosc2.__version__}, numpy {np.__version__}, "
             f"zarr {ver('zarr')}, tifffile {ver('tifffile')}, "
             f"compressed-segmentation {ver('compressed-segmentation')}{gpu}")
@@ -551,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     npass = sum(t.passed for t in targets)
     print()
     print(f"{npass}/{len(targets)} PASS")
+    if hasattr(os, "getloadavg"):
+        print(f"(load average at the end: {os.getloadavg()[0]:.2f}; timings are only "
+              f"meaningful on an otherwise idle machine)")
 
     if args.json:
         def row_dict(r: Row) -> dict[str, Any]:

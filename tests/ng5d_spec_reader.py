@@ -97,7 +97,7 @@ def _decode_bitpack(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.n
             rank[before] += cnt.astype(np.int64)
         rank += np.bitwise_count(mword & ((U64(1) << bit) - U64(1))).astype(np.int64)
         p = U64(32) * (os_ + nm + npw).astype(U64) + rank.astype(U64) * ws
-        val = _get_bits(data, p[stored], ws[stored])
+        val = _get_bits(data, p[stored], ws[stored]) + U64(1)
         us = u[sp]
         us[stored] += val
         u[sp] = us

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,25 @@ def _bitpack_modes(path: Path) -> set[int]:
         nb = struct.unpack_from("<I", block)[0]
         modes |= set(spec_reader._sections(block, 0, [("u4", 2), ("u1", nb)])[1].tolist())
     return modes
+
+
+def test_scan_skips_an_earlier_index_and_footer(tmp_path: Path) -> None:
+    """§1.3: records appended after an index record and its footer are found by the scan."""
+    a = RNG.integers(0, 200, (2, 1, 3, 5, 6), dtype=np.uint8)
+    path = _write(tmp_path / "e.ng5d", {"a": ("intensity", a, None)})
+    buf = path.read_bytes()
+    pos, length, _ = _records(buf)[(0, 1)]
+    head = bytearray(buf[pos:pos + 28])
+    head[8:12] = struct.pack("<I", 0)  # the record of t=1, re-appended as an edit of t=0
+    edit = bytes(head) + struct.pack("<I", zlib.crc32(head)) + buf[pos + 32:pos + 32 + length]
+    path.write_bytes(buf + edit)
+    out = read_ng5d(path)
+    assert out["complete"] is False
+    assert _same(out["arrays"]["a"], a[[1, 1]])
+
+
+@pytest.mark.xfail(strict=True, reason="§2.4 allows ext_width 1, 2, 4, 8 or 16 only; the "
+                   "writer uses 32 for a brick with > 65536 distinct labels")
+def test_palette_brick_with_more_than_65536_labels(tmp_path: Path) -> None:
+    a = RNG.permutation(np.arange(80_000, dtype=np.uint32)).reshape(1, 1, 2, 200, 200)
+    _check(tmp_path, {"a": ("labels", a, (2, 200, 200))})
