@@ -161,7 +161,7 @@ def test_container_round_trip_and_metadata(tmp_path):
 
 def test_single_channel_arrays_are_tzyx_and_slice_like_numpy(tmp_path):
     p = tmp_path / "b.ng5d"
-    inten, lab = write_file(p)
+    inten, _ = write_file(p)
     f = open_ng5d(p)
     a = f.arrays["intensity"]
     assert a.shape == (4, 9, 21, 30) and a.ndim == 4
@@ -204,10 +204,10 @@ def test_wrong_magic_version_and_truncated_header(tmp_path):
     data = p.read_bytes()
     bad = tmp_path / "bad.ng5d"
     bad.write_bytes(b"XXXX" + data[4:])
-    with pytest.raises(Ng5dError, match="not an .ng5d file"):
+    with pytest.raises(Ng5dError, match=r"not an \.ng5d file"):
         open_ng5d(bad)
     bad.write_bytes(data[:8] + struct.pack("<H", 9) + data[10:])
-    with pytest.raises(Ng5dError, match="version 9.0 is not supported"):
+    with pytest.raises(Ng5dError, match=r"version 9\.0 is not supported"):
         open_ng5d(bad)
     bad.write_bytes(data[:40])
     with pytest.raises(Ng5dError, match="truncated inside the header"):
