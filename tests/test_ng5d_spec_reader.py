@@ -252,8 +252,9 @@ def test_scan_skips_an_earlier_index_and_footer(tmp_path: Path) -> None:
     assert _same(out["arrays"]["a"], a[[1, 1]])
 
 
-@pytest.mark.xfail(strict=True, reason="§2.4 allows ext_width 1, 2, 4, 8 or 16 only; the "
-                   "writer uses 32 for a brick with > 65536 distinct labels")
-def test_palette_brick_with_more_than_65536_labels(tmp_path: Path) -> None:
-    a = RNG.permutation(np.arange(80_000, dtype=np.uint32)).reshape(1, 1, 2, 200, 200)
-    _check(tmp_path, {"a": ("labels", a, (2, 200, 200))})
+def test_palette_bricks_are_limited_to_65536_voxels(tmp_path: Path) -> None:
+    """§1.2: so a brick never holds more than 65536 values and ext_width stays <= 16."""
+    from neuroglia5d.io.ng5d import ArraySpec
+
+    with pytest.raises(ValueError, match="at most 65536 voxels"):
+        ArraySpec.make("a", "labels", np.uint32, (1, 1, 2, 200, 200), (2, 200, 200))

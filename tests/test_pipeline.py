@@ -222,7 +222,7 @@ def progress(p):
     if p.stage == "timepoint" and p.done == int(sys.argv[3]):
         import time; time.sleep(1.0)  # let the writer thread finish what is queued
         os.kill(os.getpid(), 9)
-segment(sys.argv[1], sys.argv[2], formats="tif,ome.zarr", progress=progress)
+segment(sys.argv[1], sys.argv[2], formats="tif,ome.zarr,ng5d", progress=progress)
 """
 
 
@@ -238,9 +238,19 @@ def test_kill_9_then_resume_gives_the_same_result(tmp_path):
     assert not (run_dir / f"{ref.stem}_labels.ome.tif").exists()
     assert (run_dir / f"{ref.stem}_tif.partial").is_dir()
     assert (run_dir / f"{ref.stem}_fused.ome.zarr.partial").is_dir()
-    res = segment(paths.hyperstack, out, formats="tif,ome.zarr", resume=True)[0]
+    assert (run_dir / f"{ref.stem}_fused.ng5d.partial").is_file()
+    res = segment(paths.hyperstack, out, formats="tif,ome.zarr,ng5d", resume=True)[0]
     assert any("resumed" in n for n in res.notes)
     assert_same_outputs(ref.out_dir, res.out_dir, ref.stem)
+    from neuroglia5d.io.ng5d import open_ng5d
+
+    tif = read_ome_tiff_series(res.out_dir / f"{ref.stem}_fused.ome.tif")["series"]
+    f = open_ng5d(res.out_dir / f"{ref.stem}_fused.ng5d")
+    assert f.complete
+    assert np.array_equal(f.arrays["labels"][...], tif["labels"])
+    assert np.array_equal(f.arrays["intensity"][...], tif["intensity"])
+    g = open_ng5d(res.out_dir / f"{ref.stem}_labels.ng5d")
+    assert np.array_equal(g.arrays["labels"][...], tif["labels"])
     assert not any(p.name.endswith(".partial") for p in res.out_dir.iterdir())
 
 

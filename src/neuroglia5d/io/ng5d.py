@@ -110,6 +110,10 @@ class ArraySpec:
         if len(shp) != 5 or min(shp) < 1:
             raise ValueError(f"{name}: shape must be (T, C, Z, Y, X) of positive sizes")
         b = tuple(int(v) for v in (brick or DEFAULT_BRICK[cod]))
+        if len(b) != 3 or min(b) < 1:
+            raise ValueError(f"{name}: brick must be three positive sizes, got {b}")
+        if cod == "palette" and int(np.prod(b)) > 65536:
+            raise ValueError(f"{name}: a palette brick holds at most 65536 voxels, got {b}")
         return cls(name, role, dt, shp, b, cod)  # type: ignore[arg-type]
 
     @property
@@ -400,6 +404,16 @@ class Ng5dFile:
                             f"({'complete' if self.complete else 'partial'} file)")
         mv = memoryview(self.buf)[e.offset + RECORD.size:e.offset + RECORD.size + e.length]
         if (i, t) not in self._verified:
+            head = bytes(self.buf[e.offset:e.offset + RECORD.size])
+            ok = len(head) == RECORD.size
+            if ok:
+                m, a, tt, cid, ln, pcrc, hcrc = RECORD.unpack(head)
+                ok = (m == REC_MAGIC and hcrc == _crc(head[:-4]) and a == i and tt == t
+                      and ln == e.length and pcrc == e.crc
+                      and cid == CODEC_IDS[self.specs[name].codec])
+            if not ok:
+                raise Ng5dError(f"{self.path}: {name} t={t}: the index points at an invalid "
+                                "record (damaged file)")
             if len(mv) != e.length or _crc(mv) != e.crc:
                 raise Ng5dError(f"{self.path}: {name} t={t}: checksum mismatch (the record "
                                 "is damaged)")
