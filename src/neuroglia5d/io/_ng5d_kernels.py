@@ -173,12 +173,61 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
         ix = bx0 + j % nbx
         b = (iz * gy + iy) * gx + ix
         mode, w, base, off = modes[b], widths[b], np.int64(bases[b]), np.int64(offsets[b])
-        for z in range(max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)):
-            for y in range(max(iy * by, y0), min((iy + 1) * by, y0 + oy)):
-                for x in range(max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)):
-                    i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
-                    out[z - z0, y - y0, x - x0] = bp_voxel(i, mode, w, base, off, nmask,
-                                                           npre, data)
+        za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
+        ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
+        xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
+        full = (zb - za == bz) and (yb - ya == by) and (xb - xa == bx)
+        if mode == 0:
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        out[z - z0, y - y0, x - x0] = base
+        elif full and mode == 1:
+            # whole dense brick: one sequential unpack, no per-voxel index arithmetic
+            mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+            uw = np.uint64(w)
+            k = off
+            buf = np.uint64(0)
+            avail = 0
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        if avail < w:  # refill the bit reader with the next word
+                            buf |= np.uint64(data[k]) << np.uint64(avail)
+                            k += 1
+                            avail += 32
+                        out[z - z0, y - y0, x - x0] = base + np.int64(buf & mask)
+                        buf >>= uw
+                        avail -= w
+        elif full:
+            # whole sparse brick: walk the mask in order with a running rank
+            mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+            uw = np.uint64(w)
+            k = off + nmask + npre
+            buf = np.uint64(0)
+            avail = 0
+            i = 0
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        if (np.int64(data[off + (i >> 5)]) >> (i & 31)) & 1:
+                            if avail < w:
+                                buf |= np.uint64(data[k]) << np.uint64(avail)
+                                k += 1
+                                avail += 32
+                            out[z - z0, y - y0, x - x0] = base + 1 + np.int64(buf & mask)
+                            buf >>= uw
+                            avail -= w
+                        else:
+                            out[z - z0, y - y0, x - x0] = base
+                        i += 1
+        else:
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
+                        out[z - z0, y - y0, x - x0] = bp_voxel(i, mode, w, base, off, nmask,
+                                                               npre, data)
 
 # ---------------- palette
 @_par
@@ -291,9 +340,29 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
         ix = bx0 + j % nbx
         b = (iz * gy + iy) * gx + ix
         word = np.int64(words[b])
-        for z in range(max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)):
-            for y in range(max(iy * by, y0), min((iy + 1) * by, y0 + oy)):
-                for x in range(max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)):
-                    i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
-                    p = pal_voxel(i, word, top, ext_w, ext_lut, ext_data, lut, data)
+        za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
+        ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
+        xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
+        if word < top:  # single-valued brick
+            val = palette[min(word, npal - 1)]
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        out[z - z0, y - y0, x - x0] = val
+            continue
+        e = word - top
+        w = np.int64(ext_w[e])
+        lb = np.int64(ext_lut[e])
+        mask = (np.int64(1) << w) - 1
+        dbase = np.int64(ext_data[e]) << 5
+        nl = lut.shape[0]
+        for z in range(za, zb):
+            for y in range(ya, yb):
+                i = ((z - iz * bz) * by + (y - iy * by)) * bx + (xa - ix * bx)
+                pos = dbase + i * w
+                for x in range(xa, xb):
+                    k = pos >> 5
+                    li = (np.int64(data[k]) >> (pos & 31)) & mask  # w divides 32
+                    p = np.int64(lut[min(lb + li, nl - 1)])
                     out[z - z0, y - y0, x - x0] = palette[min(p, npal - 1)]
+                    pos += w
