@@ -368,6 +368,7 @@ class Ng5dFile:
     _parsed: dict[tuple[int, int, int], Any] = field(default_factory=dict, repr=False)
     _device: dict[tuple[int, int, int], Any] = field(default_factory=dict, repr=False)
     _arrays: dict[str, Ng5dArray] = field(default_factory=dict, repr=False)
+    _pending: dict[tuple[int, int], bytes] = field(default_factory=dict, repr=False)
 
     @property
     def voxel_size_um(self) -> tuple[float, float, float]:
@@ -391,13 +392,16 @@ class Ng5dFile:
         return list(self.specs).index(name)
 
     def timepoints(self, name: str) -> list[int]:
-        """Timepoints of ``name`` present in the file."""
+        """Timepoints of ``name`` present in the file (or edited in memory)."""
         i = self.array_index(name)
-        return sorted(t for (a, t) in self.entries if a == i)
+        return sorted({t for (a, t) in self.entries if a == i}
+                      | {t for (a, t) in self._pending if a == i})
 
     def payload(self, name: str, t: int) -> memoryview:
         """The (checksum-verified) payload of a record."""
         i = self.array_index(name)
+        if (i, t) in self._pending:
+            return memoryview(self._pending[(i, t)])
         e = self.entries.get((i, t))
         if e is None:
             raise Ng5dError(f"{self.path}: {name} t={t} is not in the file "
@@ -470,6 +474,64 @@ class Ng5dFile:
         spec = self.specs[name]
         return decode_on_device(dv, tuple(spec.shape[2:]), spec.brick, spec.dtype,  # type: ignore[arg-type]
                                 region)
+
+    def write_tile(self, name: str, t: int, region: tuple[slice, slice, slice],
+                   values: np.ndarray, c: int = 0) -> None:
+        """Replace a region of one timepoint (an edit of the working copy).
+
+        The timepoint is decoded, patched and encoded again, in memory; :meth:`save`
+        appends the edited records to the file. Reads see the edit at once.
+        """
+        spec = self.specs[name]
+        full = np.stack([self.decode(name, t, k) for k in range(spec.shape[1])])
+        full[(c, *region)] = values
+        payload = encode_record_payload(spec, full)
+        i = self.array_index(name)
+        self._pending[(i, t)] = payload
+        for key in [k for k in self._parsed if k[:2] == (i, t)]:
+            del self._parsed[key]
+        self._device = {k: v for k, v in self._device.items() if k[:2] != (i, t)}
+        self._verified.add((i, t))
+        if name in self._arrays:
+            self._arrays[name]._cache.clear()
+
+    @property
+    def dirty(self) -> bool:
+        """True when edits are waiting for :meth:`save`."""
+        return bool(self._pending)
+
+    def save(self) -> Path:
+        """Append the edited records, a new index and footer to the file (crash-safe: the
+        previous index stays valid until the new footer is written)."""
+        if not self._pending:
+            return self.path
+        names = list(self.specs)
+        with os_errors(self.path), open(self.path, "r+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            pos = fh.tell()
+            for (i, t), payload in sorted(self._pending.items()):
+                crc = _crc(payload)
+                head = RECORD.pack(REC_MAGIC, i, t, CODEC_IDS[self.specs[names[i]].codec],
+                                   len(payload), crc, 0)
+                head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
+                fh.write(head)
+                fh.write(payload)
+                self.entries[(i, t)] = Entry(pos, len(payload), crc)
+                pos += len(head) + len(payload)
+            body = b"".join(ENTRY.pack(a, tt, e.offset, e.length, e.crc, 0)
+                            for (a, tt), e in sorted(self.entries.items()))
+            head = RECORD.pack(IDX_MAGIC, INDEX_ARRAY, 0, 0, len(body), _crc(body), 0)
+            head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
+            fh.write(head)
+            fh.write(body)
+            fh.write(FOOTER.pack(pos, _crc(struct.pack("<Q", pos)), FOOT_MAGIC))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.buf = self.path.read_bytes()
+        self._pending.clear()
+        self._parsed.clear()
+        self.complete = True
+        return self.path
 
     def info(self) -> dict[str, Any]:
         """Summary for ``neuroglia5d info``: arrays, shape, compression, completeness."""
