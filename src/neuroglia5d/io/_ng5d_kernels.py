@@ -207,10 +207,13 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
             buf = np.uint64(0)
             avail = 0
             i = 0
+            m = np.uint32(0)
             for z in range(za, zb):
                 for y in range(ya, yb):
                     for x in range(xa, xb):
-                        if (np.int64(data[off + (i >> 5)]) >> (i & 31)) & 1:
+                        if (i & 31) == 0:  # next mask word (32 voxels)
+                            m = data[off + (i >> 5)]
+                        if m & np.uint32(1):
                             if avail < w:
                                 buf |= np.uint64(data[k]) << np.uint64(avail)
                                 k += 1
@@ -220,6 +223,7 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
                             avail -= w
                         else:
                             out[z - z0, y - y0, x - x0] = base
+                        m >>= np.uint32(1)
                         i += 1
         else:
             for z in range(za, zb):
