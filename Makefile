@@ -11,7 +11,12 @@ PY := $(ENV)/bin/python
 STAMP := $(ENV)/.neuroglia5d-installed
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test install lint bench bench-deps clean
+# what napari needs to draw on a virtual display (Debian/Ubuntu package names)
+SYSDEPS := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
+	libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
+	libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1
+
+.PHONY: demo test install lint bench bench-deps sysdeps clean
 
 $(PY):
 	$(PYTHON) -m venv $(ENV)
@@ -30,10 +35,17 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(ENV)/bin/ruff check src tests benchmarks examples
 
-test: $(STAMP)
+# a virtual X display with Mesa OpenGL for the napari tests
+sysdeps:
+	@if ! command -v xvfb-run >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSDEPS); \
+	fi
+
+test: $(STAMP) sysdeps
 	$(ENV)/bin/ruff check src tests benchmarks examples
 	$(ENV)/bin/npe2 validate napari-neuroglia5d
-	$(PY) -m pytest -q
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q
 
 # OpenCL on the CPU (PoCL) for the pyclesperanto baseline
 bench-deps: $(STAMP)

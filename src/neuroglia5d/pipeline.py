@@ -79,12 +79,17 @@ class Progress:
         Units done and expected in this stage (timepoints for ``timepoint``).
     message : str
         One line for the user.
+    result : dict or None
+        With ``timepoint`` reports: the finished timepoint's arrays, for live display
+        (``{"stem", "channel", "t", "intensity", "labels", "shape_tzyx", "spacing_um",
+        "offset_zyx"}``; labels already carry their track IDs).
     """
 
     stage: str
     done: int
     total: int
     message: str = ""
+    result: dict[str, Any] | None = None
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -423,10 +428,17 @@ def _segment_dataset(ds: Dataset, out_dir: Path, p0: Parameters, fmts: list[str]
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"{ds.stem}: cancelled at timepoint {t}; finished timepoints "
                                 f"are kept in .partial outputs (use --resume)")
-            _link_and_queue(run, t, res, bg, st, offset)
+            linked = _link_and_queue(run, t, res, bg, st, offset)
             del res  # the writer holds what it needs; free the rest before the next timepoint
-            report(Progress("timepoint", t + 1, run.n_out, f"{ds.stem}: timepoint {t + 1}/"
-                                                           f"{run.n_out}"))
+            for c, (inten, lab) in linked.items():
+                report(Progress("timepoint", t + 1, run.n_out,
+                                f"{ds.stem}: timepoint {t + 1}/{run.n_out}",
+                                result={"stem": channel_stem(ds.stem, c), "channel": c, "t": t,
+                                        "intensity": inten, "labels": lab,
+                                        "shape_tzyx": shape_out,
+                                        "spacing_um": params.spacing_um,
+                                        "offset_zyx": offset}))
+            del linked
         bg.join()
     except BaseException:
         with contextlib.suppress(BaseException):  # the first error is the one to report
@@ -555,10 +567,16 @@ def _iterate_dask(client: Any, run: _Run, todo: list[int], crop: Sequence[int],
 
 
 def _link_and_queue(run: _Run, t: int, res: dict[int, tuple[ChannelResult, Calibration]],
-                    bg: BackgroundWriter, st: _RunState, offset: tuple[int, int, int]) -> None:
-    """Link labels to the previous timepoint and queue every write of timepoint ``t``."""
+                    bg: BackgroundWriter, st: _RunState, offset: tuple[int, int, int]
+                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Link labels to the previous timepoint and queue every write of timepoint ``t``.
+
+    Returns the linked ``(intensity, labels)`` of every channel (read-only views for
+    progress reports).
+    """
     params = run.params
     jobs: list[Callable[[], None]] = []
+    linked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for c, (r, _cal) in res.items():
         ch = params.channel(c)
         labels, mapping = link_frame(r.labels, run.links[c], params.spacing_um,
@@ -571,6 +589,7 @@ def _link_and_queue(run: _Run, t: int, res: dict[int, tuple[ChannelResult, Calib
         run.counts[c].append(len(table["label"]))
         run.notes += [f"t={t} ch{c}: {n}" for n in r.notes if t == 0]
         st.next_id[f"ch{c}"] = run.links[c].next_id
+        linked[c] = (r.intensity, labels)
         stem_c = channel_stem(run.ds.stem, c)
         stats_file = run.staging / f"stats_ch{c}_t{t:05d}.csv"
         jobs += [_bind_write(w, t, r.intensity, labels) for w in run.writers[c]]
@@ -590,6 +609,7 @@ def _link_and_queue(run: _Run, t: int, res: dict[int, tuple[ChannelResult, Calib
         atomic_write_text(run.staging / "state.json", st_snapshot)
 
     bg.submit(all_jobs)
+    return linked
 
 
 def _bind_write(w: SeriesWriter, t: int, intensity: np.ndarray,

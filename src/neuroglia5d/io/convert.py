@@ -120,6 +120,12 @@ def convert(src: str | Path, dst: str | Path, *, progress: ProgressFn | None = N
     o = load_outputs(src)
     if Path(src).resolve() == out.resolve():
         raise OutputError(f"{out}: output is the input")
+    return write_outputs(o, out, fmt, progress=progress, ngff_version=ngff_version)
+
+
+def write_outputs(o: Outputs, out: Path, fmt: str, *, progress: ProgressFn | None = None,
+                  ngff_version: str = "0.4") -> Path:
+    """Write arrays (``intensity`` and/or ``labels``, (T, Z, Y, X)) in format ``fmt``."""
     T = next(iter(o.arrays.values())).shape[0]
     total = T * len(o.arrays)
     if fmt == "ng5d":

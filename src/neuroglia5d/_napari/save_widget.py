@@ -1,0 +1,107 @@
+"""The "Save working copy" dock widget: write the edited labels in the ticked formats.
+
+The working copy (the Labels layer opened from ``<stem>_fused.*`` or made by the
+segmentation) is written, with its intensity, as ``<stem>_fused.<ext>`` for every ticked
+format and every format a fused copy already exists in, each atomically (``.partial`` then
+rename). The original ``<stem>_labels.*`` is never written. While the dock is open, Ctrl+S
+on the viewer saves too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+_FORMATS = ("ng5d", "ome.zarr", "tif")
+
+
+def working_layers(viewer: Any) -> list[Any]:
+    """Labels layers that are working copies (opened by our reader or made by our widget)."""
+    out = []
+    for layer in viewer.layers:
+        meta = getattr(layer, "metadata", {}).get("neuroglia5d", {})
+        if layer.__class__.__name__ == "Labels" and meta.get("role") == "working":
+            out.append(layer)
+    return out
+
+
+def intensity_for(viewer: Any, labels_layer: Any) -> Any:
+    """The Image layer paired with a working Labels layer (same stem), or None."""
+    stem = labels_layer.metadata["neuroglia5d"].get("stem")
+    for layer in viewer.layers:
+        if layer.__class__.__name__ == "Image" and layer.name == f"{stem} intensity":
+            return layer
+    return None
+
+
+def save_working_copy(viewer: Any, labels_layer: Any, formats: list[str]) -> list[Path]:
+    """Write ``<stem>_fused.<ext>`` for each format (never the original ``_labels`` file).
+
+    Fused copies already present in other formats are rewritten too, so that the copy the
+    reader prefers (the fastest to reload) is never an older one.
+    """
+    from ..io.convert import Outputs, write_outputs
+
+    meta = labels_layer.metadata["neuroglia5d"]
+    folder, stem = Path(meta["folder"]), meta["stem"]
+    img = intensity_for(viewer, labels_layer)
+    arrays: dict[str, Any] = {"labels": np.asarray(labels_layer.data).astype(np.uint32,
+                                                                          copy=False)}
+    if img is not None:
+        arrays["intensity"] = img.data
+    o = Outputs(arrays, tuple(meta["spacing_um"]), tuple(meta["offset_zyx"]),  # type: ignore[arg-type]
+                meta.get("provenance", {}), stem)
+    exts = {"ng5d": ".ng5d", "ome.zarr": ".ome.zarr", "tif": ".ome.tif"}
+    present = [f for f, e in exts.items() if (folder / f"{stem}_fused{e}").exists()]
+    written = []
+    for fmt in [f for f in _FORMATS if f in formats or f in present]:
+        target = folder / f"{stem}_fused{exts[fmt]}"
+        written.append(write_outputs(o, target, fmt))
+    return written
+
+
+class SaveWidget(QWidget):
+    """Save the working copy in the ticked formats (button, or Ctrl+S while open)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.boxes = {}
+        for f in _FORMATS:
+            b = QCheckBox(f".{f}")
+            b.setChecked(f == "ng5d")
+            self.boxes[f] = b
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.button = QPushButton("Save working copy (Ctrl+S)")
+        self.button.clicked.connect(self.save)
+        lay.addWidget(self.button)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        lay.addStretch()
+        self.viewer.bind_key("Control-S", self._key_save, overwrite=True)
+
+    def _key_save(self, viewer: Any) -> None:
+        self.save()
+
+    def formats(self) -> list[str]:
+        """Ticked formats."""
+        return [f for f, b in self.boxes.items() if b.isChecked()]
+
+    def save(self) -> list[Path]:
+        """Save every working copy in the viewer; returns the files written."""
+        layers = working_layers(self.viewer)
+        if not layers:
+            self.status.setText("no working copy open (open a _fused or _labels file)")
+            return []
+        written: list[Path] = []
+        for layer in layers:
+            written += save_working_copy(self.viewer, layer, self.formats())
+        self.status.setText("saved " + ", ".join(p.name for p in written))
+        return written
