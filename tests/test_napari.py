@@ -224,3 +224,26 @@ def test_writer_contributions_save_layers(make_napari_viewer, tmp_path):
     viewer.layers.save(str(only), plugin=PLUGIN, selected=False, layers=[viewer.layers["seg"]]) \
         if False else napari.save_layers(str(only), [viewer.layers["seg"]], plugin=PLUGIN)
     assert np.array_equal(read_ome_tiff_series(only)["series"]["labels"], data)
+
+
+def test_console_api_open_segment_save(make_napari_viewer, run_dir, tmp_path):
+    import neuroglia5d
+
+    res, _ = run_dir
+    copy = tmp_path / "api"
+    shutil.copytree(res.out_dir, copy)
+    viewer = make_napari_viewer()
+    img, lab = neuroglia5d.open_pair(copy / f"{res.stem}_labels.ng5d", viewer)
+    assert img is not None and lab.metadata["neuroglia5d"]["role"] == "working"
+    ref = np.asarray(lab.data).copy()
+    raw = viewer.add_image(np.asarray(img.data[...]), scale=img.scale, name="again")
+    seg = neuroglia5d.segment_layer(raw, viewer=viewer, folder=copy)
+    assert seg.data.shape == ref.shape and seg.data.max() > 0
+    lab.data[0, 0:2, 0:5, 0:5] = 4321
+    written = neuroglia5d.save(viewer, formats=("ng5d",))
+    names = {p.name for p in written}
+    assert f"{res.stem}_fused.ng5d" in names and "again_fused.ng5d" in names
+    from neuroglia5d.io.ng5d import open_ng5d
+
+    back = open_ng5d(copy / f"{res.stem}_fused.ng5d").arrays["labels"][...]
+    assert back[0, 0, 0, 0] == 4321

@@ -15,6 +15,10 @@ open_dataset
     Raw TIFF inputs in the three dataset layouts (:mod:`neuroglia5d.io.datasets`).
 make_sample, write_sample
     Generated sample data with ground truth (:mod:`neuroglia5d.sample_data`).
+open_ng5d
+    The native container (:mod:`neuroglia5d.io.ng5d`).
+open_pair, segment_layer, use_as_working_copy, save
+    Scripting napari from its console (:mod:`neuroglia5d._napari.api`; need napari).
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ _LAZY = {
     "make_sample": ("neuroglia5d.sample_data", "make_sample"),
     "write_sample": ("neuroglia5d.sample_data", "write_sample"),
     "process_channel": ("neuroglia5d.processing.timepoint", "process_channel"),
+    "open_ng5d": ("neuroglia5d.io.ng5d", "open_ng5d"),
+    "open_pair": ("neuroglia5d._napari.api", "open_pair"),
+    "segment_layer": ("neuroglia5d._napari.api", "segment_layer"),
+    "use_as_working_copy": ("neuroglia5d._napari.api", "use_as_working_copy"),
+    "save": ("neuroglia5d._napari.api", "save"),
 }
 
 if TYPE_CHECKING:
+    from ._napari.api import open_pair, save, segment_layer, use_as_working_copy
     from .io.datasets import open_dataset
+    from .io.ng5d import open_ng5d
     from .params import Parameters, load_parameters
     from .pipeline import DatasetResult, segment
     from .processing.timepoint import process_channel
@@ -58,7 +69,12 @@ __all__ = [
     "load_parameters",
     "make_sample",
     "open_dataset",
+    "open_ng5d",
+    "open_pair",
     "process_channel",
+    "save",
     "segment",
+    "segment_layer",
+    "use_as_working_copy",
     "write_sample",
 ]
