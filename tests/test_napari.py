@@ -247,3 +247,39 @@ def test_console_api_open_segment_save(make_napari_viewer, run_dir, tmp_path):
 
     back = open_ng5d(copy / f"{res.stem}_fused.ng5d").arrays["labels"][...]
     assert back[0, 0, 0, 0] == 4321
+
+
+def test_tiles_switch_keep_edits_and_save_the_whole_copy(make_napari_viewer, run_dir,
+                                                         tmp_path):
+    from neuroglia5d._napari.save_widget import SaveWidget
+    from neuroglia5d._napari.tile_widget import TileWidget
+
+    res, _ = run_dir
+    copy = tmp_path / "t"
+    shutil.copytree(res.out_dir, copy)
+    viewer = make_napari_viewer()
+    viewer.open(str(copy / f"{res.stem}_fused.ng5d"), plugin=PLUGIN)
+    (lab,) = layer_by(viewer, "Labels")
+    whole = np.asarray(lab.data).copy()
+    T, Z = whole.shape[:2]
+    tw = TileWidget(viewer)
+    tw.budget.setValue(T * Z * 40 * 40 * 6 / 2**20)  # forces several tiles
+    state = tw.apply()
+    assert len(state.grid.tiles) > 1
+    t0 = state.grid.tiles[0]
+    assert lab.data.shape == (T, Z, *t0.shape_yx)
+    assert lab.translate[-1] == pytest.approx(res.crop_offset_zyx[2] * 0.5 + t0.x0 * 0.5)
+    lab.data[1, 2, 0:3, 0:3] = 4242  # an edit in tile 0
+    tw.switch(len(state.grid.tiles) - 1)
+    tw.switch(0)
+    assert (lab.data[1, 2, 0:3, 0:3] == 4242).all()  # kept across switches
+    w = SaveWidget(viewer)
+    for f, b in w.boxes.items():
+        b.setChecked(f == "ng5d")
+    w.save()
+    from neuroglia5d.io.ng5d import open_ng5d
+
+    saved = open_ng5d(copy / f"{res.stem}_fused.ng5d").arrays["labels"][...]
+    expect = whole.copy()
+    expect[1, 2, t0.y0:t0.y0 + 3, t0.x0:t0.x0 + 3] = 4242
+    assert np.array_equal(saved, expect)

@@ -47,11 +47,17 @@ def save_working_copy(viewer: Any, labels_layer: Any, formats: list[str]) -> lis
 
     meta = labels_layer.metadata["neuroglia5d"]
     folder, stem = Path(meta["folder"]), meta["stem"]
-    img = intensity_for(viewer, labels_layer)
-    arrays: dict[str, Any] = {"labels": np.asarray(labels_layer.data).astype(np.uint32,
-                                                                          copy=False)}
-    if img is not None:
-        arrays["intensity"] = img.data
+    tiles = meta.get("tiles")
+    if tiles is not None:  # a tiled working copy: the whole copy lives in the tile state
+        labels = tiles.full()
+        intensity = tiles.full_intensity
+    else:
+        labels = np.asarray(labels_layer.data)
+        img = intensity_for(viewer, labels_layer)
+        intensity = img.data if img is not None else None
+    arrays: dict[str, Any] = {"labels": labels.astype(np.uint32, copy=False)}
+    if intensity is not None:
+        arrays["intensity"] = intensity
     o = Outputs(arrays, tuple(meta["spacing_um"]), tuple(meta["offset_zyx"]),  # type: ignore[arg-type]
                 meta.get("provenance", {}), stem)
     exts = {"ng5d": ".ng5d", "ome.zarr": ".ome.zarr", "tif": ".ome.tif"}
