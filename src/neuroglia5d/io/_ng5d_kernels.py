@@ -242,10 +242,25 @@ def pal_index(vol: Any, palette: Any, out: Any) -> None:
             for x in range(X):
                 out[z, y, x] = np.searchsorted(palette, vol[z, y, x])
 
+@_plain
+def gather_brick(a: Any, iz: int, iy: int, ix: int, bz: int, by: int, bx: int,
+                 vals: Any) -> None:
+    """Copy brick (iz, iy, ix) of ``a`` into ``vals`` in C order, edges clamped."""
+    Z, Y, X = a.shape
+    i = 0
+    for z in range(bz):
+        zz = min(iz * bz + z, Z - 1)
+        for y in range(by):
+            yy = min(iy * by + y, Y - 1)
+            for x in range(bx):
+                xx = min(ix * bx + x, X - 1)
+                vals[i] = a[zz, yy, xx]
+                i += 1
+
+
 @_par
 def pal_stats(idx: Any, grid: Any, brick: Any, nlocal: Any, widths: Any
               ) -> None:
-    Z, Y, X = idx.shape
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -254,15 +269,7 @@ def pal_stats(idx: Any, grid: Any, brick: Any, nlocal: Any, widths: Any
         iy = (b // gx) % gy
         ix = b % gx
         vals = np.empty(n, np.int64)
-        i = 0
-        for z in range(bz):
-            zz = min(iz * bz + z, Z - 1)
-            for y in range(by):
-                yy = min(iy * by + y, Y - 1)
-                for x in range(bx):
-                    xx = min(ix * bx + x, X - 1)
-                    vals[i] = idx[zz, yy, xx]
-                    i += 1
+        gather_brick(idx, iz, iy, ix, bz, by, bx, vals)
         vals.sort()
         c = 1
         for k in range(1, n):
@@ -281,7 +288,6 @@ def pal_stats(idx: Any, grid: Any, brick: Any, nlocal: Any, widths: Any
 def pal_pack(idx: Any, grid: Any, brick: Any, words: Any, ext_of: Any, widths: Any,
              lut_off: Any, data_off: Any, lut: Any, data: Any
              ) -> None:
-    Z, Y, X = idx.shape
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -291,15 +297,7 @@ def pal_pack(idx: Any, grid: Any, brick: Any, words: Any, ext_of: Any, widths: A
         iy = (b // gx) % gy
         ix = b % gx
         vals = np.empty(n, np.int64)
-        i = 0
-        for z in range(bz):
-            zz = min(iz * bz + z, Z - 1)
-            for y in range(by):
-                yy = min(iy * by + y, Y - 1)
-                for x in range(bx):
-                    xx = min(ix * bx + x, X - 1)
-                    vals[i] = idx[zz, yy, xx]
-                    i += 1
+        gather_brick(idx, iz, iy, ix, bz, by, bx, vals)
         e = ext_of[b]
         if e < 0:
             words[b] = vals[0]

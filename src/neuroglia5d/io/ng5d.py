@@ -67,6 +67,20 @@ def _crc(data: bytes | memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
+def record_header(magic: bytes, array: int, t: int, codec_id: int, payload: bytes) -> bytes:
+    """The 32-byte header of a record, both checksums filled in."""
+    head = RECORD.pack(magic, array, t, codec_id, len(payload), _crc(payload), 0)
+    return head[:-4] + struct.pack("<I", _crc(head[:-4]))
+
+
+def index_and_footer(entries: dict[tuple[int, int], Any], index_offset: int) -> bytes:
+    """The index record (entries sorted by array and t) and the footer pointing at it."""
+    body = b"".join(ENTRY.pack(a, t, e[0], e[1], e[2], 0)
+                    for (a, t), e in sorted(entries.items()))
+    return (record_header(IDX_MAGIC, INDEX_ARRAY, 0, 0, body) + body
+            + FOOTER.pack(index_offset, _crc(struct.pack("<Q", index_offset)), FOOT_MAGIC))
+
+
 # --------------------------------------------------------------------------- header
 @dataclass(frozen=True)
 class ArraySpec:
@@ -268,9 +282,7 @@ class Ng5dWriter:
         """Append an already encoded payload (thread-safe)."""
         i = self.index_of[array]
         crc = _crc(payload)
-        head = RECORD.pack(REC_MAGIC, i, t, CODEC_IDS[self.arrays[array].codec], len(payload),
-                           crc, 0)
-        head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
+        head = record_header(REC_MAGIC, i, t, CODEC_IDS[self.arrays[array].codec], payload)
         with self._lock, os_errors(self.part):
             off = self.fh.tell()
             self.fh.write(head)
@@ -279,15 +291,7 @@ class Ng5dWriter:
             self.entries[(i, t)] = (off, len(payload), crc)
 
     def _write_index(self) -> None:
-        body = b"".join(ENTRY.pack(a, t, off, ln, crc, 0)
-                        for (a, t), (off, ln, crc) in sorted(self.entries.items()))
-        head = RECORD.pack(IDX_MAGIC, INDEX_ARRAY, 0, 0, len(body), _crc(body), 0)
-        head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
-        off = self.fh.tell()
-        self.fh.write(head)
-        self.fh.write(body)
-        o = struct.pack("<Q", off)
-        self.fh.write(FOOTER.pack(off, _crc(o), FOOT_MAGIC))
+        self.fh.write(index_and_footer(self.entries, self.fh.tell()))
 
     def missing(self) -> list[tuple[str, int]]:
         """(array, t) pairs not written yet."""
@@ -510,21 +514,14 @@ class Ng5dFile:
             fh.seek(0, os.SEEK_END)
             pos = fh.tell()
             for (i, t), payload in sorted(self._pending.items()):
-                crc = _crc(payload)
-                head = RECORD.pack(REC_MAGIC, i, t, CODEC_IDS[self.specs[names[i]].codec],
-                                   len(payload), crc, 0)
-                head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
+                head = record_header(REC_MAGIC, i, t, CODEC_IDS[self.specs[names[i]].codec],
+                                     payload)
                 fh.write(head)
                 fh.write(payload)
-                self.entries[(i, t)] = Entry(pos, len(payload), crc)
+                self.entries[(i, t)] = Entry(pos, len(payload), _crc(payload))
                 pos += len(head) + len(payload)
-            body = b"".join(ENTRY.pack(a, tt, e.offset, e.length, e.crc, 0)
-                            for (a, tt), e in sorted(self.entries.items()))
-            head = RECORD.pack(IDX_MAGIC, INDEX_ARRAY, 0, 0, len(body), _crc(body), 0)
-            head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
-            fh.write(head)
-            fh.write(body)
-            fh.write(FOOTER.pack(pos, _crc(struct.pack("<Q", pos)), FOOT_MAGIC))
+            fh.write(index_and_footer({k: (e.offset, e.length, e.crc)
+                                       for k, e in self.entries.items()}, pos))
             fh.flush()
             os.fsync(fh.fileno())
         self.buf = self.path.read_bytes()
@@ -711,13 +708,8 @@ def recover(path: str | Path) -> Path:
     with os_errors(p), open(p, "r+b") as fh:
         fh.truncate(end)
         fh.seek(end)
-        body = b"".join(ENTRY.pack(a, t, e.offset, e.length, e.crc, 0)
-                        for (a, t), e in sorted(entries.items()))
-        head = RECORD.pack(IDX_MAGIC, INDEX_ARRAY, 0, 0, len(body), _crc(body), 0)
-        head = head[:-4] + struct.pack("<I", _crc(head[:-4]))
-        fh.write(head)
-        fh.write(body)
-        fh.write(FOOTER.pack(end, _crc(struct.pack("<Q", end)), FOOT_MAGIC))
+        fh.write(index_and_footer({k: (e.offset, e.length, e.crc)
+                                   for k, e in entries.items()}, end))
         fh.flush()
         os.fsync(fh.fileno())
     if p != final:
