@@ -47,6 +47,24 @@ def get_bits(data: Any, pos: int, w: int) -> int:
     return x & ((np.int64(1) << w) - 1)
 
 @_shared
+def locate(z: int, y: int, x: int, gy: int, gx: int, bz: int, by: int, bx: int
+           ) -> tuple[int, int]:
+    """Brick number and index within the brick of voxel (z, y, x)."""
+    iz, iy, ix = z // bz, y // by, x // bx
+    return ((iz * gy + iy) * gx + ix,
+            ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx))
+
+
+@_plain
+def brick_range(z0: int, y0: int, x0: int, oz: int, oy: int, ox: int, bz: int, by: int,
+                bx: int) -> tuple[int, int, int, int, int, int]:
+    """First brick (z, y, x) and brick counts covering a region."""
+    bz0, by0, bx0 = z0 // bz, y0 // by, x0 // bx
+    return (bz0, by0, bx0, (z0 + oz - 1) // bz - bz0 + 1, (y0 + oy - 1) // by - by0 + 1,
+            (x0 + ox - 1) // bx - bx0 + 1)
+
+
+@_shared
 def popc(x: int) -> int:
     x = x - ((x >> 1) & 0x55555555)
     x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
@@ -163,10 +181,7 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
     gy, gx = grid[1], grid[2]
-    bz0, bz1 = z0 // bz, (z0 + oz - 1) // bz
-    by0, by1 = y0 // by, (y0 + oy - 1) // by
-    bx0, bx1 = x0 // bx, (x0 + ox - 1) // bx
-    nbz, nby, nbx = bz1 - bz0 + 1, by1 - by0 + 1, bx1 - bx0 + 1
+    bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby * nbx):
         iz = bz0 + j // (nby * nbx)
         iy = by0 + (j // nbx) % nby
@@ -332,10 +347,7 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
     gy, gx = grid[1], grid[2]
     top = np.int64(1) << np.int64(words.itemsize * 8 - 1)
     npal = palette.shape[0]
-    bz0, bz1 = z0 // bz, (z0 + oz - 1) // bz
-    by0, by1 = y0 // by, (y0 + oy - 1) // by
-    bx0, bx1 = x0 // bx, (x0 + ox - 1) // bx
-    nbz, nby, nbx = bz1 - bz0 + 1, by1 - by0 + 1, bx1 - bx0 + 1
+    bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby * nbx):
         iz = bz0 + j // (nby * nbx)
         iy = by0 + (j // nbx) % nby

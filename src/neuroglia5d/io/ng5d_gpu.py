@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ._ng5d_kernels import bp_voxel, pal_voxel
+from ._ng5d_kernels import bp_voxel, locate, pal_voxel
 from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
 
 _THREADS = 256
@@ -32,9 +32,7 @@ def bp_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, nmask, npre, modes, widths, b
     z = z0 + i // (oy * ox)
     y = y0 + (i // ox) % oy
     x = x0 + i % ox
-    iz, iy, ix = z // bz, y // by, x // bx
-    b = (iz * gy + iy) * gx + ix
-    li = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
+    b, li = locate(z, y, x, gy, gx, bz, by, bx)
     out[z - z0, y - y0, x - x0] = bp_voxel(li, np.int64(modes[b]), np.int64(widths[b]),
                                            np.int64(bases[b]), np.int64(offsets[b]),
                                            nmask, npre, data)
@@ -49,11 +47,9 @@ def pal_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, top, words, ext_w, ext_lut,
     z = z0 + i // (oy * ox)
     y = y0 + (i // ox) % oy
     x = x0 + i % ox
-    iz, iy, ix = z // bz, y // by, x // bx
-    b = (iz * gy + iy) * gx + ix
-    li = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
+    b, li = locate(z, y, x, gy, gx, bz, by, bx)
     p = pal_voxel(li, np.int64(words[b]), top, ext_w, ext_lut, ext_data, lut, data)
-    out[z - z0, y - y0, x - x0] = palette[p]
+    out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
 
 
 class DeviceVolume:
