@@ -221,8 +221,7 @@ def test_writer_contributions_save_layers(make_napari_viewer, tmp_path):
     assert np.array_equal(f.arrays["labels"][...], data)
     assert f.voxel_size_um == (1.5, 0.5, 0.5)
     only = tmp_path / "y_labels.tif"
-    viewer.layers.save(str(only), plugin=PLUGIN, selected=False, layers=[viewer.layers["seg"]]) \
-        if False else napari.save_layers(str(only), [viewer.layers["seg"]], plugin=PLUGIN)
+    napari.save_layers(str(only), [viewer.layers["seg"]], plugin=PLUGIN)
     assert np.array_equal(read_ome_tiff_series(only)["series"]["labels"], data)
 
 
@@ -283,3 +282,64 @@ def test_tiles_switch_keep_edits_and_save_the_whole_copy(make_napari_viewer, run
     expect = whole.copy()
     expect[1, 2, t0.y0:t0.y0 + 3, t0.x0:t0.x0 + 3] = 4242
     assert np.array_equal(saved, expect)
+
+
+def test_ctrl_s_is_ours_while_the_save_dock_is_open(make_napari_viewer, qtbot, run_dir,
+                                                   tmp_path, monkeypatch):
+    from napari._qt.qt_viewer import QtViewer
+    from napari._qt.widgets.qt_keyboard_settings import ShortcutEditor
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    from neuroglia5d._napari.save_widget import SaveWidget
+
+    napari_saves: list[bool] = []
+    monkeypatch.setattr(QtViewer, "_save_layers_dialog",
+                        lambda self, selected=False: napari_saves.append(selected))
+    res, _ = run_dir
+    copy = tmp_path / "k"
+    shutil.copytree(res.out_dir, copy)
+    (copy / f"{res.stem}_fused.ng5d").unlink()
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(copy / f"{res.stem}_fused.ome.tif"), plugin=PLUGIN)
+    win = viewer.window._qt_window
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
+    canvas = viewer.window._qt_viewer.canvas.native
+
+    def press() -> None:
+        qtbot.keyClick(canvas, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+        qtbot.wait(50)
+
+    press()  # without our dock, napari's "Save Selected Layers..." gets Ctrl+S
+    assert napari_saves == [True]
+    assert not (copy / f"{res.stem}_fused.ng5d").exists()
+
+    w = SaveWidget(viewer)
+    dock = viewer.window.add_dock_widget(w, name="Save working copy")
+    for f, b in w.boxes.items():
+        b.setChecked(f == "ng5d")
+    press()  # ours fires, napari's does not
+    assert napari_saves == [True]
+    assert (copy / f"{res.stem}_fused.ng5d").exists()
+    assert w.status.text().startswith("saved ")
+    # focus in the dock: still ours
+    (copy / f"{res.stem}_fused.ng5d").unlink()
+    w.boxes["tif"].setFocus()
+    qtbot.keyClick(w.boxes["tif"], Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    qtbot.wait(50)
+    assert (copy / f"{res.stem}_fused.ng5d").exists() and napari_saves == [True]
+
+    # listed in napari's shortcut settings, with its key
+    editor = ShortcutEditor()
+    viewer_actions = editor.key_bindings_strs[editor.VIEWER_KEYBINDINGS]
+    assert "neuroglia5d:save" in viewer_actions
+    from neuroglia5d._napari.shortcuts import current_shortcuts
+
+    assert [str(k) for k in current_shortcuts("neuroglia5d:save")] == ["Ctrl+S"]
+
+    # closing the dock gives napari its binding back
+    viewer.window.remove_dock_widget(dock)
+    w.key_override.uninstall()
+    press()
+    assert napari_saves == [True, True]

@@ -4,11 +4,15 @@ The working copy (the Labels layer opened from ``<stem>_fused.*`` or made by the
 segmentation) is written, with its intensity, as ``<stem>_fused.<ext>`` for every ticked
 format and every format a fused copy already exists in, each atomically (``.partial`` then
 rename). The original ``<stem>_labels.*`` is never written. While the dock is open, Ctrl+S
-on the viewer saves too.
+saves too: it overrides napari's own "Save Selected Layers..." binding (see
+:mod:`.shortcuts`; it is listed as ``neuroglia5d:save`` in Preferences > Shortcuts) and
+napari gets its binding back when the dock is closed. Other docks (the annotation dock)
+add what they save through :func:`register_save_hook`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,28 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 _FORMATS = ("ng5d", "ome.zarr", "tif")
+
+#: viewer id -> functions called with (viewer, working labels layer) after each save;
+#: each returns the extra files it wrote
+_SAVE_HOOKS: dict[int, list[Callable[[Any, Any], list[Path]]]] = {}
+
+
+def register_save_hook(viewer: Any, hook: Callable[[Any, Any], list[Path]]) -> Callable[[], None]:
+    """Call ``hook(viewer, labels_layer)`` after every save of a working copy in ``viewer``.
+
+    Returns
+    -------
+    callable
+        Removes the hook.
+    """
+    hooks = _SAVE_HOOKS.setdefault(id(viewer), [])
+    hooks.append(hook)
+
+    def remove() -> None:
+        if hook in hooks:
+            hooks.remove(hook)
+
+    return remove
 
 
 def working_layers(viewer: Any) -> list[Any]:
@@ -91,10 +117,10 @@ class SaveWidget(QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
         lay.addStretch()
-        self.viewer.bind_key("Control-S", self._key_save, overwrite=True)
+        from .shortcuts import KeyOverride
 
-    def _key_save(self, viewer: Any) -> None:
-        self.save()
+        self.key_override = KeyOverride(self.viewer, "neuroglia5d:save", self.save).install()
+        self.destroyed.connect(self.key_override.uninstall)
 
     def formats(self) -> list[str]:
         """Ticked formats."""
@@ -109,5 +135,7 @@ class SaveWidget(QWidget):
         written: list[Path] = []
         for layer in layers:
             written += save_working_copy(self.viewer, layer, self.formats())
+            for hook in list(_SAVE_HOOKS.get(id(self.viewer), [])):
+                written += hook(self.viewer, layer)
         self.status.setText("saved " + ", ".join(p.name for p in written))
         return written
