@@ -343,3 +343,36 @@ def test_ctrl_s_is_ours_while_the_save_dock_is_open(make_napari_viewer, qtbot, r
     w.key_override.uninstall()
     press()
     assert napari_saves == [True, True]
+
+
+def test_adopt_a_labels_layer_from_another_tool_then_save(make_napari_viewer, tmp_path):
+    from neuroglia5d._napari.save_widget import SaveWidget
+    from neuroglia5d.io.ng5d import open_ng5d
+
+    viewer = make_napari_viewer()
+    img = np.arange(2 * 4 * 16 * 16, dtype=np.uint16).reshape(2, 4, 16, 16)
+    lab = np.zeros((2, 4, 16, 16), np.uint32)
+    lab[:, 1:3, 2:7, 2:7] = 3
+    viewer.add_image(img, scale=(1, 2.0, 0.5, 0.5), name="raw")
+    viewer.add_labels(lab, scale=(1, 2.0, 0.5, 0.5), name="cellpose masks")
+    w = SaveWidget(viewer)
+    assert [w.adopt_labels.itemText(i) for i in range(w.adopt_labels.count())] == \
+        ["cellpose masks"]
+    w.adopt_folder.setText(str(tmp_path / "missing"))
+    assert w.adopt() is None and "not an existing folder" in w.status.text()
+    w.adopt_folder.setText(str(tmp_path))
+    w.adopt_stem.setText("cp")
+    layer = w.adopt()
+    assert layer is viewer.layers["cellpose masks"]
+    assert layer.metadata["neuroglia5d"]["role"] == "working"
+    layer.data[1, 2, 10, 10] = 9
+    for f, b in w.boxes.items():
+        b.setChecked(f == "ng5d")
+    (out,) = w.save()
+    assert out == tmp_path / "cp_fused.ng5d"
+    f = open_ng5d(out)
+    assert np.array_equal(f.arrays["labels"][...], layer.data)
+    assert np.array_equal(f.arrays["intensity"][...], img)
+    assert f.voxel_size_um == (2.0, 0.5, 0.5)
+    # restore would return to the adopted state, not the later edit
+    assert layer.metadata["neuroglia5d"]["original"][1, 2, 10, 10] == 0

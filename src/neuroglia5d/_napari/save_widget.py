@@ -17,7 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 _FORMATS = ("ng5d", "ome.zarr", "tif")
 
@@ -116,11 +128,79 @@ class SaveWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        lay.addWidget(self._adopt_box())
         lay.addStretch()
         from .shortcuts import KeyOverride
 
         self.key_override = KeyOverride(self.viewer, "neuroglia5d:save", self.save).install()
         self.destroyed.connect(self.key_override.uninstall)
+
+    # -- adopting labels made by another tool (Cellpose, micro-sam, ...) ------------------
+    def _adopt_box(self) -> QGroupBox:
+        box = QGroupBox("Use a Labels layer as the working copy")
+        box.setToolTip("Labels made by another tool (Cellpose, micro-sam, ...) become the "
+                       "working copy, saved as <stem>_fused.* with the chosen intensity; "
+                       "their current state is what 'restore' returns to.")
+        form = QFormLayout(box)
+        self.adopt_labels = QComboBox()
+        self.adopt_image = QComboBox()
+        self.adopt_stem = QLineEdit()
+        self.adopt_stem.setPlaceholderText("from the image layer's name")
+        self.adopt_folder = QLineEdit()
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse_folder)
+        row = QHBoxLayout()
+        row.addWidget(self.adopt_folder)
+        row.addWidget(browse)
+        form.addRow("labels", self.adopt_labels)
+        form.addRow("intensity", self.adopt_image)
+        form.addRow("name stem", self.adopt_stem)
+        form.addRow("folder", row)
+        self.adopt_button = QPushButton("Use as working copy")
+        self.adopt_button.clicked.connect(self.adopt)
+        form.addRow(self.adopt_button)
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+        return box
+
+    def _refresh_layer_choices(self, *_: Any) -> None:
+        for combo, kind in ((self.adopt_labels, "Labels"), (self.adopt_image, "Image")):
+            current = combo.currentText()
+            combo.clear()
+            combo.addItems([ly.name for ly in self.viewer.layers
+                            if ly.__class__.__name__ == kind])
+            if current:
+                combo.setCurrentText(current)
+
+    def _browse_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Folder for the working copy")
+        if d:
+            self.adopt_folder.setText(d)
+
+    def adopt(self) -> Any:
+        """Tag the chosen Labels layer as the working copy; returns it (or None)."""
+        from .api import use_as_working_copy
+
+        lname, iname = self.adopt_labels.currentText(), self.adopt_image.currentText()
+        folder = self.adopt_folder.text().strip()
+        if not lname or not iname:
+            self.status.setText("choose a Labels layer and an Image layer")
+            return None
+        if not folder or not Path(folder).is_dir():
+            self.status.setText(f"folder: {folder!r} is not an existing folder")
+            return None
+        labels, image = self.viewer.layers[lname], self.viewer.layers[iname]
+        if tuple(labels.data.shape[-3:]) != tuple(image.data.shape[-3:]):
+            self.status.setText(f"labels {tuple(labels.data.shape)} and intensity "
+                                f"{tuple(image.data.shape)} differ in Z, Y, X")
+            return None
+        layer = use_as_working_copy(labels, image, folder, self.adopt_stem.text().strip() or None)
+        stem = layer.metadata["neuroglia5d"]["stem"]
+        self._refresh_layer_choices()
+        self.status.setText(f"{lname!r} is the working copy; Save writes {stem}_fused.*")
+        return layer
 
     def formats(self) -> list[str]:
         """Ticked formats."""
