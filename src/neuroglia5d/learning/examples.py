@@ -1,0 +1,236 @@
+"""Turning labels, pairs and links of one frame into network inputs (features + crops).
+
+A :class:`Frame` bundles one timepoint's labels, normalised intensity and features; the
+``*_inputs`` functions return ``(x, c)`` for given labels / pairs / links, and the
+``*_examples`` functions add the 0/1 targets and stable keys of an
+:class:`~neuroglia5d.learning.train.ExampleSet`.
+
+Crop channels:
+
+* label (artefact, split): intensity, the label's mask, other labels' masks;
+* pair (merge): intensity, mask of the first label, mask of the second;
+* link (tracking): intensity at ``t``, at ``t + 1``, the mask at ``t``, the mask at
+  ``t + 1``; centred between the two centroids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import (
+    LABEL_FEATURES,
+    LINK_FEATURES,
+    PAIR_FEATURES,
+    FrameFeatures,
+    crop_around,
+    frame_features,
+    label_matrix,
+    link_candidates,
+    link_matrix,
+    normalise_intensity,
+    overlaps,
+    pair_matrix,
+)
+from .train import BoundaryExample, ExampleSet
+
+__all__ = ["CropSpec", "Frame", "label_examples", "label_inputs", "link_examples",
+           "link_inputs", "pair_examples", "pair_inputs", "split_boundary_example"]
+
+CHANNELS = {"artefact": 3, "split": 3, "merge": 3, "track": 4}
+N_FEATURES = {"artefact": len(LABEL_FEATURES), "split": len(LABEL_FEATURES),
+              "merge": len(PAIR_FEATURES), "track": len(LINK_FEATURES)}
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """Crop size (output voxels) and subsampling step, both (z, y, x)."""
+
+    size: tuple[int, int, int] = (8, 16, 16)
+    step: tuple[int, int, int] = (1, 2, 2)
+
+
+class Frame:
+    """One timepoint: labels, normalised intensity and their features.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        (Z, Y, X) labels (a copy is kept).
+    intensity : numpy.ndarray or None
+        (Z, Y, X) intensity.
+    spacing_um : sequence of float
+        Voxel size (z, y, x), µm.
+    """
+
+    def __init__(self, labels: np.ndarray, intensity: np.ndarray | None,
+                 spacing_um: Sequence[float]) -> None:
+        self.labels = np.array(labels, copy=True)
+        self.inten = normalise_intensity(self.labels, intensity)
+        if self.inten is None:
+            self.inten = np.zeros(self.labels.shape, np.float32)
+        self.spacing = tuple(float(s) for s in spacing_um)
+        self.ff: FrameFeatures = frame_features(self.labels, None, self.spacing,
+                                                normalised=self.inten)
+
+    def center_vox(self, label: int) -> np.ndarray:
+        """Centroid of ``label`` in voxels."""
+        return self.ff.centroid_um[self.ff.row(label)] / np.asarray(self.spacing)
+
+    def has(self, label: int) -> bool:
+        """Whether ``label`` is present."""
+        return int(label) in self.ff.index
+
+
+def _local(frame: Frame, center: np.ndarray, spec: CropSpec) -> tuple[np.ndarray,
+                                                                       np.ndarray]:
+    """Intensity and labels crops around ``center`` (before the masks are derived)."""
+    both = crop_around([frame.inten, frame.labels.astype(np.float32)], center, spec.size,
+                       spec.step)
+    return both[0], both[1]
+
+
+def label_inputs(frame: Frame, labels: Sequence[int], spec: CropSpec
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Features and crops of ``labels`` (all present in ``frame``)."""
+    x = label_matrix(frame.ff, labels)
+    c = np.zeros((len(labels), 3, *spec.size), np.float32)
+    for i, lab in enumerate(labels):
+        inten, lb = _local(frame, frame.center_vox(lab), spec)
+        c[i, 0] = inten
+        c[i, 1] = lb == lab
+        c[i, 2] = (lb != 0) & (lb != lab)
+    return x, c
+
+
+def pair_inputs(frame: Frame, pairs: Sequence[Sequence[int]], spec: CropSpec
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features and crops of adjacent pairs; ``found`` marks the pairs that touch (only
+    those get rows)."""
+    x, found = pair_matrix(frame.ff, pairs)
+    kept = [p for p, f in zip(pairs, found, strict=True) if f]
+    c = np.zeros((len(kept), 3, *spec.size), np.float32)
+    for i, (a, b) in enumerate(kept):
+        a, b = sorted((int(a), int(b)))
+        center = 0.5 * (frame.center_vox(a) + frame.center_vox(b))
+        inten, lb = _local(frame, center, spec)
+        c[i, 0] = inten
+        c[i, 1] = lb == a
+        c[i, 2] = lb == b
+    return x, c, found
+
+
+def link_inputs(f0: Frame, f1: Frame, cand: np.ndarray, spec: CropSpec,
+                ov: dict[tuple[int, int], int] | None = None,
+                drift_um: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and crops of candidate links ``cand`` (rows into ``f0.ff`` / ``f1.ff``)."""
+    if ov is None:
+        ov = overlaps(f0.labels, f1.labels)
+    x = link_matrix(f0.ff, f1.ff, cand, ov, drift_um)
+    c = np.zeros((len(cand), 4, *spec.size), np.float32)
+    sp = np.asarray(f0.spacing)
+    for k, (i, j) in enumerate(cand):
+        a, b = int(f0.ff.ids[i]), int(f1.ff.ids[j])
+        center = 0.5 * (f0.ff.centroid_um[i] + f1.ff.centroid_um[j]) / sp
+        i0, l0 = _local(f0, center, spec)
+        i1, l1 = _local(f1, center, spec)
+        c[k] = (i0, i1, l0 == a, l1 == b)
+    return x, c
+
+
+# ------------------------------------------------------------------ examples with targets
+def label_examples(frame: Frame, pos: Sequence[int], neg: Sequence[int], spec: CropSpec,
+                   key: str) -> ExampleSet:
+    """Label examples: ``pos`` labels are 1, ``neg`` 0 (absent labels are skipped)."""
+    pos = [int(v) for v in pos if frame.has(v)]
+    neg = [int(v) for v in neg if frame.has(v) and int(v) not in set(pos)]
+    x, c = label_inputs(frame, pos + neg, spec)
+    y = np.array([1] * len(pos) + [0] * len(neg), np.float32)
+    return ExampleSet(x, c, y, [f"{key}/{v}" for v in pos + neg])
+
+
+def pair_examples(frame: Frame, pos: Sequence[Sequence[int]], neg: Sequence[Sequence[int]],
+                  spec: CropSpec, key: str) -> ExampleSet:
+    """Pair examples (pairs that do not touch in ``frame`` are skipped)."""
+    norm = [tuple(sorted((int(a), int(b)))) for a, b in pos]
+    pset = set(norm)
+    negn = [p for p in {tuple(sorted((int(a), int(b)))) for a, b in neg} if p not in pset]
+    allp = list(dict.fromkeys(norm)) + sorted(negn)
+    x, c, found = pair_inputs(frame, allp, spec)
+    kept = [p for p, f in zip(allp, found, strict=True) if f]
+    y = np.array([1.0 if p in pset else 0.0 for p in kept], np.float32)
+    return ExampleSet(x, c, y, [f"{key}/{a}-{b}" for a, b in kept])
+
+
+def link_examples(f0: Frame, f1: Frame, pos: Sequence[tuple[int, int]], spec: CropSpec,
+                  key: str, *, max_dist_um: float = 15.0,
+                  also_neg: Sequence[tuple[int, int]] = ()) -> ExampleSet:
+    """Link examples: the ``pos`` links (label at t, label at t + 1) are 1; every other
+    candidate of the labels involved (and ``also_neg``) is 0."""
+    pos = [(int(a), int(b)) for a, b in pos if f0.has(a) and f1.has(b)]
+    if not pos and not also_neg:
+        return _empty(N_FEATURES["track"], 4, spec)
+    cand = link_candidates(f0.ff, f1.ff, max_dist_um=max_dist_um)
+    pos_rows = {(f0.ff.row(a), f1.ff.row(b)) for a, b in pos}
+    involved0 = {r[0] for r in pos_rows}
+    involved1 = {r[1] for r in pos_rows}
+    rows = set(pos_rows)
+    rows |= {(int(i), int(j)) for i, j in cand if i in involved0 or j in involved1}
+    rows |= {(f0.ff.row(a), f1.ff.row(b)) for a, b in also_neg if f0.has(a) and f1.has(b)}
+    rows_l = sorted(rows)
+    arr = np.array(rows_l, np.int64).reshape(-1, 2)
+    x, c = link_inputs(f0, f1, arr, spec)
+    y = np.array([1.0 if r in pos_rows else 0.0 for r in rows_l], np.float32)
+    keys = [f"{key}/{f0.ff.ids[i]}>{f1.ff.ids[j]}" for i, j in rows_l]
+    return ExampleSet(x, c, y, keys)
+
+
+def _empty(nf: int, ch: int, spec: CropSpec) -> ExampleSet:
+    return ExampleSet(np.zeros((0, nf), np.float32), np.zeros((0, ch, *spec.size), np.float32),
+                      np.zeros(0, np.float32), [])
+
+
+def label_box(labels: np.ndarray, label: int, margin: int = 2) -> tuple[slice, ...] | None:
+    """Bounding box of ``label`` grown by ``margin`` voxels (None when absent)."""
+    from scipy import ndimage as ndi
+
+    m = labels == label
+    sl = ndi.find_objects(m.astype(np.int8))
+    if not sl or sl[0] is None:
+        return None
+    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n))
+                 for s, n in zip(sl[0], labels.shape, strict=True))
+
+
+def boundary_input(frame: Frame, label: int, box: tuple[slice, ...]) -> np.ndarray:
+    """(2, Z, Y, X) input of the boundary network: intensity and the label's mask."""
+    return np.stack([frame.inten[box], (frame.labels[box] == label).astype(np.float32)])
+
+
+def split_boundary_example(before: Frame, label: int, after: np.ndarray,
+                           key: str) -> BoundaryExample | None:
+    """The boundary target of a split: voxels of ``label`` (in ``before``) whose
+    6-neighbour inside the old mask carries another ID in ``after`` (grown by one voxel
+    in Y and X)."""
+    from scipy import ndimage as ndi
+
+    box = label_box(before.labels, label)
+    if box is None:
+        return None
+    mask = before.labels[box] == label
+    aft = np.asarray(after)[box]
+    bnd = np.zeros(mask.shape, bool)
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax] = slice(0, -1)
+        hi[ax] = slice(1, None)
+        d = (aft[tuple(lo)] != aft[tuple(hi)]) & mask[tuple(lo)] & mask[tuple(hi)]
+        bnd[tuple(lo)] |= d
+        bnd[tuple(hi)] |= d
+    if not bnd.any():
+        return None
+    bnd = ndi.binary_dilation(bnd, np.ones((1, 3, 3), bool)) & mask
+    return BoundaryExample(boundary_input(before, label, box), bnd.astype(np.float32), key)
