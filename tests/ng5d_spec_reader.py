@@ -1,6 +1,7 @@
 """Independent `.ng5d` reader written from docs/ng5d-format.md alone (a conformance check).
 
-Only the standard library and NumPy; it does not import neuroglia5d.
+Only the standard library, NumPy and, for the ``zstd`` storage tier (format 2.0), the zstd
+decoder of numcodecs (the writer uses imagecodecs'); it does not import neuroglia5d.
 """
 
 from __future__ import annotations
@@ -137,6 +138,31 @@ def _decode_palette(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.n
     return _take(pal, idx, "palette").astype(dtype)
 
 
+def _inflate(stored: bytes) -> bytes:
+    """§2.5 storage `zstd`: the resident volume block from its frame table and frames."""
+    from numcodecs import Zstd
+
+    if len(stored) < 16:
+        raise ValueError("stored block shorter than its frame table head")
+    nf, size, rlen = struct.unpack_from("<IIQ", stored, 0)
+    if size == 0 or size % 8 or nf != -(-rlen // size):
+        raise ValueError("bad frame table")
+    (lens,) = _sections(stored, 16, [("u4", nf)])
+    pos = -(-(16 + 4 * nf) // 8) * 8
+    parts = []
+    for f, n in enumerate(int(v) for v in lens):
+        want = min(size, rlen - f * size)
+        if pos + n > len(stored):
+            raise ValueError(f"frame {f} extends past its volume block")
+        frame = stored[pos:pos + n]
+        raw = frame if n == want else bytes(Zstd().decode(frame))
+        if len(raw) != want:
+            raise ValueError(f"frame {f} inflates to {len(raw)} bytes, expected {want}")
+        parts.append(raw)
+        pos += n
+    return b"".join(parts)
+
+
 def _record_header(buf: bytes, pos: int) -> tuple[bytes, int, int, int, int, int] | None:
     """(magic, array, t, codec, L, payload crc) of a record header with a valid CRC, else None."""
     if pos + 32 > len(buf):
@@ -189,7 +215,7 @@ def read_ng5d(path: str | Path) -> dict[str, Any]:
     if len(buf) < 16 or buf[:8] != MAGIC:
         raise ValueError("not an ng5d file (bad magic)")
     major, _minor, hlen = struct.unpack_from("<HHI", buf, 8)
-    if major != 1:
+    if major not in (1, 2):
         raise ValueError(f"unsupported major version {major}")
     if 16 + hlen + 4 > len(buf):
         raise ValueError("truncated header")
@@ -220,13 +246,17 @@ def read_ng5d(path: str | Path) -> dict[str, Any]:
         if rec[3] != codec or not 0 <= t < shape[0]:
             raise ValueError(f"{name} t={t}: wrong codec id {rec[3]} or t out of range")
         decode = _decode_bitpack if codec == 1 else _decode_palette
-        arrays[name][t] = _decode_payload(payload, shape, spec["brick"], dtype, decode, name, t)
+        storage = spec.get("storage", "plain") if major >= 2 else "plain"
+        if storage not in ("plain", "zstd"):
+            raise ValueError(f"{name}: unknown storage {storage!r}")
+        arrays[name][t] = _decode_payload(payload, shape, spec["brick"], dtype, decode, name, t,
+                                          storage)
         present[name].append(t)
     return {"header": header, "complete": complete, "arrays": arrays, "present": present}
 
 
 def _decode_payload(payload: bytes, shape: list[int], brick: list[int], dtype: np.dtype,
-                    decode: Any, name: str, t: int) -> np.ndarray:
+                    decode: Any, name: str, t: int, storage: str = "plain") -> np.ndarray:
     """§2: C volume blocks of one timepoint, as a (C, Z, Y, X) array."""
     if len(payload) < 4 or struct.unpack_from("<I", payload)[0] != shape[1]:
         raise ValueError(f"{name} t={t}: channel count differs from the header's C")
@@ -234,11 +264,14 @@ def _decode_payload(payload: bytes, shape: list[int], brick: list[int], dtype: n
     if 4 + 8 * c > len(payload):
         raise ValueError(f"{name} t={t}: channel table past the payload")
     out = np.empty(shape[1:], dtype=dtype)
-    for ch, off in enumerate(struct.unpack_from(f"<{c}Q", payload, 4)):
+    offs = struct.unpack_from(f"<{c}Q", payload, 4)
+    for ch, off in enumerate(offs):
         if off % 8 or off >= len(payload) or off < 4 + 8 * c:
             raise ValueError(f"{name} t={t}: bad volume block offset {off}")
+        end = offs[ch + 1] if ch + 1 < c else len(payload)
         try:
-            out[ch] = decode(payload[off:], tuple(shape[2:]), tuple(brick), dtype)
+            block = payload[off:end] if storage == "plain" else _inflate(payload[off:end])
+            out[ch] = decode(block, tuple(shape[2:]), tuple(brick), dtype)
         except ValueError as exc:
             raise ValueError(f"{name} t={t} c={ch}: {exc}") from exc
     return out

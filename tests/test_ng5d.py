@@ -386,3 +386,75 @@ def test_edit_a_tile_then_save_appends_and_survives_reopening(tmp_path):
     (tmp_path / "scan.ng5d.partial").write_bytes(data)
     h = open_ng5d(tmp_path / "scan.ng5d.partial")
     assert not h.complete and np.array_equal(h.arrays["labels"][1], want)
+
+
+# --------------------------------------------------------------------------- storage tier
+def test_zstd_storage_frames_verbatim_and_damage(monkeypatch):
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()  # incompressible
+    block = noise + bytes(7000)  # then highly compressible
+    stored = codec.store_zstd(block, frame=2048)
+    rlen, frame, lens, _ = codec.stored_layout(stored)
+    assert (rlen, frame, len(lens)) == (12000, 2048, 6)
+    assert lens[0] == 2048 and lens[1] == 2048  # verbatim: zstd would not shrink them
+    assert lens[-1] < 100
+    for threads in (1, 2):
+        assert codec.inflate_zstd(stored, threads).tobytes() == block
+    bad = bytearray(stored)
+    bad[-3] ^= 0xFF  # inside the last zstd frame
+    with pytest.raises(codec.InputError, match="frame 5"):
+        codec.inflate_zstd(bytes(bad), 1)
+    with pytest.raises(codec.InputError, match=r"frame table|truncated"):
+        codec.inflate_zstd(stored[:40], 1)
+
+
+def test_plain_storage_and_version_1_files_stay_readable(tmp_path):
+    from tests.ng5d_spec_reader import read_ng5d
+
+    rng = np.random.default_rng(2)
+    inten = rng.integers(0, 900, (2, 1, 5, 20, 33), dtype=np.uint16)
+    lab = (rng.random((2, 1, 5, 20, 33)) * 4).astype(np.uint32)
+    p = tmp_path / "plain.ng5d"
+    w = Ng5dWriter(p, [ArraySpec.make("intensity", "intensity", np.uint16, inten.shape,
+                                      storage="plain"),
+                       ArraySpec.make("labels", "labels", np.uint32, lab.shape,
+                                      storage="plain")])
+    for t in range(2):
+        w.append("intensity", t, inten[t])
+        w.append("labels", t, lab[t])
+    w.finalize()
+    # the same file as a 1.0 writer made it: version 1.0, no "storage" keys (same length)
+    data = bytearray(p.read_bytes())
+    (hlen,) = struct.unpack_from("<I", data, 12)
+    h = json.loads(data[16:16 + hlen])
+    h["version"] = [1, 0]
+    for a in h["arrays"]:
+        del a["storage"]
+    hj = json.dumps(h, sort_keys=True).encode().ljust(hlen)
+    data[8:12] = struct.pack("<HH", 1, 0)
+    data[16:16 + hlen] = hj
+    data[16 + hlen:20 + hlen] = struct.pack("<I", zlib.crc32(hj))
+    v1 = tmp_path / "v1.ng5d"
+    v1.write_bytes(bytes(data))
+    for path in (p, v1):
+        f = open_ng5d(path)
+        assert [s.storage for s in f.specs.values()] == ["plain", "plain"]
+        assert np.array_equal(f.arrays["intensity"][...], inten[:, 0])
+        assert np.array_equal(f.arrays["labels"][...], lab[:, 0])
+        out = read_ng5d(path)
+        assert np.array_equal(out["arrays"]["labels"], lab)
+    info = open_ng5d(p).info()["arrays"][1]
+    assert info["resident_bytes"] == info["compressed_bytes"] - 2 * 16  # payload heads
+
+
+def test_info_reports_stored_and_resident_sizes(tmp_path):
+    lab = np.zeros((1, 1, 16, 64, 64), np.uint32)
+    lab[0, 0, 3:9, 10:40, 5:50] = 7
+    p = tmp_path / "z.ng5d"
+    w = Ng5dWriter(p, [ArraySpec.make("labels", "labels", np.uint32, lab.shape)])
+    w.append("labels", 0, lab[0])
+    w.finalize()
+    a = open_ng5d(p).info()["arrays"][0]
+    resident = len(codec.encode_palette(lab[0, 0], (8, 8, 8)))
+    assert a["storage"] == "zstd" and a["resident_bytes"] == resident
+    assert a["compressed_bytes"] < resident  # the zstd tier pays on labels

@@ -148,7 +148,8 @@ def test_large_palette_wide_words(tmp_path: Path) -> None:
     heads = {}
     for (arr, _), (pos, length, _) in _records(buf).items():
         payload = buf[pos + 32:pos + 32 + length]
-        heads[arr] = struct.unpack_from("<8I", payload, struct.unpack_from("<Q", payload, 4)[0])
+        block = spec_reader._inflate(payload[struct.unpack_from("<Q", payload, 4)[0]:])
+        heads[arr] = struct.unpack_from("<8I", block)
     assert heads[0][6] == 32 and heads[1][5] == 32, "expected 32-bit lut and 32-bit words"
 
 
@@ -231,7 +232,7 @@ def _bitpack_modes(path: Path) -> set[int]:
     modes: set[int] = set()
     for pos, length, _ in _records(buf).values():
         payload = buf[pos + 32:pos + 32 + length]
-        block = payload[struct.unpack_from("<Q", payload, 4)[0]:]
+        block = spec_reader._inflate(payload[struct.unpack_from("<Q", payload, 4)[0]:])
         nb = struct.unpack_from("<I", block)[0]
         modes |= set(spec_reader._sections(block, 0, [("u4", 2), ("u1", nb)])[1].tolist())
     return modes

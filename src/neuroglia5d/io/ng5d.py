@@ -42,7 +42,9 @@ from .atomic import os_errors, partial_path, remove
 from .writers import SeriesMeta, SeriesWriter
 
 MAGIC = b"NG5D\r\n\x1a\n"
-VERSION = (1, 0)
+#: written by this version; 1.x files (no storage tier) are still read
+VERSION = (2, 0)
+READABLE_MAJOR = (1, 2)
 REC_MAGIC = b"NG5R"
 IDX_MAGIC = b"NG5X"
 FOOT_MAGIC = b"NG5F"
@@ -57,6 +59,7 @@ FOOTER = struct.Struct("<QI4s")
 INDEX_ARRAY = 0xFFFFFFFF
 CODEC_IDS = {"bitpack": codec.CODEC_BITPACK, "palette": codec.CODEC_PALETTE}
 DEFAULT_BRICK = {"bitpack": (4, 16, 16), "palette": (8, 8, 8)}
+DEFAULT_STORAGE = codec.STORAGE_ZSTD
 
 
 class Ng5dError(InputError):
@@ -100,6 +103,9 @@ class ArraySpec:
         Brick shape (z, y, x).
     codec : str
         ``bitpack`` or ``palette``.
+    storage : str
+        ``zstd`` (volume blocks stored as zstd frames, inflated once on load into the
+        per-voxel decodable resident form) or ``plain`` (stored as is; every 1.x file).
     """
 
     name: str
@@ -108,10 +114,12 @@ class ArraySpec:
     shape: tuple[int, int, int, int, int]
     brick: tuple[int, int, int] = (0, 0, 0)
     codec: str = ""
+    storage: str = DEFAULT_STORAGE
 
     @classmethod
     def make(cls, name: str, role: str, dtype: Any, shape: Sequence[int],
-             brick: Sequence[int] | None = None) -> ArraySpec:
+             brick: Sequence[int] | None = None,
+             storage: str = DEFAULT_STORAGE) -> ArraySpec:
         """An array spec with the codec and brick its role and dtype call for."""
         dt = np.dtype(dtype).name
         cod = "palette" if role == "labels" else "bitpack"
@@ -128,7 +136,9 @@ class ArraySpec:
             raise ValueError(f"{name}: brick must be three positive sizes, got {b}")
         if cod == "palette" and int(np.prod(b)) > 65536:
             raise ValueError(f"{name}: a palette brick holds at most 65536 voxels, got {b}")
-        return cls(name, role, dt, shp, b, cod)  # type: ignore[arg-type]
+        if storage not in codec.STORAGES:
+            raise ValueError(f"{name}: storage must be one of {codec.STORAGES}, got {storage!r}")
+        return cls(name, role, dt, shp, b, cod, storage)  # type: ignore[arg-type]
 
     @property
     def n_bricks(self) -> int:
@@ -138,7 +148,8 @@ class ArraySpec:
     def to_json(self) -> dict[str, Any]:
         """The header entry."""
         return {"name": self.name, "role": self.role, "dtype": self.dtype,
-                "shape": list(self.shape), "brick": list(self.brick), "codec": self.codec}
+                "shape": list(self.shape), "brick": list(self.brick), "codec": self.codec,
+                "storage": self.storage}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ArraySpec:
@@ -146,19 +157,23 @@ class ArraySpec:
         try:
             spec = cls(str(d["name"]), str(d["role"]), str(d["dtype"]),
                        tuple(int(v) for v in d["shape"]),  # type: ignore[arg-type]
-                       tuple(int(v) for v in d["brick"]), str(d["codec"]))  # type: ignore[arg-type]
+                       tuple(int(v) for v in d["brick"]), str(d["codec"]),  # type: ignore[arg-type]
+                       str(d.get("storage", codec.STORAGE_PLAIN)))
         except (KeyError, TypeError, ValueError) as e:
             raise Ng5dError(f"array entry {d!r} is malformed ({e})") from None
         if spec.codec not in CODEC_IDS or len(spec.shape) != 5 or len(spec.brick) != 3 \
-                or min(spec.brick) < 1:
-            raise Ng5dError(f"array {spec.name!r}: unsupported codec or bad shape/brick")
+                or min(spec.brick) < 1 or spec.storage not in codec.STORAGES:
+            raise Ng5dError(f"array {spec.name!r}: unsupported codec or storage, or bad "
+                            "shape/brick")
         return spec
 
 
 def _encode_volume(spec: ArraySpec, vol: np.ndarray) -> bytes:
     if spec.codec == "palette":
-        return codec.encode_palette(vol, spec.brick)
-    return codec.encode_bitpack(vol, spec.brick)
+        block = codec.encode_palette(vol, spec.brick)
+    else:
+        block = codec.encode_bitpack(vol, spec.brick)
+    return codec.store_zstd(block) if spec.storage == codec.STORAGE_ZSTD else block
 
 
 def encode_record_payload(spec: ArraySpec, data: np.ndarray) -> bytes:
@@ -443,6 +458,8 @@ class Ng5dFile:
             end = offs[c + 1] if c + 1 < n_ch else len(mv)
             block = mv[offs[c]:end]
             try:
+                if spec.storage == codec.STORAGE_ZSTD:  # inflate once into the resident form
+                    block = memoryview(codec.inflate_zstd(block))
                 nvox = int(np.prod(spec.brick))
                 if spec.codec == "palette":
                     v = codec.parse_palette(block, spec.n_bricks, np.dtype(spec.dtype), nvox)
@@ -538,20 +555,34 @@ class Ng5dFile:
             comp = sum(self.entries[(self.array_index(name), t)].length for t in ts)
             raw = len(ts) * int(np.prod(spec.shape[1:])) * np.dtype(spec.dtype).itemsize
             bad = []
+            resident = 0
             for t in ts:
                 try:
-                    self.payload(name, t)
-                except Ng5dError:
+                    resident += _resident_bytes(self.payload(name, t), spec.storage)
+                except (Ng5dError, InputError):
                     bad.append(t)
             arrays.append({"name": name, "role": spec.role, "dtype": spec.dtype,
                            "shape": list(spec.shape), "brick": list(spec.brick),
-                           "codec": spec.codec, "timepoints_present": len(ts),
+                           "codec": spec.codec, "storage": spec.storage,
+                           "timepoints_present": len(ts),
                            "timepoints_expected": spec.shape[0], "compressed_bytes": comp,
-                           "ratio": raw / comp if comp else None, "checksum_errors": bad})
+                           "ratio": raw / comp if comp else None,
+                           "resident_bytes": resident,
+                           "resident_ratio": raw / resident if resident else None,
+                           "checksum_errors": bad})
         return {"path": str(self.path), "version": self.header.get("version"),
                 "complete": self.complete, "voxel_size_um": list(self.voxel_size_um),
                 "offset_zyx": list(self.offset_zyx), "arrays": arrays, "notes": self.notes,
                 "bytes": len(self.buf)}
+
+
+def _resident_bytes(payload: memoryview, storage: str) -> int:
+    """Bytes the volume blocks of a payload take once inflated (kept in memory)."""
+    (n_ch,) = struct.unpack_from("<I", payload, 0)
+    offs = [*struct.unpack_from(f"<{n_ch}Q", payload, 4), len(payload)]
+    if storage != codec.STORAGE_ZSTD:
+        return len(payload) - offs[0]
+    return sum(codec.stored_layout(payload[offs[c]:offs[c + 1]])[0] for c in range(n_ch))
 
 
 def _read_header(buf: Any, path: Path) -> tuple[dict[str, Any], int]:
@@ -560,9 +591,9 @@ def _read_header(buf: Any, path: Path) -> tuple[dict[str, Any], int]:
     magic, major, minor, hlen = PREAMBLE.unpack_from(buf, 0)
     if magic != MAGIC:
         raise Ng5dError(f"{path}: not an .ng5d file (wrong magic bytes)")
-    if major != VERSION[0]:
+    if major not in READABLE_MAJOR:
         raise Ng5dError(f"{path}: .ng5d version {major}.{minor} is not supported "
-                        f"(this reader: {VERSION[0]}.x)")
+                        f"(this reader: {', '.join(f'{m}.x' for m in READABLE_MAJOR)})")
     end = PREAMBLE.size + hlen + 4
     if len(buf) < end:
         raise Ng5dError(f"{path}: truncated inside the header")

@@ -18,6 +18,13 @@ layout, numba for the loops; the per-voxel functions are shared with the CUDA ke
     A sorted palette of the volume's label values; per brick a 16- or 32-bit word that is
     either the palette index of a single-valued brick or the index of an extended header
     (local table of palette indices plus local indices packed at 1, 2, 4, 8 or 16 bits).
+
+Storage tier (format 2.0, array key ``storage``)
+    ``zstd``: a volume block is stored as independent zstd frames, each covering a fixed
+    byte range (:data:`FRAME_BYTES`) of the block above (the *resident* form). A reader
+    inflates a record once (frames in parallel threads) into the resident form, which it
+    keeps in memory and decodes voxel by voxel, on the CPU or the GPU. ``plain``: the
+    resident block is stored as is (every 1.x file).
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+
+STORAGE_PLAIN, STORAGE_ZSTD = "plain", "zstd"
+STORAGES = (STORAGE_PLAIN, STORAGE_ZSTD)
+#: resident bytes per zstd frame of the storage tier (a multiple of 8)
+FRAME_BYTES = 1 << 19
+#: zstd level of the storage tier (decoding speed does not depend on it)
+ZSTD_LEVEL = 3
 
 CODEC_BITPACK = 1
 CODEC_PALETTE = 2
@@ -339,4 +353,93 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
                              np.array(brick_grid(shape_zyx, brick), np.int64),
                              np.array(brick, np.int64), v.words, v.ext_w, v.ext_lut,
                              v.ext_data, v.lut, v.data, v.palette)
+    return out
+
+
+# --------------------------------------------------------------------------- storage tier
+_STORED_HEAD = 16  # u32 frame count, u32 frame size, u64 resident length
+
+
+def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int = FRAME_BYTES) -> bytes:
+    """Wrap a resident volume block in the ``zstd`` storage tier (independent frames).
+
+    A frame whose zstd encoding is not shorter than its byte range is stored verbatim
+    (the reader tells the two apart by the stored length).
+    """
+    import imagecodecs
+
+    if frame <= 0 or frame % _ALIGN:
+        raise ValueError(f"frame size must be a positive multiple of {_ALIGN}, got {frame}")
+    mv = memoryview(block)
+    r = len(mv)
+    nf = -(-r // frame)
+    frames = []
+    for f in range(nf):
+        raw = mv[f * frame:min((f + 1) * frame, r)]
+        z = imagecodecs.zstd_encode(raw, level=level)
+        frames.append(z if len(z) < len(raw) else bytes(raw))
+    buf = bytearray(np.array([nf, frame], np.uint32).tobytes() + np.uint64(r).tobytes())
+    _section(buf, np.array([len(z) for z in frames], np.uint32))
+    for z in frames:
+        buf += z
+    return bytes(buf)
+
+
+def stored_layout(stored: bytes | memoryview) -> tuple[int, int, np.ndarray, int]:
+    """(resident length, frame size, stored frame lengths, offset of the first frame)."""
+    mv = memoryview(stored)
+    head, _ = _take(mv, 0, np.uint32, 2)
+    rl, _ = _take(mv, 8, np.uint64, 1)
+    nf, frame, rlen = int(head[0]), int(head[1]), int(rl[0])
+    if frame <= 0 or frame % _ALIGN or nf != -(-rlen // frame):
+        raise InputError(f"stored volume block has an invalid frame table ({nf} frames of "
+                         f"{frame} bytes for {rlen} bytes)")
+    lens, pos = _take(mv, _STORED_HEAD, np.uint32, nf)
+    if pos + int(lens.sum(dtype=np.int64)) > len(mv):
+        raise InputError("stored volume block truncated (its frames end past the block)")
+    return rlen, frame, lens, pos
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def inflate_zstd(stored: bytes | memoryview, threads: int | None = None) -> np.ndarray:
+    """The resident volume block of a ``zstd``-stored one (uint8 array, frames decoded in
+    ``threads`` threads; default: numba's thread count)."""
+    import imagecodecs
+
+    rlen, frame, lens, pos = stored_layout(stored)
+    mv = memoryview(stored)
+    out = np.empty(rlen, np.uint8)
+    starts = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]) + pos
+
+    def one(f: int) -> None:
+        lo, hi = f * frame, min((f + 1) * frame, rlen)
+        src = mv[int(starts[f]):int(starts[f + 1])]
+        if len(src) == hi - lo:
+            out[lo:hi] = np.frombuffer(src, np.uint8)
+            return
+        try:
+            got = imagecodecs.zstd_decode(src, out=out[lo:hi])
+        except Exception as e:  # imagecodecs raises its own error types
+            raise InputError(f"stored volume block: frame {f} does not inflate ({e})") from None
+        if len(got) != hi - lo:
+            raise InputError(f"stored volume block: frame {f} inflates to {len(got)} bytes, "
+                             f"expected {hi - lo}")
+
+    nf = len(lens)
+    if threads is None:
+        import numba
+
+        threads = numba.get_num_threads()
+    if nf <= 1 or threads <= 1:
+        for f in range(nf):
+            one(f)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="ng5d-zstd")
+    list(pool.map(one, range(nf)))
     return out
