@@ -1,4 +1,4 @@
-"""Command line: ``neuroglia5d segment|sample|params``.
+"""Command line: ``neuroglia5d segment|sample|info|convert|recover|params|replay``.
 
 Errors a user can cause print one line (``neuroglia5d: error: ...``) and exit with a
 non-zero status; ``--debug`` shows the traceback instead.
@@ -153,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", "-o", metavar="JSON", help="write parameters.json here")
     q.add_argument("--channels", type=int, default=1, help="number of channels")
     q.add_argument("--debug", action="store_true")
+
+    rp = sub.add_parser("replay", help="replay recorded label corrections",
+                        description="Apply the operations of <stem>_auto_annotations.json to "
+                                    "the segmentation's labels (<stem>_labels.*) and write the "
+                                    "corrected labels (bit for bit the saved working labels).")
+    rp.add_argument("annotations", metavar="ANNOTATIONS.json")
+    rp.add_argument("labels", metavar="LABELS", help="<stem>_labels (.tif, .ome.zarr, .ng5d)")
+    rp.add_argument("--out", "-o", metavar="OUT", help="output labels (.tif or .ng5d; default "
+                                                       "<stem>_replayed_labels.ome.tif next "
+                                                       "to ANNOTATIONS.json)")
+    rp.add_argument("--debug", action="store_true")
     return p
 
 
@@ -174,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_convert(args)
         if args.command == "recover":
             return _cmd_recover(args)
+        if args.command == "replay":
+            return _cmd_replay(args)
         return _cmd_params(args)
     except Neuroglia5DError as e:
         if debug:
@@ -350,6 +363,30 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     print(f"recovered {out}: " + ", ".join(f"{n} {k} timepoint(s)" for n, k in kept.items()))
     for n in notes:
         print(f"  note: {n}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .annotation import load_annotations, replay
+    from .io.convert import Outputs, format_of, load_outputs, write_outputs
+
+    doc = load_annotations(args.annotations)
+    src = load_outputs(args.labels)
+    if "labels" not in src.arrays:
+        raise ParameterError(f"LABELS {args.labels}: holds no labels")
+    out_labels = replay(doc, src.arrays["labels"])
+    ann = Path(args.annotations)
+    stem = ann.name.removesuffix(".json").removesuffix("_auto_annotations")
+    out = Path(args.out) if args.out else ann.with_name(f"{stem}_replayed_labels.ome.tif")
+    fmt = format_of(out)
+    if fmt not in ("tif", "ng5d"):
+        raise ParameterError(f"--out {out}: labels alone are written as .tif or .ng5d")
+    head = doc["header"]
+    write_outputs(Outputs({"labels": out_labels}, tuple(head["spacing_um"]),
+                          tuple(head["offset_zyx"]), {"replayed_from": str(ann)}, stem),
+                  out, fmt)
+    n = len(doc["operations"])
+    print(f"replayed {n} operation(s) on {args.labels}; wrote {out}")
     return 0
 
 

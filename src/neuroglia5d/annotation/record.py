@@ -211,7 +211,8 @@ def validate_operation(op: Mapping[str, Any]) -> None:
     sub = {"$schema": s.get("$schema"), "$defs": s["$defs"], "$ref": "#/$defs/operation"}
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(sub).iter_errors(op))
     if err is not None:
-        raise ParameterError(f"operation: {err.message}")
+        where = "/".join(str(p) for p in err.absolute_path)
+        raise ParameterError(f"operation {where}: {err.message}".replace(" :", ":"))
 
 
 def replay(annotations: str | Path | Mapping[str, Any], labels: Any, *,

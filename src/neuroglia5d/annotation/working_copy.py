@@ -310,7 +310,9 @@ class WorkingCopy:
         zyx = self._points(t, p, z)
         vals = self.labels[t][tuple(zyx.T)] if len(zyx) else np.zeros(0, self.labels.dtype)
         ids = sorted(int(v) for v in np.unique(vals) if v != 0)
-        return ids, z, p.tolist()
+        inside = self._points(t, p)  # the stroke as recorded: its voxels inside the array
+        rec = np.column_stack([np.full(len(inside), t), inside]).astype(np.int64)
+        return ids, z, rec.tolist()
 
     def _adjacent_pairs(self, t: int, ids: Sequence[int], z: int | None) -> list[list[int]]:
         """Pairs of ``ids`` sharing a face (6-connectivity; within plane ``z`` if set)."""
@@ -508,7 +510,9 @@ class WorkingCopy:
         res[mask & (res == 0)] = 1  # parts no seed reaches stay with the label
         res[~mask] = 0
         op = Operation("split", source, int(t), labels=[lab],
-                       seeds=[a.tolist() for a in arrs], z_lock=bool(z_lock), z=z,
+                       seeds=[np.column_stack([np.full(len(q), t), q]).astype(np.int64)
+                              .tolist() for q in (self._points(t, a) for a in arrs)],
+                       z_lock=bool(z_lock), z=z,
                        mask=encode_array(res.astype(np.uint8), box), weights_id=weights_id)
         return self._commit(op, self._apply_split(op))
 
@@ -841,10 +845,8 @@ class WorkingCopy:
         self._replay_deltas(deltas, forward=False)
         self.redo_stack.append(last)
         op = Operation("undo", source, last.t, target=last.created_idx)
-        op.changed_boxes = [(d.t, *d.box) for d in deltas]
-        boxes = op.changed_boxes
         self._commit(op, [])
-        op.changed_boxes = boxes
+        op.changed_boxes = [(d.t, *d.box) for d in deltas]
         return op
 
     def redo(self, *, source: str = "user") -> Operation | None:
@@ -854,12 +856,9 @@ class WorkingCopy:
         nxt = self.redo_stack.pop()
         deltas = self._deltas[nxt.created_idx]
         self._replay_deltas(deltas, forward=True)
-        saved = self.redo_stack
         self.history.append(nxt)
         op = Operation("redo", source, nxt.t, target=nxt.created_idx)
-        self.redo_stack = []  # _commit clears it only for edits; keep ours
-        self._commit(op, [])
-        self.redo_stack = saved
+        self._commit(op, [])  # not an edit: the redo stack stays
         op.changed_boxes = [(d.t, *d.box) for d in deltas]
         return op
 
