@@ -1,0 +1,878 @@
+"""The "Annotation dock": correct 4D labels with brushes and record every operation.
+
+Steps B5-B7 of the manual. The dock attaches to the working Labels layer (role
+``working``, opened from ``<stem>_fused.*``) and edits the *whole* working copy through
+:class:`neuroglia5d.annotation.WorkingCopy` (global label IDs, all z, all t), even when the
+layer shows only one XY tile; the tile on screen is refreshed from the whole copy after
+each operation, so the Tiles dock's write-back never undoes one.
+
+Keys (on the working layer, its intensity layer and the viewer) and mouse actions are
+listed in :data:`HELP`. Every key press and click is echoed as a one-line status message
+(green text at the bottom left of the canvas, napari's status bar and the dock).
+
+Recording: every operation goes to the journal ``<stem>_auto_annotations.jsonl`` (opened
+when the dock attaches; operations after the last save are offered for replay), regions
+looked at (tile x timepoint) are recorded as ``review`` operations, and saving (the Save
+dock's button or Ctrl+S, or this dock's button) also writes ``<stem>_auto_annotations.json``
+and the topology tables and pictures (:func:`neuroglia5d.annotation.save_session`).
+napari's own paint, fill and erase tools stay usable on the working layer: each of their
+strokes is recorded as a ``paint`` operation, and napari's own Labels history is cleared
+after recording so that nothing changes the copy unrecorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .render4d import render_volume, show_render
+from .stats_panel import LabelStatsCache, StatsPanel, merged_topology
+from .strokes import LayerView, Stroke
+
+#: brushes: name -> (button text, key)
+BRUSHES: dict[str, tuple[str, str]] = {
+    "none": ("napari tools (recorded as paint)", "N"),
+    "merge": ("Merge (white)", "M"),
+    "split": ("Split (seeds)", "S"),
+    "erase": ("Erase", "E"),
+}
+
+#: keys and mouse actions (shown in the dock and in the README)
+HELP: tuple[tuple[str, str], ...] = (
+    ("M / S / E / N", "merge brush (white) / split brush / erase brush / napari's own tools"),
+    ("drag", "paint a stroke with the active brush (merge and erase apply on release; a "
+             "split stroke adds one seed)"),
+    ("Enter", "split the label under the seeds (2 or more seed strokes)"),
+    ("Escape", "drop the split seeds / temporal-merge clicks collected so far"),
+    ("Z", "Z-lock: brushes act only within the current z-plane (toggle)"),
+    ("G", "temporal merge mode: click the same object at successive timepoints, "
+          "G again gives the clicked labels one identity"),
+    ("Alt + click", "4D render of the clicked object over all timepoints "
+                    "(green: object, red: other labels)"),
+    ("R", "restore the label under the mouse to the original segmentation"),
+    ("[ / ]", "brush width - / +"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo our last operation"),
+    ("Ctrl+S", "save the working copy, annotations and topology (Save dock)"),
+)
+
+
+def _has_mod(event: Any, name: str) -> bool:
+    mods = getattr(event, "modifiers", None) or ()
+    return any(m == name or getattr(m, "name", None) == name or str(m) == name for m in mods)
+
+
+def _ids(values: np.ndarray) -> list[int]:
+    u = np.unique(np.asarray(values))
+    return [int(v) for v in u if v != 0]
+
+
+class AnnotationDock(QWidget):
+    """Brushes, Z-lock, temporal merge, 4D render, undo/redo, restore, live stats.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it).
+    render_viewer : callable, optional
+        Factory returning the viewer the 4D render is shown in (default: a new
+        ``napari.Viewer`` titled "4D render", reused while it stays open).
+    """
+
+    def __init__(self, napari_viewer: Any,
+                 render_viewer: Callable[[], Any] | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._render_factory = render_viewer
+        self.render_viewer: Any = None
+        self.layer: Any = None
+        self.view: LayerView | None = None
+        self.wc: Any = None
+        self.stats: LabelStatsCache | None = None
+        self.brush = "merge"
+        self.z_lock = False
+        self.temporal = False
+        self.temporal_clicks: list[tuple[int, int, int, int]] = []
+        self.split_seeds: list[np.ndarray] = []
+        self.split_t: int | None = None
+        self.stroke_labels: list[int] = []
+        self.messages: list[str] = []
+        self.pending: list[dict[str, Any]] = []
+        self._reviewed: set[tuple[int, tuple[int, ...]]] = set()
+        self._recording_paint = False
+        self._cleanup: list[Callable[[], None]] = []
+        self._build_ui()
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._bind_keys_on(self.viewer)
+        self.attach()
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        lay = QVBoxLayout(self)
+        self.target = QLabel("no working copy open")
+        self.target.setWordWrap(True)
+        lay.addWidget(self.target)
+        self.brush_group = QButtonGroup(self)
+        self.brush_buttons: dict[str, QRadioButton] = {}
+        row = QVBoxLayout()
+        for name, (text, key) in BRUSHES.items():
+            b = QRadioButton(f"{text} [{key}]")
+            self.brush_group.addButton(b)
+            self.brush_buttons[name] = b
+            b.toggled.connect(self._brush_toggled(name))
+            row.addWidget(b)
+        lay.addLayout(row)
+        form = QFormLayout()
+        self.width_box = QSpinBox()
+        self.width_box.setRange(1, 199)
+        self.width_box.setValue(5)
+        self.width_box.setSuffix(" px")
+        self.width_box.setToolTip("Brush width in pixels of the XY plane ([ and ] change it)")
+        form.addRow("Brush width", self.width_box)
+        self.zlock_box = QCheckBox("Z-lock [Z]: act only within the current z-plane")
+        self.zlock_box.toggled.connect(self._set_zlock)
+        form.addRow(self.zlock_box)
+        self.temporal_box = QCheckBox("Temporal merge [G]: click one object per timepoint")
+        self.temporal_box.toggled.connect(self._set_temporal)
+        form.addRow(self.temporal_box)
+        self.pad_xy = QSpinBox()
+        self.pad_xy.setRange(0, 1000)
+        self.pad_xy.setValue(10)
+        self.pad_xy.setSuffix(" px")
+        self.pad_xy.setToolTip("Padding around the object's box in X and Y for the 4D render")
+        self.pad_z = QSpinBox()
+        self.pad_z.setRange(0, 1000)
+        self.pad_z.setValue(2)
+        self.pad_z.setSuffix(" planes")
+        self.pad_z.setToolTip("Padding around the object's box in Z for the 4D render")
+        form.addRow("4D render padding XY", self.pad_xy)
+        form.addRow("4D render padding Z", self.pad_z)
+        lay.addLayout(form)
+        buttons = QHBoxLayout()
+        for text, slot in (("Undo", self.undo), ("Redo", self.redo),
+                           ("Split (Enter)", self.apply_split)):
+            b = QPushButton(text)
+            b.clicked.connect(lambda *_, s=slot: s())
+            buttons.addWidget(b)
+        lay.addLayout(buttons)
+        buttons2 = QHBoxLayout()
+        self.restore_label_button = QPushButton("Restore selected label at t")
+        self.restore_label_button.setToolTip("Back to the original segmentation: the layer's "
+                                             "selected label at the current timepoint")
+        self.restore_label_button.clicked.connect(self._restore_selected)
+        buttons2.addWidget(self.restore_label_button)
+        self.restore_region_button = QPushButton("Restore tile at t")
+        self.restore_region_button.setToolTip("Back to the original segmentation: the region "
+                                              "on screen (all z) at the current timepoint")
+        self.restore_region_button.clicked.connect(self.restore_region)
+        buttons2.addWidget(self.restore_region_button)
+        lay.addLayout(buttons2)
+        self.save_button = QPushButton("Save annotations and topology")
+        self.save_button.clicked.connect(lambda *_: self.save_annotations())
+        lay.addWidget(self.save_button)
+        self.replay_box = QWidget()
+        rl = QHBoxLayout(self.replay_box)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.replay_label = QLabel("")
+        self.replay_label.setWordWrap(True)
+        rl.addWidget(self.replay_label)
+        self.replay_button = QPushButton("Replay")
+        self.replay_button.clicked.connect(lambda *_: self.replay_pending())
+        rl.addWidget(self.replay_button)
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.clicked.connect(lambda *_: self.discard_pending())
+        rl.addWidget(self.discard_button)
+        self.replay_box.setVisible(False)
+        lay.addWidget(self.replay_box)
+        self.panel = StatsPanel()
+        lay.addWidget(self.panel)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: #3c3")
+        lay.addWidget(self.status)
+        keys = QLabel("<b>Keys and mouse</b><br>" + "<br>".join(
+            f"<b>{k}</b>: {v}" for k, v in HELP))
+        keys.setWordWrap(True)
+        lay.addWidget(keys)
+        lay.addStretch()
+        self.brush_buttons[self.brush].setChecked(True)
+
+    def _brush_toggled(self, name: str) -> Callable[[bool], None]:
+        def on(checked: bool) -> None:
+            if checked and self.brush != name:
+                self.set_brush(name)
+        return on
+
+    # ------------------------------------------------------------------ status
+    def message(self, text: str) -> None:
+        """Show a one-line status message (canvas overlay, status bar, dock)."""
+        self.messages.append(text)
+        self.status.setText(text)
+        with contextlib.suppress(AttributeError, TypeError):
+            self.viewer.status = text
+        ov = _text_overlay(self.viewer)
+        if ov is not None:
+            ov.text = text
+            ov.color = (0.2, 1.0, 0.2, 1.0)
+            ov.position = "bottom_left"
+            ov.visible = True
+
+    # ------------------------------------------------------------------ attach
+    def _on_layer_inserted(self, event: Any) -> None:
+        if self.layer is None:
+            self.attach()
+
+    def attach(self, layer: Any = None) -> bool:
+        """Attach to ``layer`` (default: the first working copy in the viewer).
+
+        Opens the journal, loads ``*_labelStats.csv`` and offers replay of journal
+        operations made after the last save. Returns whether a layer is attached.
+        """
+        from .save_widget import working_layers
+
+        if layer is None:
+            layers = working_layers(self.viewer)
+            if not layers:
+                return False
+            layer = layers[0]
+        if layer is self.layer:
+            return True
+        self.detach()
+        from ..annotation import Journal, WorkingCopy, pending_operations
+
+        self.layer = layer
+        self.view = LayerView(layer)
+        meta = self.view.meta
+        folder, stem = Path(meta.get("folder", ".")), meta.get("stem", layer.name)
+        spacing = tuple(float(v) for v in meta.get("spacing_um", layer.scale[-3:]))
+        offset = tuple(int(v) for v in meta.get("offset_zyx", (0, 0, 0)))
+        self.folder, self.stem = folder, stem
+        self.journal_path = folder / f"{stem}_auto_annotations.jsonl"
+        self.annotations_path = folder / f"{stem}_auto_annotations.json"
+        prior, next_id, saved = self._saved_session()
+        self.pending = pending_operations(self.journal_path, saved)
+        self.wc = WorkingCopy(self.view.whole(), original=meta.get("original"),
+                              intensity=self._intensity(), spacing_um=spacing,
+                              offset_zyx=offset, journal=Journal(self.journal_path),
+                              next_id=next_id, prior=prior)
+        self.stats = LabelStatsCache(spacing, offset, folder / f"{stem}_labelStats.csv")
+        layer.mouse_drag_callbacks.append(self._on_drag)
+        layer.events.paint.connect(self._on_napari_paint)
+        layer.events.mode.connect(self._on_mode)
+        layer.events.data.connect(self._on_data)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._cleanup += [
+            lambda: layer.mouse_drag_callbacks.remove(self._on_drag)
+            if self._on_drag in layer.mouse_drag_callbacks else None,
+            lambda: layer.events.paint.disconnect(self._on_napari_paint),
+            lambda: layer.events.mode.disconnect(self._on_mode),
+            lambda: layer.events.data.disconnect(self._on_data),
+            lambda: self.viewer.dims.events.current_step.disconnect(self._on_step),
+        ]
+        self._bind_keys_on(layer)
+        img = self._image_layer()
+        if img is not None:
+            self._bind_keys_on(img)
+        self._install_overrides([layer] + ([img] if img is not None else []))
+        self._install_save_hook()
+        self.target.setText(f"Working copy: {layer.name} ({stem}, journal "
+                            f"{self.journal_path.name})")
+        self.set_brush(self.brush, quiet=True)
+        self._mark_reviewed()
+        edits = [o for o in self.pending if o.get("type") != "review"]
+        if edits:
+            self.replay_label.setText(f"{len(edits)} operation(s) in the journal after the "
+                                      "last save: replay them?")
+            self.replay_box.setVisible(True)
+        else:
+            self.pending = []
+        self.message(f"annotation dock attached to {layer.name}")
+        return True
+
+    def _saved_session(self) -> tuple[list[Any], int | None, dict[str, Any] | None]:
+        """Operations, next ID and document of the last save (``_auto_annotations.json``)."""
+        from ..annotation import load_annotations, ops_from_document
+        from ..errors import Neuroglia5DError
+
+        if not self.annotations_path.exists():
+            return [], None, None
+        try:
+            doc = load_annotations(self.annotations_path)
+        except Neuroglia5DError as e:
+            self.message(f"previous annotations not read: {e}")
+            return [], None, None
+        return ops_from_document(doc), doc.get("header", {}).get("next_id"), doc
+
+    def detach(self) -> None:
+        """Disconnect from the current layer (keys, callbacks, save hook)."""
+        for fn in reversed(self._cleanup):
+            with contextlib.suppress(ValueError, RuntimeError, TypeError):
+                fn()
+        self._cleanup = []
+        if self.wc is not None and getattr(self.wc, "journal", None) is not None:
+            close = getattr(self.wc.journal, "close", None)
+            if close is not None:
+                close()
+        self.layer = None
+        self.view = None
+        self.wc = None
+
+    def closeEvent(self, event: Any) -> None:
+        """Give napari its keys back when the dock closes."""
+        self.detach()
+        super().closeEvent(event)
+
+    def current_t(self) -> int:
+        """The working copy's timepoint on screen (clamped to the array)."""
+        if self.view is None:
+            return 0
+        d = self.layer.world_to_data(self.viewer.dims.point)
+        T = int(self.view.whole().shape[0])
+        return int(min(max(int(np.rint(d[0])), 0), T - 1))
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if self.layer is not None and event.value is self.layer:
+            self.detach()
+            self.target.setText("no working copy open")
+
+    def _image_layer(self) -> Any:
+        from .save_widget import intensity_for
+
+        return intensity_for(self.viewer, self.layer) if self.layer is not None else None
+
+    def _intensity(self) -> Any:
+        assert self.view is not None
+        st = self.view.meta.get("tiles")
+        if st is not None:
+            return st.full_intensity
+        img = self._image_layer()
+        return img.data if img is not None else None
+
+    # ------------------------------------------------------------------ keys
+    def _key_actions(self) -> dict[str, Callable[[], None]]:
+        return {
+            "m": lambda: self.set_brush("merge"),
+            "s": lambda: self.set_brush("split"),
+            "e": lambda: self.set_brush("erase"),
+            "n": lambda: self.set_brush("none"),
+            "z": self.toggle_z_lock,
+            "g": self.toggle_temporal,
+            "Enter": self.apply_split,
+            "Escape": self.cancel,
+            "r": self.restore_under_cursor,
+            "[": lambda: self.set_width(self.width_box.value() - 1),
+            "]": lambda: self.set_width(self.width_box.value() + 1),
+        }
+
+    def _bind_keys_on(self, target: Any) -> None:
+        for key, fn in self._key_actions().items():
+            target.bind_key(key, _key_cb(fn), overwrite=True)
+        self._cleanup.append(lambda: [target.bind_key(k, None) for k in self._key_actions()])
+        if not _have_overrides():
+            target.bind_key("Control-Z", _key_cb(self.undo), overwrite=True)
+            target.bind_key("Control-Shift-Z", _key_cb(self.redo), overwrite=True)
+
+    def _install_overrides(self, layers: list[Any]) -> None:
+        if not _have_overrides():
+            return
+        from .shortcuts import KeyOverride
+
+        for name, fn in (("neuroglia5d:undo", self.undo), ("neuroglia5d:redo", self.redo)):
+            ov = KeyOverride(self.viewer, name, fn, layers=layers).install()
+            self._cleanup.append(ov.uninstall)
+
+    def _install_save_hook(self) -> None:
+        try:
+            from .save_widget import register_save_hook
+        except ImportError:
+            return
+        remove = register_save_hook(self.viewer, self._save_hook)
+        self._cleanup.append(remove)
+
+    def _save_hook(self, viewer: Any, layer: Any) -> list[Path]:
+        if layer is not self.layer:
+            return []
+        return self.save_annotations()
+
+    # ------------------------------------------------------------------ modes
+    def set_brush(self, name: str, quiet: bool = False) -> None:
+        """Activate a brush (``merge``, ``split``, ``erase``) or napari's tools (``none``)."""
+        if name not in BRUSHES:
+            raise ValueError(f"unknown brush {name!r}")
+        self.brush = name
+        b = self.brush_buttons[name]
+        if not b.isChecked():
+            b.setChecked(True)
+        if self.layer is not None and name != "none":
+            # our brushes paint with plain drags: napari's tools off, camera panning off
+            self.layer.mode = "pan_zoom"
+            self.layer.mouse_pan = False
+        elif self.layer is not None:
+            self.layer.mouse_pan = self.layer.mode == "pan_zoom"
+        if name != "split":
+            self.split_seeds = []
+        if not quiet:
+            self.message(f"brush: {BRUSHES[name][0]}")
+
+    def _on_mode(self, event: Any) -> None:
+        # the user picked one of napari's tools (paint, fill, erase...): our brush yields
+        if self.layer is not None and str(self.layer.mode) != "pan_zoom" and self.brush != "none":
+            self.brush = "none"
+            self.brush_buttons["none"].setChecked(True)
+            self.message(f"napari tool '{self.layer.mode}' on the working copy "
+                         "(recorded as paint operations)")
+
+    def set_width(self, width: int) -> None:
+        """Set the brush width (pixels)."""
+        self.width_box.setValue(max(1, int(width)))
+        self.message(f"brush width {self.width_box.value()} px")
+
+    def toggle_z_lock(self) -> None:
+        """Z key: brushes on whole 3D labels <-> within the current z-plane."""
+        self.zlock_box.setChecked(not self.zlock_box.isChecked())
+
+    def _set_zlock(self, on: bool) -> None:
+        self.z_lock = bool(on)
+        self.message("Z-lock ON: brushes act within the current z-plane" if on else
+                     "Z-lock OFF: brushes act on whole 3D labels")
+
+    def toggle_temporal(self) -> None:
+        """G key: enter temporal merge mode, or leave it and apply the clicks."""
+        self.temporal_box.setChecked(not self.temporal_box.isChecked())
+
+    def _set_temporal(self, on: bool) -> None:
+        self.temporal = bool(on)
+        if on:
+            self.temporal_clicks = []
+            self.message("temporal merge ON: click the same object at successive timepoints, "
+                         "G applies")
+            return
+        clicks = self.temporal_clicks
+        self.temporal_clicks = []
+        if len(clicks) < 2:
+            self.message(f"temporal merge OFF ({len(clicks)} click(s), nothing merged)")
+            return
+        self._apply("temporal merge", lambda: self.wc.temporal_merge(clicks))
+
+    def cancel(self) -> None:
+        """Escape: drop split seeds and temporal clicks collected so far."""
+        n = len(self.split_seeds) + len(self.temporal_clicks)
+        self.split_seeds = []
+        self.temporal_clicks = []
+        self.message(f"cancelled ({n} seed(s)/click(s) dropped)")
+
+    # ------------------------------------------------------------------ mouse
+    def _on_drag(self, layer: Any, event: Any) -> Any:
+        if event.type != "mouse_press" or self.view is None:
+            return
+        if getattr(event, "button", None) not in (None, 1):
+            return
+        pos = self.view.world_to_voxel(event.position)
+        if _has_mod(event, "Alt"):
+            self.render_4d(pos)
+            return
+        if self.temporal:
+            self.temporal_click(pos)
+            return
+        if self.brush == "none":
+            return
+        if self.viewer.dims.ndisplay != 2:
+            self.message("brushes paint in the 2D view (Ctrl+Y switches back)")
+            return
+        if not self.view.inside(pos):
+            self.message(f"click outside the data at {pos}")
+            return
+        whole = self.view.whole()
+        stroke = Stroke(pos[0], pos[1], whole.shape[-2:], self.width_box.value())
+        self.stroke_labels = []
+        self._stroke_step(stroke, pos)
+        self.message(f"{self.brush} stroke started at (t, z, y, x) = {pos}")
+        yield
+        while event.type == "mouse_move":
+            self._stroke_step(stroke, self.view.world_to_voxel(event.position))
+            yield
+        self.finish_stroke(stroke)
+
+    def _stroke_step(self, stroke: Stroke, pos: tuple[int, int, int, int]) -> None:
+        new = stroke.add(pos[2], pos[3])
+        if self.brush != "merge" or len(new) == 0:
+            return
+        whole = self.view.whole()  # type: ignore[union-attr]
+        under = _ids(whole[stroke.t, stroke.z, new[:, 0], new[:, 1]])
+        added = [i for i in under if i not in self.stroke_labels]
+        if added:
+            self.stroke_labels += added
+            self._show_stats(stroke.t, self.stroke_labels)
+
+    def finish_stroke(self, stroke: Stroke) -> None:
+        """Apply a finished stroke with the active brush."""
+        if stroke.empty:
+            self.message("stroke outside the data: nothing done")
+            return
+        vox = stroke.voxels()
+        t = stroke.t
+        whole = self.view.whole()  # type: ignore[union-attr]
+        under = _ids(whole[t, stroke.z][stroke.mask])
+        if self.brush == "merge":
+            if len(under) < 2:
+                self.message(f"merge: {len(under)} label(s) under the stroke, nothing merged")
+                return
+            self._apply("merge", lambda: self.wc.merge(t, vox, z_lock=self.z_lock))
+        elif self.brush == "erase":
+            if not under:
+                self.message("erase: no label under the stroke")
+                return
+            self._apply("erase", lambda: self.wc.erase(t, vox, z_lock=self.z_lock))
+        elif self.brush == "split":
+            if self.split_seeds and self.split_t != t:
+                self.split_seeds = []
+            self.split_seeds.append(vox)
+            self.split_t = t
+            self.message(f"split seed {len(self.split_seeds)} on label(s) {under} at t={t}"
+                         + (": Enter splits" if len(self.split_seeds) > 1 else
+                            ": draw another seed"))
+
+    def apply_split(self) -> None:
+        """Enter: split the label under the seeds (at least two seed strokes)."""
+        if len(self.split_seeds) < 2 or self.split_t is None:
+            self.message(f"split needs 2 or more seed strokes ({len(self.split_seeds)} drawn)")
+            return
+        seeds, t = self.split_seeds, self.split_t
+        self.split_seeds = []
+        self._apply("split", lambda: self.wc.split(t, seeds, z_lock=self.z_lock))
+
+    def temporal_click(self, pos: tuple[int, int, int, int]) -> None:
+        """A click in temporal merge mode: remember the object at this timepoint."""
+        if not self.view.inside(pos):  # type: ignore[union-attr]
+            self.message(f"temporal merge: click outside the data at {pos}")
+            return
+        lab = int(self.view.whole()[pos])  # type: ignore[union-attr]
+        if lab == 0:
+            self.message(f"temporal merge: no label at {pos}")
+            return
+        self.temporal_clicks = [c for c in self.temporal_clicks if c[0] != pos[0]] + [pos]
+        self.temporal_clicks.sort()
+        self.message(f"temporal merge: label {lab} at t={pos[0]} "
+                     f"({len(self.temporal_clicks)} timepoint(s); G applies)")
+
+    # ------------------------------------------------------------------ operations
+    def _apply(self, what: str, fn: Callable[[], Any], quiet: bool = False) -> Any:
+        from ..errors import Neuroglia5DError
+
+        if self.wc is None:
+            self.message(f"{what}: no working copy attached")
+            return None
+        try:
+            op = fn()
+        except (Neuroglia5DError, ValueError) as e:
+            self.message(f"{what} refused: {e}")
+            return None
+        if op is None:
+            self.message(f"{what}: nothing to do")
+            return None
+        self._after_op(op)
+        if not quiet:
+            self.message(describe(op))
+        return op
+
+    def _after_op(self, op: Any) -> None:
+        boxes = list(getattr(op, "changed_boxes", None) or [])
+        assert self.view is not None
+        self.view.refresh(boxes if boxes else None)
+        whole = self.view.whole()
+        for t, ids in _touched(op, boxes, whole).items():
+            assert self.stats is not None
+            self.stats.update(t, ids, whole, self._intensity(), self.wc.bbox)
+        if self.stroke_labels:
+            t = self.current_t()
+            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
+
+    def _show_stats(self, t: int, ids: Sequence[int]) -> None:
+        assert self.stats is not None and self.wc is not None
+        missing = [i for i in ids if self.stats.get(t, i) is None]
+        if missing:
+            self.stats.update(t, missing, self.view.whole(), self._intensity(),  # type: ignore[union-attr]
+                              self.wc.bbox)
+        self.panel.show_labels(t, ids, self.stats)
+        topo = merged_topology(self.view.whole(), t, ids, self.wc.bbox,  # type: ignore[union-attr]
+                               self.stats.spacing) if ids else None
+        self.panel.show_topology(topo)
+
+    def undo(self) -> None:
+        """Undo our last operation (Ctrl+Z)."""
+        if self.wc is None:
+            self.message("undo: no working copy attached")
+            return
+        if not self.wc.history:
+            self.message("undo: nothing to undo")
+            return
+        self._apply("undo", self.wc.undo)
+
+    def redo(self) -> None:
+        """Redo the last undone operation (Ctrl+Shift+Z)."""
+        if self.wc is None:
+            self.message("redo: no working copy attached")
+            return
+        if not self.wc.redo_stack:
+            self.message("redo: nothing to redo")
+            return
+        self._apply("redo", self.wc.redo)
+
+    def restore_label(self, t: int, label: int) -> Any:
+        """Restore one label at timepoint ``t`` to the original segmentation."""
+        return self._apply("restore", lambda: self.wc.restore(t, labels=[int(label)]))
+
+    def _restore_selected(self) -> None:
+        if self.layer is None:
+            self.message("restore: no working copy attached")
+            return
+        self.restore_label(self.current_t(), int(self.layer.selected_label))
+
+    def restore_under_cursor(self) -> None:
+        """R key: restore the label under the mouse cursor."""
+        if self.view is None:
+            self.message("restore: no working copy attached")
+            return
+        pos = self.view.world_to_voxel(self.viewer.cursor.position)
+        if not self.view.inside(pos) or int(self.view.whole()[pos]) == 0:
+            self.message(f"restore: no label under the cursor at {pos}")
+            return
+        self.restore_label(pos[0], int(self.view.whole()[pos]))
+
+    def restore_region(self) -> Any:
+        """Restore the region on screen (all z) at the current timepoint."""
+        if self.view is None:
+            self.message("restore: no working copy attached")
+            return None
+        t = self.current_t()
+        box = self.view.tile_box()
+        return self._apply("restore", lambda: self.wc.restore(t, box=box))
+
+    # ------------------------------------------------------------------ napari's tools
+    def _on_napari_paint(self, event: Any) -> None:
+        """Record a stroke of napari's own paint/fill/erase tools as ``paint`` operations."""
+        if self.view is None or self.wc is None or self._recording_paint:
+            return
+        self._recording_paint = True
+        try:
+            edits = self.view.paint_item_boxes(event.value)
+            for box, t, before, after in edits:
+                op = self.wc.paint(t, box, before, after)
+                self.message(describe(op))
+                whole = self.view.whole()
+                assert self.stats is not None
+                self.stats.update(t, set(_ids(before)) | set(_ids(after)), whole,
+                                  self._intensity(), self.wc.bbox)
+            # napari's own history could change the copy unrecorded: ours replaces it
+            reset = getattr(self.layer, "_reset_history", None)
+            if reset is not None:
+                reset()
+        finally:
+            self._recording_paint = False
+
+    # ------------------------------------------------------------------ review
+    def _on_step(self, event: Any = None) -> None:
+        self._mark_reviewed()
+
+    def _on_data(self, event: Any = None) -> None:
+        if self.view is not None and self.wc is not None \
+                and self.view.whole() is not self.wc.labels:
+            self.message("the working copy was replaced: re-attaching the annotation dock")
+            layer = self.layer
+            self.layer = None
+            self.attach(layer)
+            return
+        self._mark_reviewed()
+
+    def _mark_reviewed(self) -> None:
+        if self.view is None or self.wc is None:
+            return
+        t = self.current_t()
+        box = self.view.tile_box()
+        key = (t, box)
+        if key in self._reviewed:
+            return
+        self._reviewed.add(key)
+        self.wc.mark_reviewed(t, box)
+
+    # ------------------------------------------------------------------ 4D render
+    def render_4d(self, pos: tuple[int, int, int, int]) -> Any:
+        """Alt+click: 4D render of the object at ``pos`` (green) with other labels red."""
+        assert self.view is not None
+        if not self.view.inside(pos):
+            self.message(f"4D render: click outside the data at {pos}")
+            return None
+        whole = self.view.whole()
+        lab = int(whole[pos])
+        if lab == 0:
+            self.message(f"4D render: no label at {pos}")
+            return None
+        res = render_volume(whole, lab, pad_xy=self.pad_xy.value(), pad_z=self.pad_z.value(),
+                            bbox=self.wc.bbox if self.wc is not None else None)
+        if res is None:
+            self.message(f"4D render: label {lab} not found")
+            return None
+        vol, origin = res
+        n_t = int(np.count_nonzero((vol == 2).reshape(vol.shape[0], -1).any(axis=1)))
+        viewer = self._render_target()
+        layer = show_render(viewer, vol, origin, self.stats.spacing if self.stats else
+                            (1.0, 1.0, 1.0), lab, pos[0])
+        self.message(f"4D render of label {lab}: box {vol.shape[1:]} (z, y, x) from "
+                     f"{origin}, present at {n_t}/{vol.shape[0]} timepoints")
+        return layer
+
+    def _render_target(self) -> Any:
+        v = self.render_viewer
+        alive = v is not None and getattr(getattr(v, "window", None), "_qt_window", None) \
+            is not None
+        if not alive:
+            if self._render_factory is not None:
+                v = self._render_factory()
+            else:
+                import napari
+
+                v = napari.Viewer(title="neuroglia5d 4D render")
+            self.render_viewer = v
+        return v
+
+    # ------------------------------------------------------------------ journal / save
+    def replay_pending(self) -> int:
+        """Apply the journal's operations made after the last save to the working copy.
+
+        Returns the number of edits replayed (reviews are re-recorded, not counted).
+        """
+        from ..annotation import Operation
+
+        n = 0
+        for d in self.pending:
+            op = Operation.from_json(d)
+            res = self._apply(f"replay {op.type}", lambda op=op: self.wc.apply(op),
+                              quiet=True)
+            n += res is not None and op.type != "review"
+        self.pending = []
+        self.replay_box.setVisible(False)
+        self.message(f"replayed {n} operation(s) from the journal")
+        return n
+
+    def discard_pending(self) -> None:
+        """Do not replay the journal's unsaved operations (they stay in the journal)."""
+        n = len([o for o in self.pending if o.get("type") != "review"])
+        last = max((int(o.get("created_idx", -1)) for o in self.pending), default=-1)
+        if self.wc is not None and hasattr(self.wc, "_next_idx"):
+            # new ops must not reuse the discarded ops' created_idx
+            self.wc._next_idx = max(self.wc._next_idx, last + 1)
+        self.pending = []
+        self.replay_box.setVisible(False)
+        self.message(f"{n} unsaved journal operation(s) not replayed")
+
+    def save_annotations(self) -> list[Path]:
+        """Write ``<stem>_auto_annotations.json``, the topology CSVs and the pictures."""
+        if self.wc is None:
+            self.message("save: no working copy attached")
+            return []
+        from .. import annotation
+
+        t = self.current_t()
+        save_session = getattr(annotation, "save_session", None)
+        if save_session is not None:
+            written = [Path(p) for p in save_session(self.wc, self.folder, self.stem, t=t,
+                                                     z_range=self._z_range())]
+        else:  # the core's session writer is not there: the annotations document alone
+            header = annotation.make_header(self.wc, files=self._data_files(), stem=self.stem)
+            written = [annotation.save_annotations(self.annotations_path, self.wc, header)]
+        self.message("saved " + ", ".join(p.name for p in written))
+        return written
+
+    def _data_files(self) -> dict[str, Path]:
+        from ..io.pairing import find_pair
+
+        out: dict[str, Path] = {}
+        src = self.view.meta.get("source") if self.view is not None else None
+        pair = find_pair(Path(src)) if src else None
+        if pair is not None:
+            if pair.labels is not None:
+                out["labels"] = pair.labels
+            if pair.fused is not None:
+                out["fused"] = pair.fused
+        return out
+
+    def _z_range(self) -> tuple[int, int]:
+        Z = int(self.view.whole().shape[1]) if self.view is not None else 1
+        return 0, Z - 1
+
+
+def _key_cb(fn: Callable[[], None]) -> Callable[[Any], None]:
+    def cb(_target: Any) -> None:
+        fn()
+    return cb
+
+
+def _have_overrides() -> bool:
+    try:
+        from . import shortcuts  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _text_overlay(viewer: Any) -> Any:
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and hasattr(overlays, "text"):
+        return overlays.text
+    return getattr(viewer, "_overlays", {}).get("text")
+
+
+def _touched(op: Any, boxes: list[Any], whole: np.ndarray) -> dict[int, set[int]]:
+    """Labels whose measurements an operation may have changed, per timepoint."""
+    out: dict[int, set[int]] = {}
+    for b in boxes:
+        t, z0, z1, y0, y1, x0, x1 = (int(v) for v in b)
+        out.setdefault(t, set()).update(_ids(whole[t, z0:z1, y0:y1, x0:x1]))
+    named: set[int] = set()
+    for key in ("labels", "created"):
+        for v in getattr(op, key, None) or []:
+            if isinstance(v, (list, tuple)):
+                named.update(int(x) for x in v)
+            else:
+                named.add(int(v))
+    for t in out:
+        out[t] |= named
+    return out
+
+
+def describe(op: Any) -> str:
+    """One-line description of a recorded operation."""
+    kind = getattr(op, "type", "op")
+    parts = [kind]
+    t = getattr(op, "t", None)
+    if t is not None:
+        parts.append(f"t={t}")
+    labels = getattr(op, "labels", None)
+    if labels:
+        parts.append(f"labels {list(labels)}")
+    created = getattr(op, "created", None)
+    if created:
+        parts.append(f"new {list(created)}")
+    if getattr(op, "z_lock", False):
+        parts.append(f"Z-lock z={getattr(op, 'z', '?')}")
+    idx = getattr(op, "created_idx", None)
+    if idx is not None:
+        parts.append(f"#{idx}")
+    return " ".join(str(p) for p in parts)

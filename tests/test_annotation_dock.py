@@ -1,0 +1,335 @@
+"""The annotation dock driven as a user would: napari mouse events on the working layer,
+keys through the viewer's key map handler (real Qt under Xvfb)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("neuroglia5d.annotation")
+
+from napari.utils.interactions import (  # noqa: E402
+    mouse_move_callbacks,
+    mouse_press_callbacks,
+    mouse_release_callbacks,
+)
+
+from neuroglia5d._napari.annotation_dock import AnnotationDock  # noqa: E402
+
+PLUGIN = "napari-neuroglia5d"
+SPACING = (2.0, 0.5, 0.5)  # anisotropic (z, y, x) µm
+SHAPE = (3, 8, 48, 64)  # T, Z, Y, X
+
+
+def make_labels() -> np.ndarray:
+    """Known objects (half-open boxes, (z, y, x)):
+
+    * 1 and 2: two touching boxes (x 8-20 | 20-32) at every t -> merge them;
+    * 3 / 7 / 8: one object with a different ID at t = 0 / 1 / 2 -> temporal merge;
+    * 4: a dumbbell (two boxes joined by a thin bridge) -> split;
+    * 5: a small box -> erase.
+    """
+    lab = np.zeros(SHAPE, np.uint32)
+    for t in range(SHAPE[0]):
+        lab[t, 2:6, 6:18, 8:20] = 1
+        lab[t, 2:6, 6:18, 20:32] = 2
+        lab[t, 2:6, 28:40, 4:14] = (3, 7, 8)[t]
+        lab[t, 1:7, 26:42, 36:46] = 4
+        lab[t, 1:7, 26:42, 54:64] = 4
+        lab[t, 3:5, 32:36, 46:54] = 4
+        lab[t, 2:5, 8:14, 44:52] = 5
+    return lab
+
+
+def make_intensity(lab: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    img = np.zeros(lab.shape, np.float32)
+    for t in range(lab.shape[0]):
+        d = ndi.distance_transform_edt(lab[t] > 0, sampling=SPACING)
+        img[t] = 100 + 400 * d
+    return img.astype(np.uint16)
+
+
+@pytest.fixture()
+def series(tmp_path):
+    """``s_labels.ome.tif``, ``s_fused.ome.tif`` and ``s_labelStats.csv`` in a folder."""
+    from neuroglia5d.io.convert import Outputs, write_outputs
+    from neuroglia5d.processing.stats import concat_tables, label_stats, table_to_csv
+
+    lab = make_labels()
+    img = make_intensity(lab)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    write_outputs(Outputs({"labels": lab}, SPACING, (0, 0, 0), {}, "s"),
+                  folder / "s_labels.ome.tif", "tif")
+    write_outputs(Outputs({"intensity": img, "labels": lab}, SPACING, (0, 0, 0), {}, "s"),
+                  folder / "s_fused.ome.tif", "tif")
+    tb = concat_tables([label_stats(lab[t], img[t], SPACING, t=t) for t in range(SHAPE[0])])
+    (folder / "s_labelStats.csv").write_text(table_to_csv(tb))
+    return folder
+
+
+@dataclass
+class Ev:
+    """A napari mouse event as the canvas delivers it."""
+
+    type: str
+    position: tuple[float, ...]
+    is_dragging: bool = False
+    modifiers: tuple[str, ...] = ()
+    button: int = 1
+    dims_displayed: tuple[int, ...] = (2, 3)
+    view_direction: tuple[float, ...] | None = None
+    pos: tuple[int, int] = (0, 0)
+    handled: bool = False
+    delta: tuple[float, float] = (0.0, 0.0)
+    dims_point: list[float] = field(default_factory=list)
+
+
+def world(layer, t, z, y, x):
+    """World coordinates of voxel (t, z, y, x) of the layer's data (tile frame)."""
+    return tuple(float(v) for v in layer.data_to_world((t, z, y, x)))
+
+
+def drag(layer, points, modifiers=()):
+    """Press at the first point, move through the others, release at the last."""
+    from napari.utils._proxies import ReadOnlyWrapper
+
+    mouse_press_callbacks(layer, ReadOnlyWrapper(Ev("mouse_press", points[0],
+                                                    modifiers=modifiers)))
+    for p in points[1:]:
+        mouse_move_callbacks(layer, ReadOnlyWrapper(Ev("mouse_move", p, is_dragging=True,
+                                                       modifiers=modifiers)))
+    mouse_release_callbacks(layer, ReadOnlyWrapper(Ev("mouse_release", points[-1],
+                                                      modifiers=modifiers)))
+
+
+def click(layer, point, modifiers=()):
+    drag(layer, [point], modifiers)
+
+
+def press(viewer, key):
+    """A key press through the viewer's key map handler (as the canvas dispatches it)."""
+    handler = viewer.window._qt_viewer._key_map_handler
+    assert handler.press_key(key), key
+    handler.release_key(key)
+
+
+def open_dock(make_napari_viewer, folder, **kw):
+    viewer = make_napari_viewer(**kw)
+    viewer.open(str(folder / "s_fused.ome.tif"), plugin=PLUGIN)
+    lab = next(ly for ly in viewer.layers if ly.__class__.__name__ == "Labels")
+    viewer.layers.selection.active = lab
+    dock = AnnotationDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Annotation dock")
+    return viewer, lab, dock
+
+
+def set_t(viewer, t, z=4):
+    viewer.dims.current_step = (t, z, *tuple(viewer.dims.current_step[2:]))
+
+
+def journal(folder):
+    path = folder / "s_auto_annotations.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def user_ops(folder):
+    return [o for o in journal(folder) if o["type"] != "review"]
+
+
+# ---------------------------------------------------------------------------- tests
+def test_merge_stroke_merges_whole_labels_and_shows_stats(make_napari_viewer, series):
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    set_t(viewer, 1)
+    press(viewer, "m")
+    assert dock.brush == "merge" and "brush" in dock.messages[-1]
+    before = np.asarray(lab.data).copy()
+    # across label 1 (x 8-20) into label 2 (x 20-32) at y 12, z 4, t 1
+    drag(lab, [world(lab, 1, 4, 12, 14), world(lab, 1, 4, 12, 18), world(lab, 1, 4, 12, 26)])
+    data = np.asarray(lab.data)
+    # the whole 3D labels merged (all z), at t=1 only; the smallest ID kept
+    assert not (data[1] == 2).any()
+    assert np.array_equal(data[1] == 1, (before[1] == 1) | (before[1] == 2))
+    assert np.array_equal(data[0], before[0]) and np.array_equal(data[2], before[2])
+    (op,) = user_ops(series)
+    assert op["type"] == "merge" and op["t"] == 1 and sorted(op["labels"]) == [1, 2]
+    assert [sorted(p) for p in op["pairs"]] == [[1, 2]]
+    assert all(s[0] == 1 and s[1] == 4 for s in op["stroke"])  # (t, z, y, x) voxels
+    assert {s[2] for s in op["stroke"]} >= {12}
+    # the stats panel listed both labels under the stroke, with their CSV volumes
+    text = dock.panel.text()
+    vol1 = 4 * 12 * 12 * np.prod(SPACING)
+    assert f"{vol1:.3g}" in text or f"{int(vol1)}" in text
+    # after the merge the merged label is re-measured on its crop: 2x the volume
+    row = dock.stats.get(1, 1)
+    assert row["volume_um3"] == pytest.approx(2 * vol1)
+    assert dock.panel.topo is not None and dock.panel.topo["components"] == 1
+    assert "components 1" in dock.panel.topology.text()
+    assert dock.messages[-1].startswith("merge")
+
+
+def test_z_lock_erase_undo_redo_keys(make_napari_viewer, series):
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    set_t(viewer, 0, z=3)
+    before = np.asarray(lab.data).copy()
+    press(viewer, "z")
+    assert dock.z_lock and "Z-lock ON" in dock.messages[-1]
+    press(viewer, "e")
+    drag(lab, [world(lab, 0, 3, 10, 46), world(lab, 0, 3, 10, 50)])  # label 5, plane 3
+    data = np.asarray(lab.data)
+    assert not (data[0, 3] == 5).any()  # gone in plane 3 only
+    assert (data[0, 2] == 5).sum() == (before[0, 2] == 5).sum()
+    (op,) = user_ops(series)
+    assert op["type"] == "erase" and op["z_lock"] is True and op["labels"] == [5]
+    # Ctrl+Z is ours while the dock is active; napari's Labels history does not run
+    called = []
+    lab.undo = lambda: called.append("napari undo")  # type: ignore[method-assign]
+    press(viewer, "Control-Z")
+    assert called == [] and np.array_equal(np.asarray(lab.data), before)
+    assert user_ops(series)[-1]["type"] == "undo"
+    press(viewer, "Control-Shift-Z")
+    assert not (np.asarray(lab.data)[0, 3] == 5).any()
+    assert user_ops(series)[-1]["type"] == "redo"
+    press(viewer, "z")
+    assert not dock.z_lock and "Z-lock OFF" in dock.messages[-1]
+    # whole-label erase now: label 5 gone in every plane of t=0
+    drag(lab, [world(lab, 0, 2, 10, 46)])
+    assert not (np.asarray(lab.data)[0] == 5).any()
+    assert (np.asarray(lab.data)[1] == 5).any()
+
+
+def test_split_temporal_merge_and_restore(make_napari_viewer, series):
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    set_t(viewer, 0)
+    press(viewer, "s")
+    drag(lab, [world(lab, 0, 4, 34, 40)])  # seed in the left lobe of label 4
+    assert "split seed 1" in dock.messages[-1]
+    drag(lab, [world(lab, 0, 4, 34, 58)])  # seed in the right lobe
+    press(viewer, "Enter")
+    data = np.asarray(lab.data)
+    left, right = int(data[0, 4, 34, 40]), int(data[0, 4, 34, 58])
+    assert left == 4 and right == 9  # the next unused ID (max over the copy is 8)
+    op = user_ops(series)[-1]
+    assert op["type"] == "split" and op["created"] == [9] and len(op["seeds"]) == 2
+    # temporal merge: the object 3 / 7 / 8 clicked at t = 0, 1, 2
+    press(viewer, "g")
+    assert dock.temporal and "temporal merge ON" in dock.messages[-1]
+    for t in range(3):
+        set_t(viewer, t)
+        click(lab, world(lab, t, 4, 34, 8))
+        assert f"at t={t}" in dock.messages[-1]
+    press(viewer, "g")
+    data = np.asarray(lab.data)
+    assert all(data[t, 4, 34, 8] == 3 for t in range(3))
+    assert not np.isin(data, [7, 8]).any()
+    op = user_ops(series)[-1]
+    assert op["type"] == "temporal_merge" and op["sub_labels"] == [[3], [7], [8]]
+    # restore label 4 at t=0 (R under the cursor) to the original segmentation
+    viewer.cursor.position = world(lab, 0, 4, 34, 58)
+    set_t(viewer, 0)
+    press(viewer, "r")
+    orig = make_labels()
+    assert (np.asarray(lab.data)[0] == 4).sum() == (orig[0] == 4).sum()
+    assert user_ops(series)[-1]["type"] == "restore"
+
+
+def test_napari_paint_is_recorded(make_napari_viewer, series):
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    set_t(viewer, 2, z=5)
+    lab.mode = "paint"
+    assert dock.brush == "none"
+    lab.selected_label = 11
+    lab.brush_size = 3
+    drag(lab, [world(lab, 2, 5, 44, 20), world(lab, 2, 5, 44, 30)])
+    data = np.asarray(lab.data)
+    assert (data[2, 5] == 11).sum() > 0 and not (data[[0, 1]] == 11).any()
+    op = user_ops(series)[-1]
+    assert op["type"] == "paint" and op["t"] == 2
+    assert np.array_equal(dock.wc.labels, data)
+    assert len(lab._undo_history) == 0  # nothing left for napari's own undo
+    # our undo takes the paint back
+    press(viewer, "Control-Z")
+    assert not (np.asarray(lab.data) == 11).any()
+
+
+def test_tiles_offset_and_write_back(make_napari_viewer, series):
+    from neuroglia5d._napari.tile_widget import TileWidget
+
+    viewer, lab, _dock = open_dock(make_napari_viewer, series)
+    tiles = TileWidget(viewer)
+    tiles.budget.setValue(3 * 8 * 48 * 40 * 6 / 2**20)  # forces 2+ tiles along X
+    state = tiles.apply()
+    assert state is not None and len(state.grid.tiles) >= 2
+    last = len(state.grid.tiles) - 1
+    tiles.switch(last)
+    x0 = state.grid.tiles[last].x0
+    set_t(viewer, 0)
+    press(viewer, "e")
+    # label 4's right lobe (x 54-64 of the whole array) seen through the last tile
+    drag(lab, [world(lab, 0, 4, 34, 58 - x0)])
+    op = user_ops(series)[-1]
+    assert op["type"] == "erase" and op["labels"] == [4]
+    assert {s[3] for s in op["stroke"]} >= {58}  # whole-array x, not tile-local
+    assert not (state.full_labels[0] == 4).any()
+    tiles.switch(0)  # writes the first tile back ... the erase must survive it
+    tiles.switch(last)
+    assert not (state.full_labels[0] == 4).any() and not (np.asarray(lab.data)[0] == 4).any()
+
+
+def test_alt_click_4d_render_is_green(make_napari_viewer, series):
+    viewer, lab, dock = open_dock(make_napari_viewer, series, show=True)
+    dock._render_factory = lambda: make_napari_viewer(show=True)
+    set_t(viewer, 1)
+    click(lab, world(lab, 1, 4, 12, 14), modifiers=("Alt",))
+    assert "4D render of label 1" in dock.messages[-1]
+    rv = dock.render_viewer
+    (layer,) = [ly for ly in rv.layers if ly.name == "4D render of 1"]
+    assert layer.data.shape[0] == 3 and rv.dims.ndisplay == 3
+    assert set(np.unique(layer.data)) == {0, 1, 2}  # background, other labels, tracked
+    shot = rv.screenshot(canvas_only=True, flash=False)
+    rgb = shot[..., :3].astype(int)
+    green = (rgb[..., 1] > 120) & (rgb[..., 0] < 80) & (rgb[..., 2] < 80)
+    red = (rgb[..., 0] > 120) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
+    assert green.sum() > 50 and red.sum() > 10
+
+
+def test_save_hook_and_replay_offer(make_napari_viewer, series):
+    from neuroglia5d._napari.save_widget import SaveWidget
+
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    save = SaveWidget(viewer)
+    set_t(viewer, 0)
+    press(viewer, "m")
+    drag(lab, [world(lab, 0, 4, 12, 14), world(lab, 0, 4, 12, 26)])
+    written = save.save()
+    names = [p.name for p in written]
+    assert "s_auto_annotations.json" in names
+    from neuroglia5d import annotation
+
+    if hasattr(annotation, "save_session"):  # the core's topology tables and pictures
+        assert any(n.startswith("s_topologyAdvanced_") and n.endswith(".csv") for n in names)
+    doc = json.loads((series / "s_auto_annotations.json").read_text())
+    assert [o["type"] for o in doc["operations"] if o["type"] != "review"] == ["merge"]
+    schema = Path(__file__).parents[1] / "docs" / "annotations.schema.json"
+    if schema.exists():
+        import jsonschema
+
+        jsonschema.validate(doc, json.loads(schema.read_text()))
+    # an edit after the save, then the session ends without saving
+    press(viewer, "e")
+    drag(lab, [world(lab, 0, 3, 10, 46)])
+    expected = np.asarray(lab.data).copy()
+    dock.detach()
+    _viewer2, lab2, dock2 = open_dock(make_napari_viewer, series)
+    assert dock2.replay_box.isVisibleTo(dock2)
+    assert [o["type"] for o in dock2.pending if o["type"] != "review"] == ["erase"]
+    assert not np.array_equal(np.asarray(lab2.data), expected)
+    assert dock2.replay_pending() == 1
+    assert np.array_equal(np.asarray(lab2.data), expected)
