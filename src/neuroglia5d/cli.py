@@ -147,43 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(default: the public demo client)")
     k.add_argument("--debug", action="store_true")
 
-    e = sub.add_parser("export-neuroglancer", help="export an output to Neuroglancer "
-                                                   "precomputed (image, labels, meshes, ...)",
-                       description="Write a Neuroglancer precomputed dataset of one of our "
-                                   "outputs: intensity, labels (compressed_segmentation, mode "
-                                   "pyramid), segment properties from <stem>_labelStats.csv, "
-                                   "centroid annotations, meshes, skeletons (+ SWC). One "
-                                   "dataset per timepoint under OUT_DIR/tNNN/.")
-    e.add_argument("input", metavar="INPUT", help="<stem>_fused or <stem>_labels (.ng5d, "
-                                                  ".ome.zarr, .tif), or an output folder")
-    e.add_argument("out_dir", metavar="OUT_DIR")
-    e.add_argument("--no-meshes", action="store_true", help="skip meshes")
-    e.add_argument("--no-skeletons", action="store_true", help="skip skeletons and SWC")
-    e.add_argument("--base-url", metavar="URL", help="also write states and links for data "
-                                                      "hosted at URL (as ng-link)")
-    e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    e.add_argument("--debug", action="store_true")
-
-    v = sub.add_parser("serve", help="serve outputs and the Neuroglancer client on localhost",
-                       description="Serve DIR over HTTP (CORS, range requests) with the "
-                                   "Neuroglancer client of the neuroglancer package (offline), "
-                                   "and print viewer URLs for the exports and OME-Zarr found.")
-    v.add_argument("dir", metavar="DIR")
-    v.add_argument("--port", type=int, default=9000, help="TCP port (default 9000)")
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost)")
-    v.add_argument("--verbose", action="store_true", help="log every request")
-    v.add_argument("--debug", action="store_true")
-
-    k = sub.add_parser("ng-link", help="write Neuroglancer states and shareable links",
-                       description="For an export that will be hosted at URL (S3, GCS, "
-                                   "nginx, ...): write state_tNNN.json, links.txt and "
-                                   "index.html into DIR and print the links.")
-    k.add_argument("dir", metavar="DIR", help="an export-neuroglancer folder")
-    k.add_argument("--base-url", required=True, metavar="URL", help="where DIR will be hosted")
-    k.add_argument("--viewer-url", metavar="URL", help="Neuroglancer client for the links "
-                                                        "(default: the public demo client)")
-    k.add_argument("--debug", action="store_true")
-
     q = sub.add_parser("params", help="write a parameters.json with every default",
                        description="Print (or write) every parameter with its default, unit "
                                    "and meaning.")
@@ -214,8 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_segment(args)
         if args.command == "sample":
             return _cmd_sample(args)
-        if args.command in ("export-neuroglancer", "serve", "ng-link"):
-            return _cmd_neuroglancer(args)
         if args.command in ("export-neuroglancer", "serve", "ng-link"):
             return _cmd_neuroglancer(args)
         if args.command == "info":
@@ -426,50 +387,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                   out, fmt)
     n = len(doc["operations"])
     print(f"replayed {n} operation(s) on {args.labels}; wrote {out}")
-    return 0
-
-
-def _cmd_neuroglancer(args: argparse.Namespace) -> int:
-    if args.command == "serve":
-        from .neuroglancer.serve import serve_forever
-
-        serve_forever(args.dir, port=args.port, host=args.host, verbose=args.verbose)
-        return 0
-    if args.command == "ng-link":
-        from .neuroglancer.link import DEFAULT_VIEWER, write_links
-
-        urls = write_links(args.dir, args.base_url, viewer_url=args.viewer_url or DEFAULT_VIEWER)
-        print(f"wrote state_t*.json, links.txt and index.html in {args.dir}")
-        for t, u in enumerate(urls):
-            print(f"t={t}: {u}")
-        return 0
-    from .neuroglancer.export import export_neuroglancer
-
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="step", file=sys.stderr, desc="export", dynamic_ncols=True)
-
-    def progress(done: int, total: int, step: str) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.set_postfix_str(step, refresh=False)
-            bar.update(done - bar.n)
-
-    try:
-        res = export_neuroglancer(args.input, args.out_dir, meshes=not args.no_meshes,
-                                  skeletons=not args.no_skeletons, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
-    m = res.manifest
-    print(f"wrote {res.out_dir}: {m['shape_tzyx'][0]} timepoint(s) of {m['shape_tzyx'][1:]} "
-          f"voxels, {res.bytes_written / 2**20:.1f} MiB in {res.seconds:.1f} s")
-    if args.base_url:
-        from .neuroglancer.link import write_links
-
-        print(f"t=0: {write_links(res.out_dir, args.base_url)[0]}")
     return 0
 
 
