@@ -15,7 +15,7 @@ Crop channels:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,14 +66,51 @@ class Frame:
     """
 
     def __init__(self, labels: np.ndarray, intensity: np.ndarray | None,
-                 spacing_um: Sequence[float]) -> None:
+                 spacing_um: Sequence[float], *,
+                 border_faces: Sequence[tuple[int, int]] | None = None,
+                 normalised: np.ndarray | None = None,
+                 origin: Sequence[int] = (0, 0, 0)) -> None:
         self.labels = np.array(labels, copy=True)
-        self.inten = normalise_intensity(self.labels, intensity)
+        self.inten = (normalise_intensity(self.labels, intensity) if normalised is None
+                      else np.asarray(normalised, np.float32))
         if self.inten is None:
             self.inten = np.zeros(self.labels.shape, np.float32)
         self.spacing = tuple(float(s) for s in spacing_um)
+        self.origin = tuple(int(v) for v in origin)
         self.ff: FrameFeatures = frame_features(self.labels, None, self.spacing,
-                                                normalised=self.inten)
+                                                normalised=self.inten,
+                                                border_faces=border_faces)
+
+    @classmethod
+    def local(cls, labels: np.ndarray, norm_intensity: np.ndarray, spacing_um: Sequence[float],
+              box: Sequence[int], bbox_of: Callable[[int], Sequence[int] | None] | None = None
+              ) -> Frame:
+        """A frame of the region ``box`` (z0, z1, y0, y1, x0, x1) of a whole volume.
+
+        With ``bbox_of`` (label -> its box in the volume, e.g. ``WorkingCopy.bbox`` at one
+        timepoint) the region grows so that every label it touches is whole.
+        ``norm_intensity`` is the whole volume's :func:`normalise_intensity`, so features
+        match those computed on the whole frame.
+        """
+        shape = labels.shape
+        lo = [max(int(box[2 * i]), 0) for i in range(3)]
+        hi = [min(int(box[2 * i + 1]), shape[i]) for i in range(3)]
+        if bbox_of is not None:
+            sl = tuple(slice(lo[i], hi[i]) for i in range(3))
+            for v in np.unique(labels[sl]):
+                if v == 0:
+                    continue
+                bb = bbox_of(int(v))
+                if bb is None:
+                    continue
+                for i in range(3):
+                    lo[i] = min(lo[i], int(bb[2 * i]))
+                    hi[i] = max(hi[i], int(bb[2 * i + 1]))
+        sl = tuple(slice(lo[i], hi[i]) for i in range(3))
+        faces = [(i, side) for i in range(3) for side, at in ((0, lo[i] == 0),
+                                                              (-1, hi[i] == shape[i])) if at]
+        return cls(labels[sl], None, spacing_um, border_faces=faces,
+                   normalised=norm_intensity[sl], origin=lo)
 
     def center_vox(self, label: int) -> np.ndarray:
         """Centroid of ``label`` in voxels."""

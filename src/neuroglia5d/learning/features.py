@@ -180,7 +180,8 @@ def _moments(ren: np.ndarray, n: int, spacing: Sequence[float]
 
 def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
                    spacing_um: Sequence[float], *,
-                   normalised: np.ndarray | None = None) -> FrameFeatures:
+                   normalised: np.ndarray | None = None,
+                   border_faces: Sequence[tuple[int, int]] | None = None) -> FrameFeatures:
     """Measure every label and every adjacent pair of one 3D timepoint.
 
     Parameters
@@ -192,6 +193,9 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
         background level and spread).
     normalised : numpy.ndarray, optional
         The result of :func:`normalise_intensity` when the caller has it already.
+    border_faces : sequence of (axis, side), optional
+        Faces of the array that are the volume's real border (side 0 or -1); all six
+        when omitted. A crop passes only the faces it shares with the volume.
     spacing_um : sequence of float
         Voxel size (z, y, x) in µm.
 
@@ -235,9 +239,11 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
         np.add.at(nnb, pairs[:, 0], 1)
         np.add.at(nnb, pairs[:, 1], 1)
     border = np.zeros(n)
-    for ax in range(3):
-        for sl in (0, -1):
-            border[np.unique(np.take(ren, sl, axis=ax))] = 1
+    faces = border_faces if border_faces is not None else [(a, s) for a in range(3)
+                                                           for s in (0, -1)]
+    for ax, sl in faces:
+        border[np.unique(np.take(ren, sl, axis=ax))] = 1
+    border[0] = 0
     nn = _nn_dist(cen[1:])
     ext = (bbox[:, 1::2] - bbox[:, ::2]) * np.asarray(sp)
     vol = cnt * sp[0] * sp[1] * sp[2]
@@ -248,6 +254,12 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
         cnt / bb_vol, mean_i, std_i, np.where(np.isfinite(max_i), max_i, 0), contrast, nnb,
         touch / np.maximum(surf, 1e-6), np.concatenate([[0], nn]), border,
     ], axis=1).astype(np.float32)[1:]
+    if len(pairs):  # rows ordered by original IDs, a < b
+        oa, ob = ids[pairs[:, 0]], ids[pairs[:, 1]]
+        swap = oa > ob
+        pairs[swap] = pairs[swap][:, ::-1]
+        order = np.lexsort((ids[pairs[:, 1]], ids[pairs[:, 0]]))
+        pairs, area, bsum, bmin = pairs[order], area[order], bsum[order], bmin[order]
     px = _pair_matrix(pairs, area, bsum, bmin, cnt, cen, mean_i, bbox, sp)
     real = ids[1:]
     ff = FrameFeatures(

@@ -3,7 +3,8 @@
 It watches every round of every network (loss curve, held-out accuracy) and learns, by
 ridge regression on what it has seen, how many optimiser steps a round needs before the
 training loss stops improving (the *plateau step*), as a function of the round's context:
-the number of examples, the fraction of them that are new since the last round, whether
+which network it is (a per-network offset), the number of examples, the fraction of them
+that are new since the last round, whether
 the network starts from saved weights, and the last held-out accuracy. The next round gets
 ``1.5 x`` the predicted plateau step (within ``[min_steps, max_steps]``); the learning rate
 is halved when the last loss curve oscillated and raised by half when it was still falling
@@ -22,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Decision", "MetaController", "fixed_schedule", "plateau_step"]
+__all__ = ["NETWORKS", "Decision", "MetaController", "fixed_schedule", "plateau_step"]
+
+#: networks the controller tells apart (a per-network offset of the regression)
+NETWORKS: tuple[str, ...] = ("artefact", "merge", "split", "track", "split_boundary")
 
 
 @dataclass
@@ -91,12 +95,16 @@ class MetaController:
     last: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @staticmethod
-    def _context(n_examples: int, new_fraction: float, warm: bool, last_acc: float
-                 ) -> np.ndarray:
-        return np.array([1.0, math.log1p(n_examples), new_fraction, float(warm), last_acc])
+    def _context(n_examples: int, new_fraction: float, warm: bool, last_acc: float,
+                 network: str = "") -> np.ndarray:
+        onehot = [float(network == n) for n in NETWORKS]
+        return np.array([1.0, math.log1p(n_examples), new_fraction, float(warm), last_acc,
+                         *onehot])
 
     def _predict_log_plateau(self, ctx: np.ndarray) -> float | None:
         if len(self.observations) < 2:
+            return None
+        if len(self.observations[0]["ctx"]) != len(ctx):  # older state: start afresh
             return None
         x = np.array([o["ctx"] for o in self.observations], dtype=np.float64)
         y = np.array([math.log(max(o["plateau"], 1)) for o in self.observations])
@@ -111,12 +119,15 @@ class MetaController:
         prev = self.last.get(network)
         rnd = 0 if prev is None else int(prev["round"]) + 1
         last_acc = 0.5 if prev is None else float(prev["val_acc"])
-        ctx = self._context(n_examples, new_fraction, warm, last_acc)
+        ctx = self._context(n_examples, new_fraction, warm, last_acc, network)
         lr = self.default_lr if prev is None else float(prev["lr"])
         reasons = []
-        pred = self._predict_log_plateau(ctx)
-        if pred is None:
-            steps = self.first_steps if prev is None else int(prev["steps"])
+        pred = None if prev is None else self._predict_log_plateau(ctx)
+        if prev is None:
+            steps = self.first_steps
+            reasons.append(f"first round of {network}: {steps} steps")
+        elif pred is None:
+            steps = int(prev["steps"])
             reasons.append(f"no model yet ({len(self.observations)} rounds seen): "
                            f"{steps} steps")
         else:
@@ -144,7 +155,7 @@ class MetaController:
         last_acc = 0.5 if prev is None else float(prev["val_acc"])
         ps = plateau_step(losses)
         self.observations.append({
-            "ctx": self._context(n_examples, new_fraction, warm, last_acc).tolist(),
+            "ctx": self._context(n_examples, new_fraction, warm, last_acc, network).tolist(),
             "plateau": float(ps), "network": network})
         self.last[network] = {"round": decision.round, "lr": decision.lr,
                               "steps": decision.steps, "plateau": ps,

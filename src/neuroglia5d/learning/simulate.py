@@ -63,7 +63,7 @@ def _split_in_two(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray | No
 
 def corrupt_frame(gt: np.ndarray, raw: np.ndarray, spacing_um: Sequence[float],
                   rng: np.random.Generator, *, p_merge: float = 0.5, p_split: float = 0.15,
-                  n_artefacts: int = 6) -> np.ndarray:
+                  n_artefacts: int = 10) -> np.ndarray:
     """A segmentation of one frame with merges, splits and artefacts (fresh random IDs).
 
     Parameters
@@ -128,7 +128,7 @@ def corrupt_frame(gt: np.ndarray, raw: np.ndarray, spacing_um: Sequence[float],
     ok = [i for i in range(1, n + 1) if 4 <= sizes[i] <= 400]
     rng.shuffle(ok)
     added = 0
-    for i in ok[:n_artefacts]:
+    for i in ok[: n_artefacts // 2]:  # half on specks, half anywhere outside objects
         seg[cc == i] = nxt
         nxt += 1
         added += 1
@@ -246,3 +246,153 @@ def error_counts(gt: np.ndarray, seg: np.ndarray) -> ErrorCounts:
         under_split=sum(len(v) > 1 for v in m.covers.values()),
         artefacts=sum(1 for v in m.main.values() if v == 0),
         vi_split=float(vs), vi_merge=float(vm))
+
+
+# ------------------------------------------------------------------ simulated proofreader
+def _voxel_of(labels3d: np.ndarray, mask: np.ndarray) -> list[int] | None:
+    """The voxel of ``mask`` deepest inside it (z, y, x)."""
+    from scipy import ndimage as ndi
+
+    if not mask.any():
+        return None
+    sl = ndi.find_objects(mask.astype(np.int8))[0]
+    sub = mask[sl]
+    d = ndi.distance_transform_edt(sub)
+    k = np.unravel_index(int(np.argmax(d)), d.shape)
+    return [int(k[i] + sl[i].start) for i in range(3)]
+
+
+@dataclass
+class ProofreadLog:
+    """What the simulated proofreader did: corrections per kind, reviewed tiles."""
+
+    counts: dict[str, int]
+    reviewed: list[tuple[int, list[int]]]
+
+
+def proofread(wc: object, gt: np.ndarray, *, k: int, tiles: Sequence[tuple[int, Sequence[int]]],
+              rng: np.random.Generator) -> ProofreadLog:
+    """Make ``k`` corrections of each kind through the working copy's user operations, as a
+    careful user would, using the ground truth ``gt`` (T, Z, Y, X).
+
+    The tiles ``(t, box)`` are visited in order; in each, errors are fixed in the order
+    artefacts (erase), fused labels (split, one seed per ground-truth object), over-split
+    pairs (merge stroke across both), broken identities to ``t + 1`` (temporal merge),
+    each kind until it has ``k`` corrections. A tile where no error is left afterwards is
+    marked reviewed.
+    """
+    counts = {"artefact": 0, "merge": 0, "split": 0, "track": 0}
+    reviewed: list[tuple[int, list[int]]] = []
+    lab = wc.labels  # type: ignore[attr-defined]
+    for t, box in tiles:
+        if min(counts.values()) >= k:
+            break
+        sl = (slice(box[0], box[1]), slice(box[2], box[3]), slice(box[4], box[5]))
+        left = 0
+        # artefacts
+        m = match_labels(gt[t][sl], lab[t][sl])
+        for v in [p for p, g in m.main.items() if g == 0]:
+            if counts["artefact"] >= k:
+                left += 1
+                continue
+            vox = _voxel_of(lab[t], lab[t] == v)
+            if vox is not None and wc.erase(t, [[t, *vox]]) is not None:  # type: ignore[attr-defined]
+                counts["artefact"] += 1
+        # fused labels
+        m = match_labels(gt[t][sl], lab[t][sl])
+        for v, gs in list(m.covers.items()):
+            if len(gs) < 2:
+                continue
+            if counts["split"] >= k:
+                left += 1
+                continue
+            seeds = []
+            for g in gs:
+                vox = _voxel_of(lab[t], (lab[t] == v) & (gt[t] == g))
+                if vox is not None:
+                    seeds.append([[t, *vox]])
+            if len(seeds) >= 2:
+                try:
+                    wc.split(t, seeds)  # type: ignore[attr-defined]
+                    counts["split"] += 1
+                except Exception:
+                    left += 1
+        # over-split: adjacent pairs of one object
+        from .features import frame_features
+
+        ff = frame_features(lab[t][sl], None, wc.spacing_um)  # type: ignore[attr-defined]
+        m = match_labels(gt[t][sl], lab[t][sl])
+        done: set[int] = set()
+        for a, b in ff.pairs:
+            a, b = int(a), int(b)
+            if m.main.get(a, 0) == 0 or m.main.get(a) != m.main.get(b) or a in done or b in done:
+                continue
+            if counts["merge"] >= k:
+                left += 1
+                continue
+            va = _voxel_of(lab[t], lab[t] == a)
+            vb = _voxel_of(lab[t], lab[t] == b)
+            if va is None or vb is None:
+                continue
+            if wc.merge(t, [[t, *va], [t, *vb]]) is not None:  # type: ignore[attr-defined]
+                counts["merge"] += 1
+                done |= {a, b}
+        # identities to t + 1
+        if t + 1 < gt.shape[0]:
+            m0 = match_labels(gt[t][sl], lab[t][sl])
+            m1 = match_labels(gt[t + 1][sl], lab[t + 1][sl])
+            by_g1: dict[int, list[int]] = {}
+            for p, g in m1.main.items():
+                if g:
+                    by_g1.setdefault(g, []).append(p)
+            for a, g in m0.main.items():
+                if g == 0 or len(m0.pieces.get(g, [])) > 1 or len(by_g1.get(g, [])) != 1:
+                    continue
+                b = by_g1[g][0]
+                if a == b:
+                    continue
+                if counts["track"] >= k:
+                    left += 1
+                    continue
+                va = _voxel_of(lab[t], lab[t] == a)
+                vb = _voxel_of(lab[t + 1], lab[t + 1] == b)
+                if va is None or vb is None:
+                    continue
+                wc.temporal_merge([[t, *va], [t + 1, *vb]])  # type: ignore[attr-defined]
+                counts["track"] += 1
+        if left == 0:
+            wc.mark_reviewed(t, list(box))  # type: ignore[attr-defined]
+            reviewed.append((t, list(box)))
+    return ProofreadLog(counts, reviewed)
+
+
+def poor_series(gt: np.ndarray, raw: np.ndarray, spacing_um: Sequence[float], seed: int, *,
+                p_merge: float = 0.5, p_split: float = 0.15, n_artefacts: int = 10,
+                max_dist_um: float = 6.0) -> np.ndarray:
+    """A poor segmentation of a whole series: :func:`corrupt_frame` on every frame, then
+    linked by the baseline linker (:mod:`neuroglia5d.processing.tracking`)."""
+    from ..processing.tracking import LinkState, link_frame
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros(gt.shape, np.uint32)
+    state = LinkState()
+    for t in range(gt.shape[0]):
+        seg = corrupt_frame(gt[t], raw[t], spacing_um, rng, p_merge=p_merge, p_split=p_split,
+                            n_artefacts=n_artefacts)
+        seg, _ = link_frame(seg, state, spacing_um, max_dist_um=max_dist_um)
+        out[t] = seg
+    return out
+
+
+def half_tiles(shape: Sequence[int], *, x_split: int, tile_yx: int = 64
+               ) -> list[tuple[int, list[int]]]:
+    """Tiles ``(t, box)`` covering ``x < x_split`` of every frame, frame by frame (the
+    part the simulated proofreader may touch)."""
+    n_t, nz, ny, _ = shape
+    tiles = []
+    for t in range(n_t):
+        for y0 in range(0, ny, tile_yx):
+            for x0 in range(0, x_split, tile_yx):
+                tiles.append((t, [0, nz, y0, min(y0 + tile_yx, ny), x0,
+                                  min(x0 + tile_yx, x_split)]))
+    return tiles
