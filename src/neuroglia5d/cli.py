@@ -164,6 +164,34 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "<stem>_replayed_labels.ome.tif next "
                                                        "to ANNOTATIONS.json)")
     rp.add_argument("--debug", action="store_true")
+
+    tr = sub.add_parser("train", help="train the correction networks on an annotations file",
+                        description="Train the artefact, merge, split and tracking networks "
+                                    "on the corrections recorded in ANNOTATIONS.json "
+                                    "(incrementally from <stem>_learning.pt when it exists).")
+    tr.add_argument("annotations", metavar="ANNOTATIONS.json")
+    tr.add_argument("--labels", help="labels the corrections were made on (default: the "
+                                     "header's)")
+    tr.add_argument("--intensity", help="intensity file (default: the header's)")
+    tr.add_argument("--weights", "-o", help="weights file (default <stem>_learning.pt)")
+    tr.add_argument("--name", help="also save as this named weight set")
+    tr.add_argument("--min-examples", type=int, default=5,
+                    help="corrections a network needs before it trains")
+    tr.add_argument("--schedule", choices=("meta", "fixed"), default="meta")
+    tr.add_argument("--debug", action="store_true")
+
+    ap = sub.add_parser("apply", help="apply trained correction networks to labels",
+                        description="Run the networks of WEIGHTS (a .pt file or a named "
+                                    "weight set) on INPUT's labels; write the corrected "
+                                    "labels and the machine operations.")
+    ap.add_argument("weights", metavar="WEIGHTS")
+    ap.add_argument("input", metavar="INPUT", help="labels (.tif, .ome.zarr, .ng5d)")
+    ap.add_argument("--intensity", help="intensity file (default: INPUT's, if it has one)")
+    ap.add_argument("--out", "-o", help="output labels (.tif or .ng5d)")
+    ap.add_argument("--t-range", type=int, nargs=2, metavar=("T0", "T1"))
+    ap.add_argument("--ctc", metavar="DIR", help="also export tracks in the CTC format")
+    ap.add_argument("--geff", metavar="PATH", help="also export tracks as GEFF (zarr)")
+    ap.add_argument("--debug", action="store_true")
     return p
 
 
@@ -187,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_recover(args)
         if args.command == "replay":
             return _cmd_replay(args)
+        if args.command == "train":
+            return _cmd_train(args)
+        if args.command == "apply":
+            return _cmd_apply(args)
         return _cmd_params(args)
     except Neuroglia5DError as e:
         if debug:
@@ -387,6 +419,23 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                   out, fmt)
     n = len(doc["operations"])
     print(f"replayed {n} operation(s) on {args.labels}; wrote {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .learning.commands import run_train
+
+    run_train(args.annotations, labels=args.labels, intensity=args.intensity,
+              weights=args.weights, name=args.name, min_examples=args.min_examples,
+              schedule=args.schedule)
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from .learning.commands import run_apply
+
+    run_apply(args.weights, args.input, intensity=args.intensity, out=args.out,
+              t_range=args.t_range, ctc=args.ctc, geff_path=args.geff)
     return 0
 
 

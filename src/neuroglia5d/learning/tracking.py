@@ -5,8 +5,8 @@ tracking network (or, without one, with the overlap/distance score of the baseli
 solves a one-to-one assignment per pair of timepoints (``scipy.optimize.linear_sum_assignment``
 on ``-log p``). A label at ``t`` whose second-best candidate at ``t + 1`` also scores above
 ``division_p``, is left unassigned, and together with the first daughter holds about the
-mother's volume (0.6-1.4 x, each daughter below 0.8 x) is recorded as dividing (the daughter gets a new
-track ID and the mother as parent). Unlinked labels start new tracks.
+mother's volume (0.6-1.4 x, each daughter below 0.8 x) is recorded as dividing (the daughter
+gets a new track ID and the mother as parent). Unlinked labels start new tracks.
 
 Exports: :func:`tracks_layer_data` (napari ``Tracks`` data and ``graph``),
 :func:`write_ctc` (Cell Tracking Challenge result folder: ``maskTTT.tif`` +
