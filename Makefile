@@ -24,6 +24,12 @@ $(PY):
 # reinstall when the dependencies change
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# without a GPU, a CPU build of PyTorch first (an unpinned torch pulls the CUDA one)
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
+	  $(PY) -m pip install --quiet --timeout 10 --retries 1 torch \
+	    --index-url https://download.pytorch.org/whl/cpu \
+	  || $(PY) -m pip install --quiet "torch==2.13.0"; \
+	fi
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
