@@ -131,6 +131,11 @@ class WorkingCopy:
         Everything recorded, in order (prior sessions, edits, undo/redo, reviews).
     listeners : list of callable
         Called with each recorded op (the dock refreshes ``op.changed_boxes``).
+    dirty : dict of int to set of int
+        Label IDs changed per timepoint since the last :func:`save_session`.
+    n_changes, changed_at : int, dict
+        A counter of label-changing steps and, per (t, label), its value when that label
+        last changed (caches compare against it).
     """
 
     def __init__(
@@ -167,6 +172,8 @@ class WorkingCopy:
         self.redo_stack: list[Operation] = []
         self.listeners: list[Callable[[Operation], None]] = []
         self.dirty: dict[int, set[int]] = {}
+        self.n_changes = 0  # counts label changes; changed_at[(t, id)] = count when last changed
+        self.changed_at: dict[tuple[int, int], int] = {}
         self._boxes: dict[int, dict[int, Box]] = {}
         self._orig_boxes: dict[int, list[Any]] = {}
         self._deltas: dict[int, list[_Delta]] = {}
@@ -278,8 +285,7 @@ class WorkingCopy:
         if not op.time:
             op.time = now_iso()
         op.changed_boxes = [(d.t, *d.box) for d in deltas]
-        for d in deltas:
-            self.dirty.setdefault(d.t, set()).update(d.ids)
+        self._mark(deltas)
         if op.type in EDIT_TYPES:
             self._deltas[op.created_idx] = deltas
             self.history.append(op)
@@ -829,10 +835,20 @@ class WorkingCopy:
         return self._commit(op, [])
 
     # ------------------------------------------------------------------ undo / redo
+    def _mark(self, deltas: list[_Delta]) -> None:
+        """Note the labels ``deltas`` changed (``dirty`` and ``changed_at``)."""
+        if not deltas:
+            return
+        self.n_changes += 1
+        for d in deltas:
+            self.dirty.setdefault(d.t, set()).update(d.ids)
+            for i in d.ids:
+                self.changed_at[(d.t, i)] = self.n_changes
+
     def _replay_deltas(self, deltas: list[_Delta], forward: bool) -> None:
         for d in (deltas if forward else reversed(deltas)):
             d.write(self.labels, forward)
-            self.dirty.setdefault(d.t, set()).update(d.ids)
+        self._mark(deltas)
         for d in deltas:
             self._refresh(d.t, d.ids, d.box)
 

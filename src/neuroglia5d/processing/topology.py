@@ -2,9 +2,10 @@
 branches, branch points, end points and skeleton length in µm under anisotropy.
 
 Skeletons come from scikit-image's 3D thinning (Lee et al. 1994) on the label's
-bounding-box crop, analysed as a graph with skan (the neighbour graph of the skeleton
-voxels, edge lengths in µm with the voxel size). The topological numbers come from the
-mask itself, not from the skeleton, so they do not depend on thinning artefacts:
+bounding-box crop, analysed as a graph (the 26-neighbour graph of the skeleton voxels
+without corner shortcuts, as skan builds it; edge lengths in µm with the voxel size).
+The topological numbers come from the mask itself, not from the skeleton, so they do
+not depend on thinning artefacts:
 
 * ``components`` (Betti 0): 26-connected foreground components,
 * ``cavities`` (Betti 2): 6-connected background components not reaching the border,
@@ -112,23 +113,54 @@ def _thin(mask: np.ndarray) -> np.ndarray:
     return sk_skeletonize(padded)[1:-1, 1:-1, 1:-1].astype(bool)
 
 
+_OFFSETS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+            if (dz, dy, dx) != (0, 0, 0)]
+_HALF = [o for o in _OFFSETS if o > (0, 0, 0)]  # each undirected neighbour offset once
+
+
+def _shortcuts(o: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """Intermediate offsets ``a`` that make ``o`` a shortcut: ``a`` and ``o - a`` are both
+    neighbour offsets with fewer non-zero components than ``o``."""
+    c = sum(map(abs, o))
+    out = []
+    for a in _OFFSETS:
+        b = tuple(oi - ai for oi, ai in zip(o, a, strict=True))
+        if b != (0, 0, 0) and max(map(abs, b)) <= 1 and sum(map(abs, a)) < c \
+                and sum(map(abs, b)) < c:
+            out.append(a)
+    return out
+
+
+_SHORTCUTS = {o: _shortcuts(o) for o in _HALF}
+
+
 def _graph(skel: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel positions (N, 3) and 26-neighbour edges (M, 2) of a skeleton image.
+    """Voxel positions (N, 3) (raster order) and edges (M, 2) of a skeleton image.
 
-    Edges between voxels that are also joined through a common face neighbour are dropped
-    (the diagonal shortcut of a corner), as skan does, so a thin line is a chain.
+    Voxels are joined to their 26 neighbours, except where an edge is the shortcut of a
+    path through a common neighbour with closer offsets (a diagonal past a face
+    neighbour), so a thin line, straight or staircase, is a simple chain and corners do
+    not make spurious triangles (the rule skan uses).
     """
-    from skan.csr import skeleton_to_csgraph
-
     pos = np.argwhere(skel)
     if len(pos) == 0:
         return pos.reshape(0, 3), np.zeros((0, 2), np.int64)
-    g, coords = skeleton_to_csgraph(skel, spacing=spacing)
-    pos = np.column_stack([np.asarray(c, np.int64) for c in coords])  # raster order
-    g = g.tocoo()
-    keep = g.row < g.col
-    edges = np.column_stack([g.row[keep], g.col[keep]]).astype(np.int64)
-    return pos, edges
+    idx = np.full(tuple(n + 2 for n in skel.shape), -1, np.int64)
+    p1 = pos + 1
+    idx[tuple(p1.T)] = np.arange(len(pos))
+    edges = []
+    for o in _HALF:
+        nb = idx[p1[:, 0] + o[0], p1[:, 1] + o[1], p1[:, 2] + o[2]]
+        ok = nb >= 0
+        for a in _SHORTCUTS[o]:
+            if not ok.any():
+                break
+            ok &= idx[p1[:, 0] + a[0], p1[:, 1] + a[1], p1[:, 2] + a[2]] < 0
+        src = np.flatnonzero(ok)
+        if len(src):
+            edges.append(np.column_stack([src, nb[src]]))
+    e = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
+    return pos, np.sort(e, axis=1).astype(np.int64)
 
 
 def skeletonize(
@@ -222,32 +254,47 @@ def betti_numbers(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def _skeleton_counts(skel: np.ndarray, sp: tuple[float, float, float]) -> dict[str, Any]:
     """Branches, branch points, end points and length (µm) of a skeleton image."""
-    import cc3d
-
     nvox = int(skel.sum())
     res: dict[str, Any] = {"branches": 0, "branch_points": 0, "end_points": 0,
                            "length_um": 0.0, "skeleton_voxels": nvox}
     if nvox == 0:
         return res
     pos, edges = _graph(skel, sp)
-    deg = np.bincount(edges.ravel(), minlength=len(pos)) if len(edges) else np.zeros(len(pos),
-                                                                                      int)
+    n = len(pos)
+    deg = np.bincount(edges.ravel(), minlength=n) if len(edges) else np.zeros(n, np.int64)
     res["end_points"] = int((deg == 1).sum())
-    junction = np.zeros(skel.shape, bool)
-    jpos = pos[deg >= 3]
-    junction[tuple(jpos.T)] = True
-    res["branch_points"] = int(cc3d.connected_components(junction, connectivity=26,
-                                                         return_N=True)[1]) if len(jpos) else 0
     if len(edges):
         d = (pos[edges[:, 0]] - pos[edges[:, 1]]) * np.asarray(sp)
         res["length_um"] = float(np.sqrt((d * d).sum(axis=1)).sum())
-    # branches: paths between junction clusters / end points (skan); a closed loop
-    # without junction counts as one branch
-    if len(edges):
-        from skan import Skeleton as SkanSkeleton
-
-        res["branches"] = int(SkanSkeleton(skel, spacing=sp).n_paths)
+    res["branches"], res["branch_points"] = _count_branches(n, edges, deg)
     return res
+
+
+def _count_branches(n: int, edges: np.ndarray, deg: np.ndarray) -> tuple[int, int]:
+    """Branches and branch points of a skeleton graph.
+
+    Branch points are clusters of joined voxels of degree >= 3 (adjacent junction voxels
+    are one branch point). Branches are the chains of voxels of degree < 3 between them
+    and the end points (a closed ring without junction is one branch).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(edges) == 0:
+        return 0, 0
+    junc = deg >= 3
+    plain = ~junc & (deg > 0)
+
+    def components(sel: np.ndarray) -> np.ndarray:
+        e = edges[sel]
+        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+        return connected_components(g, directed=False)[1]
+
+    comp = components(plain[edges[:, 0]] & plain[edges[:, 1]])
+    branches = len(np.unique(comp[plain]))
+    jc = components(junc[edges[:, 0]] & junc[edges[:, 1]])
+    points = len(np.unique(jc[junc]))
+    return int(branches), int(points)
 
 
 def topology_metrics(mask: np.ndarray, spacing_um: Sequence[float]) -> dict[str, Any]:
