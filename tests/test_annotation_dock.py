@@ -212,7 +212,11 @@ def test_split_temporal_merge_and_restore(make_napari_viewer, series):
     drag(lab, [world(lab, 0, 4, 34, 40)])  # seed in the left lobe of label 4
     assert "split seed 1" in dock.messages[-1]
     drag(lab, [world(lab, 0, 4, 34, 58)])  # seed in the right lobe
+    preview = viewer.layers["annotation stroke"]  # both seeds stay shown until Enter
+    assert preview.visible and preview.data[34, 40] and preview.data[34, 58]
+    assert viewer.layers.selection.active is lab
     press(viewer, "Enter")
+    assert not preview.visible
     data = np.asarray(lab.data)
     left, right = int(data[0, 4, 34, 40]), int(data[0, 4, 34, 58])
     assert left == 4 and right == 9  # the next unused ID (max over the copy is 8)
@@ -333,3 +337,12 @@ def test_save_hook_and_replay_offer(make_napari_viewer, series):
     assert not np.array_equal(np.asarray(lab2.data), expected)
     assert dock2.replay_pending() == 1
     assert np.array_equal(np.asarray(lab2.data), expected)
+    # the dock's own save: working copy + annotations; replaying them on the original
+    # segmentation gives the saved labels bit for bit (both sessions' operations)
+    written = dock2.save()
+    assert {"s_fused.ng5d", "s_auto_annotations.json"} <= {p.name for p in written}
+    from neuroglia5d.annotation import replay
+
+    doc = json.loads((series / "s_auto_annotations.json").read_text())
+    assert [o["type"] for o in doc["operations"] if o["type"] != "review"] == ["merge", "erase"]
+    assert np.array_equal(replay(doc, make_labels()), np.asarray(lab2.data))

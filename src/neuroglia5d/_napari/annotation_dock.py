@@ -53,6 +53,9 @@ BRUSHES: dict[str, tuple[str, str]] = {
     "erase": ("Erase", "E"),
 }
 
+#: colour maps of the stroke preview per brush (merge white)
+PREVIEW_COLOURS: dict[str, str] = {"merge": "gray", "erase": "red", "split": "cyan"}
+
 #: keys and mouse actions (shown in the dock and in the README)
 HELP: tuple[tuple[str, str], ...] = (
     ("M / S / E / N", "merge brush (white) / split brush / erase brush / napari's own tools"),
@@ -183,8 +186,11 @@ class AnnotationDock(QWidget):
         self.restore_region_button.clicked.connect(self.restore_region)
         buttons2.addWidget(self.restore_region_button)
         lay.addLayout(buttons2)
-        self.save_button = QPushButton("Save annotations and topology")
-        self.save_button.clicked.connect(lambda *_: self.save_annotations())
+        self.save_button = QPushButton("Save working copy and annotations")
+        self.save_button.setToolTip("Rewrite the fused copies present (else .ng5d), then the "
+                                    "annotations document (the Save dock and Ctrl+S do this "
+                                    "too, in the formats ticked there)")
+        self.save_button.clicked.connect(lambda *_: self.save())
         lay.addWidget(self.save_button)
         self.replay_box = QWidget()
         rl = QHBoxLayout(self.replay_box)
@@ -325,6 +331,8 @@ class AnnotationDock(QWidget):
             with contextlib.suppress(ValueError, RuntimeError, TypeError):
                 fn()
         self._cleanup = []
+        if "annotation stroke" in self.viewer.layers:
+            self.viewer.layers.remove("annotation stroke")
         if self.wc is not None and getattr(self.wc, "journal", None) is not None:
             close = getattr(self.wc.journal, "close", None)
             if close is not None:
@@ -427,6 +435,9 @@ class AnnotationDock(QWidget):
             self.layer.mouse_pan = self.layer.mode == "pan_zoom"
         if name != "split":
             self.split_seeds = []
+        if self.layer is not None:
+            self.viewer.layers.selection.active = self.layer  # mouse events go to it
+            self._clear_preview()
         if not quiet:
             self.message(f"brush: {BRUSHES[name][0]}")
 
@@ -475,6 +486,7 @@ class AnnotationDock(QWidget):
         n = len(self.split_seeds) + len(self.temporal_clicks)
         self.split_seeds = []
         self.temporal_clicks = []
+        self._clear_preview()
         self.message(f"cancelled ({n} seed(s)/click(s) dropped)")
 
     # ------------------------------------------------------------------ mouse
@@ -483,18 +495,22 @@ class AnnotationDock(QWidget):
             return
         if getattr(event, "button", None) not in (None, 1):
             return
-        pos = self.view.world_to_voxel(event.position)
         if _has_mod(event, "Alt"):
-            self.render_4d(pos)
+            pos = self._pick(event)
+            if pos is not None:
+                self.render_4d(pos)
             return
         if self.temporal:
-            self.temporal_click(pos)
+            pos = self._pick(event)
+            if pos is not None:
+                self.temporal_click(pos)
             return
         if self.brush == "none":
             return
         if self.viewer.dims.ndisplay != 2:
             self.message("brushes paint in the 2D view (Ctrl+Y switches back)")
             return
+        pos = self.view.world_to_voxel(event.position)
         if not self.view.inside(pos):
             self.message(f"click outside the data at {pos}")
             return
@@ -506,8 +522,66 @@ class AnnotationDock(QWidget):
         yield
         while event.type == "mouse_move":
             self._stroke_step(stroke, self.view.world_to_voxel(event.position))
+            self._preview(stroke)
             yield
         self.finish_stroke(stroke)
+
+    def _pick(self, event: Any) -> tuple[int, int, int, int] | None:
+        """The clicked voxel (2D), or a voxel of the label under the ray (3D view)."""
+        assert self.view is not None
+        if self.viewer.dims.ndisplay == 2:
+            pos = self.view.world_to_voxel(event.position)
+            if not self.view.inside(pos):
+                self.message(f"click outside the data at {pos}")
+                return None
+            return pos
+        value = self.layer.get_value(event.position, view_direction=event.view_direction,
+                                     dims_displayed=list(event.dims_displayed), world=True)
+        t = self.current_t()
+        box = self.wc.bbox(t, int(value)) if value else None
+        if box is None:
+            self.message("no label under the mouse")
+            return None
+        z0, _, y0, _, x0, _ = box
+        crop = self.view.whole()[t, box[0]:box[1], box[2]:box[3], box[4]:box[5]]
+        z, y, x = np.argwhere(crop == int(value))[0]
+        return t, int(z0 + z), int(y0 + y), int(x0 + x)
+
+    # stroke preview: a 2D image over the tile on screen, coloured like the brush
+    def _preview(self, stroke: Stroke | None, seeds: Sequence[np.ndarray] = ()) -> None:
+        if self.view is None:
+            return
+        y0, x0 = self.view.tile_origin()
+        ny, nx = np.shape(self.layer.data)[-2:]
+        img = np.zeros((ny, nx), np.uint8)
+        for sd in seeds:
+            yy, xx = sd[:, 2] - y0, sd[:, 3] - x0
+            ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+            img[yy[ok], xx[ok]] = 1
+        if stroke is not None:
+            img |= stroke.mask[y0:y0 + ny, x0:x0 + nx]
+        layer = self._preview_layer()
+        layer.data = img
+        layer.colormap = PREVIEW_COLOURS.get(self.brush, "gray")
+        layer.translate = tuple(self.layer.translate[-2:])
+        layer.visible = bool(img.any())
+
+    def _preview_layer(self) -> Any:
+        name = "annotation stroke"
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        active = self.viewer.layers.selection.active
+        layer = self.viewer.add_image(np.zeros((1, 1), np.uint8), name=name,
+                                      scale=tuple(self.layer.scale[-2:]), opacity=0.6,
+                                      contrast_limits=(0, 1), blending="additive",
+                                      metadata={"neuroglia5d": {"role": "preview"}})
+        self.viewer.layers.selection.active = active
+        return layer
+
+    def _clear_preview(self) -> None:
+        seeds = self.split_seeds if self.brush == "split" else []
+        if seeds or "annotation stroke" in self.viewer.layers:
+            self._preview(None, seeds)
 
     def _stroke_step(self, stroke: Stroke, pos: tuple[int, int, int, int]) -> None:
         new = stroke.add(pos[2], pos[3])
@@ -522,6 +596,12 @@ class AnnotationDock(QWidget):
 
     def finish_stroke(self, stroke: Stroke) -> None:
         """Apply a finished stroke with the active brush."""
+        try:
+            self._finish_stroke(stroke)
+        finally:
+            self._clear_preview()
+
+    def _finish_stroke(self, stroke: Stroke) -> None:
         if stroke.empty:
             self.message("stroke outside the data: nothing done")
             return
@@ -555,6 +635,7 @@ class AnnotationDock(QWidget):
             return
         seeds, t = self.split_seeds, self.split_t
         self.split_seeds = []
+        self._clear_preview()
         self._apply("split", lambda: self.wc.split(t, seeds, z_lock=self.z_lock))
 
     def temporal_click(self, pos: tuple[int, int, int, int]) -> None:
@@ -780,6 +861,19 @@ class AnnotationDock(QWidget):
         self.pending = []
         self.replay_box.setVisible(False)
         self.message(f"{n} unsaved journal operation(s) not replayed")
+
+    def save(self) -> list[Path]:
+        """Save the working copy (formats already present, else ``.ng5d``) and then the
+        annotations, so that the saved document always matches the saved labels."""
+        if self.layer is None:
+            self.message("save: no working copy attached")
+            return []
+        from .save_widget import save_working_copy
+
+        exts = (".ng5d", ".ome.zarr", ".ome.tif")
+        present = [e for e in exts if (self.folder / f"{self.stem}_fused{e}").exists()]
+        written = save_working_copy(self.viewer, self.layer, [] if present else ["ng5d"])
+        return written + self.save_annotations()
 
     def save_annotations(self) -> list[Path]:
         """Write ``<stem>_auto_annotations.json``, the topology CSVs and the pictures."""
