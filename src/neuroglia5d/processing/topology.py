@@ -319,9 +319,26 @@ def topology_metrics(mask: np.ndarray, spacing_um: Sequence[float]) -> dict[str,
     m = np.asarray(mask, bool)
     if m.ndim != 3:
         raise ValueError(f"topology_metrics needs a 3D mask, got shape {m.shape}")
-    b0, b1, b2, euler = betti_numbers(m)
-    res: dict[str, Any] = {"components": b0, "euler": euler, "cavities": b2, "loops": b1}
-    res.update(_skeleton_counts(_thin(m) if m.any() else np.zeros(m.shape, bool), sp))
+    import cc3d
+    from scipy import ndimage as ndi
+
+    res: dict[str, Any] = dict.fromkeys(TOPOLOGY_KEYS, 0)
+    res["length_um"] = 0.0
+    if not m.any():
+        return res
+    # every number is a sum over the 26-connected components: each is measured on its own
+    # tight box (a merged set of far-apart labels costs its parts, not their union box)
+    comp = cc3d.connected_components(m, connectivity=26)
+    for k, sl in enumerate(ndi.find_objects(comp)):
+        if sl is None:
+            continue
+        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+        part = comp[sl] == k + 1
+        b0, b1, b2, euler = betti_numbers(part)
+        counts = _skeleton_counts(_thin(part), sp)
+        for key, v in (("components", b0), ("loops", b1), ("cavities", b2),
+                       ("euler", euler), *counts.items()):
+            res[key] += v
     return {k: res[k] for k in TOPOLOGY_KEYS}
 
 
