@@ -103,10 +103,10 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import fastremap
 
     lab = np.ascontiguousarray(labels)
-    ren, mapping = fastremap.renumber(lab, in_place=False, preserve_zero=True)
-    ids = np.zeros(len(mapping), dtype=np.int64)
-    for old, new in mapping.items():
-        ids[int(new)] = int(old)
+    u = fastremap.unique(lab)
+    ids = np.concatenate([[0], u[u != 0]]).astype(np.int64)
+    ren = fastremap.remap(lab, {int(v): i for i, v in enumerate(ids)},
+                          preserve_missing_labels=True, in_place=False)
     return ren.astype(np.int64, copy=False), ids
 
 

@@ -41,10 +41,12 @@ class LinkResult:
 
 
 def _baseline_p(x: np.ndarray) -> np.ndarray:
-    """Score of a link without a network: overlap first, then closeness (0..1)."""
+    """Score of a link without a network (0..1): above 0.55 with an overlap of IoU >= 0.1
+    (as the baseline linker's first round), else falling with the distance over the
+    object's size."""
     iou = x[:, 2]
     d = x[:, 10]  # distance over object size
-    return np.clip(0.5 * iou + 0.5 * np.exp(-d), 0, 1)
+    return np.where(iou >= 0.1, np.clip(0.55 + iou, 0, 1), 0.9 * np.exp(-d))
 
 
 def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float], *,
@@ -229,7 +231,7 @@ def ctc_tracks(labels: np.ndarray, parents: dict[int, int] | None = None
     for r in rows:  # parents must be tracks that exist
         if r[3] not in ids:
             r[3] = 0
-    return out, np.array(rows, np.int64).reshape(-1, 4)
+    return out, np.array(sorted(rows), np.int64).reshape(-1, 4)
 
 
 def write_ctc(folder: str | Path, labels: np.ndarray,
