@@ -16,7 +16,7 @@ SYSDEPS := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
 	libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
 	libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1
 
-.PHONY: demo test install lint bench bench-deps sysdeps clean
+.PHONY: demo test install lint bench bench-deps sysdeps sysdeps-browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(ENV)
@@ -48,7 +48,14 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSDEPS); \
 	fi
 
-test: $(STAMP) sysdeps
+# headless Chromium + its WebDriver for the Neuroglancer browser test (Debian package names)
+sysdeps-browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: $(STAMP) sysdeps sysdeps-browser
 	$(ENV)/bin/ruff check src tests benchmarks examples
 	$(ENV)/bin/npe2 validate napari-neuroglia5d
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q

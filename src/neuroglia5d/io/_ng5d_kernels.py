@@ -12,8 +12,9 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
-from numba.core.extending import register_jitable
+from llvmlite import ir
+from numba import prange, types
+from numba.core.extending import intrinsic, register_jitable
 
 _plain = numba.njit(cache=True, nogil=True)
 _par = numba.njit(cache=True, nogil=True, parallel=True)
@@ -62,6 +63,29 @@ def brick_range(z0: int, y0: int, x0: int, oz: int, oy: int, ox: int, bz: int, b
     bz0, by0, bx0 = z0 // bz, y0 // by, x0 // bx
     return (bz0, by0, bx0, (z0 + oz - 1) // bz - bz0 + 1, (y0 + oy - 1) // by - by0 + 1,
             (x0 + ox - 1) // bx - bx0 + 1)
+
+
+@intrinsic
+def cttz(typingctx: Any, x: Any) -> Any:
+    """Count of trailing zero bits of a non-zero uint64 (LLVM ``cttz``; CPU kernels only)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
+
+
+@_plain
+def flat_offsets(bz: int, by: int, bx: int, oy: int, ox: int) -> Any:
+    """Offset of every brick voxel (C order) from the brick's corner in a C-contiguous
+    (·, oy, ox) output, so whole bricks are written through one flat view."""
+    lin = np.empty(bz * by * bx, np.int64)
+    for z in range(bz):
+        for y in range(by):
+            for x in range(bx):
+                lin[(z * by + y) * bx + x] = (z * oy + y) * ox + x
+    return lin
 
 
 @_shared
@@ -175,71 +199,72 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
 def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
               modes: Any, widths: Any, bases: Any, offsets: Any, data: Any
               ) -> None:
+    """Decode a region into ``out`` (C-contiguous): whole bricks sequentially (a running
+    bit reader; sparse bricks filled with the base, then their set mask bits visited),
+    bricks cut by the region voxel by voxel."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
     gy, gx = grid[1], grid[2]
+    flat = out.reshape(-1)
+    lin = flat_offsets(bz, by, bx, oy, ox)
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby * nbx):
         iz = bz0 + j // (nby * nbx)
         iy = by0 + (j // nbx) % nby
         ix = bx0 + j % nbx
         b = (iz * gy + iy) * gx + ix
-        mode, w, base, off = modes[b], widths[b], np.int64(bases[b]), np.int64(offsets[b])
+        mode, w, base, off = modes[b], np.int64(widths[b]), np.int64(bases[b]), np.int64(offsets[b])
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
         xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
         full = (zb - za == bz) and (yb - ya == by) and (xb - xa == bx)
-        if mode == 0:
+        corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
+        if mode == 0 or (full and mode == 2):  # constant, or the base under a sparse brick
             for z in range(za, zb):
                 for y in range(ya, yb):
+                    rs = ((z - z0) * oy + (y - y0)) * ox - x0
                     for x in range(xa, xb):
-                        out[z - z0, y - y0, x - x0] = base
-        elif full and mode == 1:
-            # whole dense brick: one sequential unpack, no per-voxel index arithmetic
+                        flat[rs + x] = base
+            if mode == 0:
+                continue
+        if full and mode == 1:
+            # whole dense brick: one sequential unpack
             mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
             uw = np.uint64(w)
             k = off
             buf = np.uint64(0)
             avail = 0
-            for z in range(za, zb):
-                for y in range(ya, yb):
-                    for x in range(xa, xb):
-                        if avail < w:  # refill the bit reader with the next word
-                            buf |= np.uint64(data[k]) << np.uint64(avail)
-                            k += 1
-                            avail += 32
-                        out[z - z0, y - y0, x - x0] = base + np.int64(buf & mask)
-                        buf >>= uw
-                        avail -= w
+            for i in range(n):
+                if avail < w:  # refill the bit reader with the next word
+                    buf |= np.uint64(data[k]) << np.uint64(avail)
+                    k += 1
+                    avail += 32
+                flat[corner + lin[i]] = base + np.int64(buf & mask)
+                buf >>= uw
+                avail -= w
         elif full:
-            # whole sparse brick: walk the mask in order with a running rank
+            # whole sparse brick: visit the set mask bits in order, values in rank order
             mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
             uw = np.uint64(w)
             k = off + nmask + npre
             buf = np.uint64(0)
             avail = 0
-            i = 0
-            m = np.uint32(0)
-            for z in range(za, zb):
-                for y in range(ya, yb):
-                    for x in range(xa, xb):
-                        if (i & 31) == 0:  # next mask word (32 voxels)
-                            m = data[off + (i >> 5)]
-                        if m & np.uint32(1):
-                            if avail < w:
-                                buf |= np.uint64(data[k]) << np.uint64(avail)
-                                k += 1
-                                avail += 32
-                            out[z - z0, y - y0, x - x0] = base + 1 + np.int64(buf & mask)
-                            buf >>= uw
-                            avail -= w
-                        else:
-                            out[z - z0, y - y0, x - x0] = base
-                        m >>= np.uint32(1)
-                        i += 1
+            b1 = base + 1
+            for wi in range(nmask):
+                m = np.uint64(data[off + wi])
+                while m:
+                    i = wi * 32 + np.int64(cttz(m))
+                    if avail < w:
+                        buf |= np.uint64(data[k]) << np.uint64(avail)
+                        k += 1
+                        avail += 32
+                    flat[corner + lin[i]] = b1 + np.int64(buf & mask)
+                    buf >>= uw
+                    avail -= w
+                    m &= m - np.uint64(1)
         else:
             for z in range(za, zb):
                 for y in range(ya, yb):
@@ -342,41 +367,69 @@ def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: A
 def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words: Any,
                ext_w: Any, ext_lut: Any, ext_data: Any, lut: Any, data: Any,
                palette: Any) -> None:
+    """Decode a region into ``out`` (C-contiguous), one row of bricks per task: runs of
+    single-valued bricks along x with the same value become long row fills; a whole
+    mixed brick maps its local indices through a table of their values."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
+    n = bz * by * bx
     gy, gx = grid[1], grid[2]
     top = np.int64(1) << np.int64(words.itemsize * 8 - 1)
     npal = palette.shape[0]
+    nl = lut.shape[0]
+    flat = out.reshape(-1)
+    lin = flat_offsets(bz, by, bx, oy, ox)
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
-    for j in prange(nbz * nby * nbx):
-        iz = bz0 + j // (nby * nbx)
-        iy = by0 + (j // nbx) % nby
-        ix = bx0 + j % nbx
-        b = (iz * gy + iy) * gx + ix
-        word = np.int64(words[b])
+    for j in prange(nbz * nby):
+        iz = bz0 + j // nby
+        iy = by0 + j % nby
+        vals = np.empty(min(n, 256), palette.dtype)
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
-        xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
-        if word < top:  # single-valued brick
-            val = palette[min(word, npal - 1)]
+        row0 = (iz * gy + iy) * gx
+        jx = 0
+        while jx < nbx:
+            ix = bx0 + jx
+            word = np.int64(words[row0 + ix])
+            xa = max(ix * bx, x0)
+            if word < top:  # single-valued: extend over the following bricks of this value
+                jy = jx + 1
+                while jy < nbx and np.int64(words[row0 + bx0 + jy]) == word:
+                    jy += 1
+                xb = min((bx0 + jy) * bx, x0 + ox)
+                val = palette[min(word, npal - 1)]
+                for z in range(za, zb):
+                    for y in range(ya, yb):
+                        rs = ((z - z0) * oy + (y - y0)) * ox - x0
+                        for x in range(xa, xb):
+                            flat[rs + x] = val
+                jx = jy
+                continue
+            jx += 1
+            xb = min((ix + 1) * bx, x0 + ox)
+            e = word - top
+            w = np.int64(ext_w[e])
+            lb = np.int64(ext_lut[e])
+            full = (zb - za == bz) and (yb - ya == by) and (xb - xa == bx)
+            nv = np.int64(1) << w
+            if full and nv <= vals.shape[0]:
+                for q in range(nv):  # every local index -> its value, clamped like pal_voxel
+                    vals[q] = palette[min(np.int64(lut[min(lb + q, nl - 1)]), npal - 1)]
+                corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
+                mask = np.uint32(nv - 1)
+                per_word = 32 // w  # w divides 32
+                d0 = np.int64(ext_data[e])
+                uw = np.uint32(w)
+                for wi in range((n + per_word - 1) // per_word):
+                    m = data[d0 + wi]
+                    i0 = wi * per_word
+                    for i in range(i0, min(i0 + per_word, n)):
+                        flat[corner + lin[i]] = vals[m & mask]
+                        m >>= uw
+                continue
             for z in range(za, zb):
                 for y in range(ya, yb):
                     for x in range(xa, xb):
-                        out[z - z0, y - y0, x - x0] = val
-            continue
-        e = word - top
-        w = np.int64(ext_w[e])
-        lb = np.int64(ext_lut[e])
-        mask = (np.int64(1) << w) - 1
-        dbase = np.int64(ext_data[e]) << 5
-        nl = lut.shape[0]
-        for z in range(za, zb):
-            for y in range(ya, yb):
-                i = ((z - iz * bz) * by + (y - iy * by)) * bx + (xa - ix * bx)
-                pos = dbase + i * w
-                for x in range(xa, xb):
-                    k = pos >> 5
-                    li = (np.int64(data[k]) >> (pos & 31)) & mask  # w divides 32
-                    p = np.int64(lut[min(lb + li, nl - 1)])
-                    out[z - z0, y - y0, x - x0] = palette[min(p, npal - 1)]
-                    pos += w
+                        i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
+                        p = pal_voxel(i, word, top, ext_w, ext_lut, ext_data, lut, data)
+                        out[z - z0, y - y0, x - x0] = palette[min(p, npal - 1)]
