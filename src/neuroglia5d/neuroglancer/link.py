@@ -82,8 +82,7 @@ def export_state(manifest: dict[str, Any], base_url: str, t: int = 0, *,
                    "selectedAlpha": 0.4, "tab": "segments"})
     layers.append({"type": "annotation", "name": "centroids" + suffix,
                    "source": f"precomputed://{base}/centroids",
-                   "shader": "void main() { setColor(vec3(1.0, 1.0, 0.0)); "
-                             "setPointMarkerSize(6.0); }"})
+                   "annotationColor": "#ffff00"})
     return {
         "dimensions": _dimensions((sz, sy, sx)),
         "position": [ox + X / 2, oy + Y / 2, oz + Z / 2],
@@ -93,22 +92,31 @@ def export_state(manifest: dict[str, Any], base_url: str, t: int = 0, *,
     }
 
 
-def omezarr_state(zarr_url: str, spacing_um: Any, *, name: str = "",
+def omezarr_state(zarr_url: str, spacing_um: Any, shape_tzyx: Any, *,
+                  offset_zyx: Any = (0, 0, 0), t: int = 0, name: str = "",
                   label_ids: Any = ()) -> dict[str, Any]:
     """State opening a pipeline ``<stem>_fused.ome.zarr`` as it is (``zarr://``).
 
     The store's root is the intensity; ``labels/working`` the labels. Neuroglancer
-    reads the OME-NGFF axes (t, z, y, x) and voxel size; time is its ``t`` dimension.
+    reads the OME-NGFF axes (t, z, y, x) and voxel size; time is its ``t`` dimension
+    (position ``t + 0.5`` shows timepoint ``t``), and x, y, z are the displayed ones.
     """
     base = zarr_url.rstrip("/")
+    _, Z, Y, X = (int(v) for v in shape_tzyx)
+    oz, oy, ox = (int(v) for v in offset_zyx)
+    dims = _dimensions(spacing_um)
+    dims["t"] = [1, ""]
+    seg = f"{name} labels".strip()
     return {
+        "dimensions": dims,
+        "displayDimensions": ["x", "y", "z"],
+        "position": [ox + X / 2, oy + Y / 2, oz + Z / 2, t + 0.5],
         "layers": [
             {"type": "image", "name": f"{name} intensity".strip(), "source": f"zarr://{base}/"},
-            {"type": "segmentation", "name": f"{name} labels".strip(),
-             "source": f"zarr://{base}/labels/working/",
+            {"type": "segmentation", "name": seg, "source": f"zarr://{base}/labels/working/",
              "segments": [str(int(i)) for i in label_ids]},
         ],
-        "selectedLayer": {"layer": f"{name} labels".strip(), "visible": True},
+        "selectedLayer": {"layer": seg, "visible": True},
         "layout": "4panel",
     }
 

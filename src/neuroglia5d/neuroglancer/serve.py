@@ -245,8 +245,14 @@ class Served:
 
         rel = Path(store).resolve().relative_to(self._server.root).as_posix()
         o = load_outputs(store)
-        st = omezarr_state(f"{self.data_url}/{rel}", o.spacing_um, name=o.stem,
-                           label_ids=label_ids)
+        lab = o.arrays["labels"]
+        if not len(label_ids):
+            import fastremap
+            import numpy as np
+
+            label_ids = [int(i) for i in fastremap.unique(np.asarray(lab[0])) if i]
+        st = omezarr_state(f"{self.data_url}/{rel}", o.spacing_um, lab.shape,
+                           offset_zyx=o.offset_zyx, name=o.stem, label_ids=label_ids)
         return state_url(self.viewer_url, st)
 
     def set_default(self, url: str) -> None:
