@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from .render4d import render_volume, show_render
-from .stats_panel import LabelStatsCache, StatsPanel, merged_topology
+from .stats_panel import LabelStatsCache, StatsPanel
 from .strokes import LayerView, Stroke
 
 #: brushes: name -> (button text, key)
@@ -679,20 +679,20 @@ class AnnotationDock(QWidget):
         whole = self.view.whole()
         for t, ids in _touched(op, boxes, whole).items():
             assert self.stats is not None
-            self.stats.update(t, ids, whole, self._intensity(), self.wc.bbox)
+            self.stats.update(self.wc, t, ids)
         if self.stroke_labels:
             t = self.current_t()
             self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
 
     def _show_stats(self, t: int, ids: Sequence[int]) -> None:
+        from ..annotation import merged_topology
+
         assert self.stats is not None and self.wc is not None
         missing = [i for i in ids if self.stats.get(t, i) is None]
         if missing:
-            self.stats.update(t, missing, self.view.whole(), self._intensity(),  # type: ignore[union-attr]
-                              self.wc.bbox)
+            self.stats.update(self.wc, t, missing)
         self.panel.show_labels(t, ids, self.stats)
-        topo = merged_topology(self.view.whole(), t, ids, self.wc.bbox,  # type: ignore[union-attr]
-                               self.stats.spacing) if ids else None
+        topo = merged_topology(self.wc, t, ids) if ids else None
         self.panel.show_topology(topo)
 
     def undo(self) -> None:
@@ -755,11 +755,11 @@ class AnnotationDock(QWidget):
             edits = self.view.paint_item_boxes(event.value)
             for box, t, before, after in edits:
                 op = self.wc.paint(t, box, before, after)
+                if op is None:
+                    continue
                 self.message(describe(op))
-                whole = self.view.whole()
                 assert self.stats is not None
-                self.stats.update(t, set(_ids(before)) | set(_ids(after)), whole,
-                                  self._intensity(), self.wc.bbox)
+                self.stats.update(self.wc, t, set(_ids(before)) | set(_ids(after)))
             # napari's own history could change the copy unrecorded: ours replaces it
             reset = getattr(self.layer, "_reset_history", None)
             if reset is not None:

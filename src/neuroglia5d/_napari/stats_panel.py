@@ -3,16 +3,16 @@
 :class:`LabelStatsCache` holds the per-label measurements of ``*_labelStats.csv`` (volume
 µm³, intensities, nearest-neighbour distance, surface, sphericity) per timepoint and
 recomputes the rows of edited labels on the bounding-box crop of those labels only
-(:func:`neuroglia5d.processing.stats.label_stats`), nearest-neighbour distances of that
+(:func:`neuroglia5d.annotation.live_stats`), nearest-neighbour distances of that
 timepoint refreshed from the centroids. :class:`StatsPanel` lists the labels under the
 current stroke with their rows, followed by the topology of the merged set
-(:func:`neuroglia5d.processing.topology.topology_metrics`: components, Euler
+(:func:`neuroglia5d.annotation.merged_topology`: components, Euler
 characteristic, branches, branch points, end points, loops, skeleton length in µm).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,6 @@ TOPO_SHOWN: tuple[tuple[str, str], ...] = (
     ("components", "components"), ("euler", "Euler"), ("branches", "branches"),
     ("branch_points", "branch points"), ("end_points", "end points"), ("loops", "loops"),
     ("length_um", "length µm"))
-
-BoxFn = Callable[[int, int], Sequence[int] | None]
-
 
 class LabelStatsCache:
     """Per-(timepoint, label) measurements, kept up to date after edits.
@@ -65,35 +62,34 @@ class LabelStatsCache:
         """The row of ``label`` at ``t`` (None when unknown)."""
         return self.rows.get(int(t), {}).get(int(label))
 
-    def update(self, t: int, labels_ids: Iterable[int], whole: np.ndarray,
-               intensity: Any, bbox: BoxFn) -> None:
+    def table_at(self, t: int) -> dict[str, np.ndarray]:
+        """The rows of timepoint ``t`` as a label table (columns of the CSV)."""
+        from ..processing.stats import STATS_COLUMNS, empty_table
+
+        rows = list(self.rows.get(int(t), {}).values())
+        if not rows:
+            return empty_table()
+        return {c: np.array([r.get(c, np.nan) for r in rows]) for c in STATS_COLUMNS}
+
+    def update(self, wc: Any, t: int, labels_ids: Iterable[int]) -> None:
         """Re-measure ``labels_ids`` at ``t`` on the crop of their bounding boxes.
 
-        Labels that no longer exist lose their row; the nearest-neighbour distances of
-        timepoint ``t`` are recomputed from all centroids.
+        Measured by :func:`neuroglia5d.annotation.live_stats` on the working copy ``wc``;
+        labels that no longer exist lose their row, and the nearest-neighbour distances
+        of timepoint ``t`` are recomputed from all centroids.
         """
-        from ..processing.stats import label_stats
+        from ..annotation import live_stats
 
         t = int(t)
         ids = sorted({int(v) for v in labels_ids if int(v) != 0})
+        if not ids:
+            return
         rows = self.rows.setdefault(t, {})
-        boxes = [b for b in (bbox(t, i) for i in ids) if b is not None]
         for i in ids:
             rows.pop(i, None)
-        if boxes:
-            b = np.array(boxes)
-            z0, y0, x0 = b[:, 0].min(), b[:, 2].min(), b[:, 4].min()
-            z1, y1, x1 = b[:, 1].max(), b[:, 3].max(), b[:, 5].max()
-            lab = np.array(whole[t, z0:z1, y0:y1, x0:x1])
-            lab[~np.isin(lab, ids)] = 0
-            if intensity is not None:
-                img = np.asarray(intensity[t, z0:z1, y0:y1, x0:x1], dtype=np.float64)
-            else:
-                img = np.zeros(lab.shape)
-            off = (self.offset[0] + z0, self.offset[1] + y0, self.offset[2] + x0)
-            tb = label_stats(lab, img, self.spacing, offset_zyx=off, t=t)
-            for k in range(len(tb["label"])):
-                rows[int(tb["label"][k])] = {c: float(tb[c][k]) for c in tb}
+        tb = live_stats(wc, t, ids, table=self.table_at(t))
+        for k in range(len(tb["label"])):
+            rows[int(tb["label"][k])] = {c: float(tb[c][k]) for c in tb}
         self._recompute_nn(t)
 
     def _recompute_nn(self, t: int) -> None:
@@ -111,22 +107,6 @@ class LabelStatsCache:
         d, _ = cKDTree(pts).query(pts, k=2)
         for i, v in zip(ids, d[:, 1], strict=True):
             rows[i]["nn_dist_um"] = float(v)
-
-
-def merged_topology(whole: np.ndarray, t: int, ids: Iterable[int], bbox: BoxFn,
-                    spacing_um: Sequence[float]) -> dict[str, Any] | None:
-    """Topology of the union of labels ``ids`` at ``t`` (on the crop of their boxes)."""
-    from ..processing.topology import topology_metrics
-
-    ids = sorted({int(v) for v in ids if int(v) != 0})
-    boxes = [b for b in (bbox(t, i) for i in ids) if b is not None]
-    if not boxes:
-        return None
-    b = np.array(boxes)
-    z0, y0, x0 = b[:, 0].min(), b[:, 2].min(), b[:, 4].min()
-    z1, y1, x1 = b[:, 1].max(), b[:, 3].max(), b[:, 5].max()
-    mask = np.isin(whole[t, z0:z1, y0:y1, x0:x1], ids)
-    return topology_metrics(mask, spacing_um)
 
 
 def _fmt(v: float) -> str:
