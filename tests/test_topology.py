@@ -137,3 +137,17 @@ def test_label_topology_per_label():
     assert res[4]["loops"] == 1 and res[4]["euler"] == 0
     assert res[7]["branch_points"] == 1 and res[7]["end_points"] == 3
     assert list(label_topology(lab, SP, ids=[7])) == [7]
+
+
+def test_ring_with_a_spur_has_two_branches_and_one_junction():
+    shape = (20, 80, 180)
+    m = torus(shape, (20, 16, 16), 9, 3, SP) | tube(shape, (20, 16, 25), (20, 16, 45), 2.5, SP)
+    res = topology_metrics(m, SP)
+    assert res["loops"] == 1 and res["euler"] == 0 and res["components"] == 1
+    assert res["branch_points"] == 1 and res["end_points"] == 1 and res["branches"] == 2
+    # a Y beside it: the numbers add up
+    two = m.copy()
+    two[:, :, 100:180] |= y_shape((20, 80, 80))
+    r2 = topology_metrics(two, SP)
+    assert r2["components"] == 2 and r2["loops"] == 1
+    assert r2["branch_points"] == 2 and r2["end_points"] == 4 and r2["branches"] == 5

@@ -253,7 +253,7 @@ def betti_numbers(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def _skeleton_counts(skel: np.ndarray, sp: tuple[float, float, float]) -> dict[str, Any]:
-    """Branches, branch points, end points and length (µm) of a skeleton image."""
+    """Branches, branch points, end points and length (µm) of a connected skeleton image."""
     nvox = int(skel.sum())
     res: dict[str, Any] = {"branches": 0, "branch_points": 0, "end_points": 0,
                            "length_um": 0.0, "skeleton_voxels": nvox}
@@ -266,35 +266,35 @@ def _skeleton_counts(skel: np.ndarray, sp: tuple[float, float, float]) -> dict[s
     if len(edges):
         d = (pos[edges[:, 0]] - pos[edges[:, 1]]) * np.asarray(sp)
         res["length_um"] = float(np.sqrt((d * d).sum(axis=1)).sum())
-    res["branches"], res["branch_points"] = _count_branches(n, edges, deg)
+    res["branches"], res["branch_points"] = _count_branches(skel, pos, edges, deg)
     return res
 
 
-def _count_branches(n: int, edges: np.ndarray, deg: np.ndarray) -> tuple[int, int]:
-    """Branches and branch points of a skeleton graph.
+def _count_branches(skel: np.ndarray, pos: np.ndarray, edges: np.ndarray,
+                    deg: np.ndarray) -> tuple[int, int]:
+    """Branches and branch points of ONE connected skeleton.
 
-    Branch points are clusters of joined voxels of degree >= 3 (adjacent junction voxels
-    are one branch point). Branches are the chains of voxels of degree < 3 between them
-    and the end points (a closed ring without junction is one branch).
+    Branch points are 26-connected clusters of voxels of degree >= 3. Branches are the
+    chains of voxels of degree 1-2 between them and the end points: within a connected
+    skeleton those chains form a forest of paths (a cycle of such voxels would be the
+    whole skeleton), so their number is nodes - edges; a skeleton that is one closed ring
+    (no junction, no end) is one branch.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    import cc3d
 
     if len(edges) == 0:
         return 0, 0
     junc = deg >= 3
     plain = ~junc & (deg > 0)
-
-    def components(sel: np.ndarray) -> np.ndarray:
-        e = edges[sel]
-        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-        return connected_components(g, directed=False)[1]
-
-    comp = components(plain[edges[:, 0]] & plain[edges[:, 1]])
-    branches = len(np.unique(comp[plain]))
-    jc = components(junc[edges[:, 0]] & junc[edges[:, 1]])
-    points = len(np.unique(jc[junc]))
-    return int(branches), int(points)
+    if not junc.any() and not (deg == 1).any():
+        return 1, 0  # a ring
+    pe = int((plain[edges[:, 0]] & plain[edges[:, 1]]).sum())
+    branches = int(plain.sum()) - pe
+    jimg = np.zeros(skel.shape, bool)
+    jimg[tuple(pos[junc].T)] = True
+    points = int(cc3d.connected_components(jimg, connectivity=26, return_N=True)[1]) \
+        if junc.any() else 0
+    return branches, points
 
 
 def topology_metrics(mask: np.ndarray, spacing_um: Sequence[float]) -> dict[str, Any]:
