@@ -263,7 +263,7 @@ def test_napari_paint_is_recorded(make_napari_viewer, series):
     assert not (np.asarray(lab.data) == 11).any()
 
 
-def test_tiles_offset_and_write_back(make_napari_viewer, series):
+def test_tiles_offset_and_write_back(make_napari_viewer, series, qtbot):
     from neuroglia5d._napari.tile_widget import TileWidget
 
     viewer, lab, _dock = open_dock(make_napari_viewer, series)
@@ -273,7 +273,11 @@ def test_tiles_offset_and_write_back(make_napari_viewer, series):
     assert state is not None and len(state.grid.tiles) >= 2
     last = len(state.grid.tiles) - 1
     tiles.switch(last)
+    qtbot.wait(20)
     x0 = state.grid.tiles[last].x0
+    # the tile looked at is recorded as reviewed, in whole-array voxels
+    reviews = [o for o in journal(series) if o["type"] == "review"]
+    assert any(o["box"][4] == x0 and o["box"][5] == SHAPE[3] for o in reviews)
     set_t(viewer, 0)
     press(viewer, "e")
     # label 4's right lobe (x 54-64 of the whole array) seen through the last tile
@@ -287,10 +291,30 @@ def test_tiles_offset_and_write_back(make_napari_viewer, series):
     assert not (state.full_labels[0] == 4).any() and not (np.asarray(lab.data)[0] == 4).any()
 
 
-def test_alt_click_4d_render_is_green(make_napari_viewer, series):
+def test_real_qt_keys_and_alt_click_4d_render(make_napari_viewer, series, qtbot):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
     viewer, lab, dock = open_dock(make_napari_viewer, series, show=True)
-    dock._render_factory = lambda: make_napari_viewer(show=True)
+    win = viewer.window._qt_window
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
+    canvas = viewer.window._qt_viewer.canvas.native
+    # real key events on the canvas: E (erase brush), Ctrl+Z (ours, not napari's)
     set_t(viewer, 1)
+    before = np.asarray(lab.data).copy()
+    qtbot.keyClick(canvas, Qt.Key.Key_E)
+    assert dock.brush == "erase"
+    drag(lab, [world(lab, 1, 3, 10, 46)])
+    assert not (np.asarray(lab.data)[1] == 5).any()
+    called = []
+    lab.undo = lambda: called.append("napari undo")  # type: ignore[method-assign]
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.wait(50)
+    assert called == [] and np.array_equal(np.asarray(lab.data), before)
+    assert dock.messages[-1].startswith("undo")
+    # Alt+click: the 4D render of label 1 in its own viewer
+    dock._render_factory = lambda: make_napari_viewer(show=True)
     click(lab, world(lab, 1, 4, 12, 14), modifiers=("Alt",))
     assert "4D render of label 1" in dock.messages[-1]
     rv = dock.render_viewer

@@ -506,6 +506,9 @@ class AnnotationDock(QWidget):
                 self.temporal_click(pos)
             return
         if self.brush == "none":
+            if self.viewer.dims.ndisplay == 2:
+                where = self.view.world_to_voxel(event.position)
+                self.message(f"napari {self.layer.mode} tool: click at (t, z, y, x) = {where}")
             return
         if self.viewer.dims.ndisplay != 2:
             self.message("brushes paint in the 2D view (Ctrl+Y switches back)")
@@ -779,7 +782,10 @@ class AnnotationDock(QWidget):
             self.layer = None
             self.attach(layer)
             return
-        self._mark_reviewed()
+        # a tile switch sets the data before the tile index: look once it is done
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._mark_reviewed)
 
     def _mark_reviewed(self) -> None:
         if self.view is None or self.wc is None:
