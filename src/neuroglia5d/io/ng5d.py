@@ -173,7 +173,9 @@ def _encode_volume(spec: ArraySpec, vol: np.ndarray) -> bytes:
         block = codec.encode_palette(vol, spec.brick)
     else:
         block = codec.encode_bitpack(vol, spec.brick)
-    return codec.store_zstd(block) if spec.storage == codec.STORAGE_ZSTD else block
+    if spec.storage == codec.STORAGE_ZSTD:
+        return codec.store_zstd(block, codec.ZSTD_LEVELS[spec.codec])
+    return block
 
 
 def encode_record_payload(spec: ArraySpec, data: np.ndarray) -> bytes:
