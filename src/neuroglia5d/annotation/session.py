@@ -98,15 +98,21 @@ def live_stats(wc: WorkingCopy, t: int, ids: Iterable[int], *,
         bounding boxes and centroids in the raw frame (crop offset added).
     """
     want = sorted({int(v) for v in ids if int(v) != 0})
-    box = _union_box(wc, t, want)
-    if box is None:
+    parts = []
+    for i in want:  # each label on its own box (far-apart labels cost their boxes only)
+        box = wc.bbox(t, i)
+        if box is None:
+            continue
+        lab = np.array(wc.labels[t][_slices(box)])
+        lab[lab != i] = 0
+        img = (crop_of(wc.intensity, t, box).astype(np.float64) if wc.intensity is not None
+               else np.zeros(lab.shape))
+        off = tuple(o + b for o, b in zip(wc.offset_zyx, box[0::2], strict=True))
+        parts.append(label_stats(lab, img, wc.spacing_um, offset_zyx=off, t=int(t),
+                                 surface=surface))
+    if not parts:
         return empty_table()
-    lab = np.array(wc.labels[t][_slices(box)])
-    lab[~np.isin(lab, np.asarray(want, lab.dtype))] = 0
-    img = (crop_of(wc.intensity, t, box).astype(np.float64) if wc.intensity is not None
-           else np.zeros(lab.shape))
-    off = tuple(o + b for o, b in zip(wc.offset_zyx, box[0::2], strict=True))
-    tb = label_stats(lab, img, wc.spacing_um, offset_zyx=off, t=int(t), surface=surface)
+    tb = recompute_nn(concat_tables(parts))
     if table is not None and len(table["label"]):
         others = (table["t"] == t) & ~np.isin(table["label"], want)
         if others.any():
@@ -123,12 +129,41 @@ def live_stats(wc: WorkingCopy, t: int, ids: Iterable[int], *,
 def merged_topology(wc: WorkingCopy, t: int, ids: Iterable[int]) -> dict[str, Any] | None:
     """:func:`~neuroglia5d.processing.topology.topology_metrics` of the union of ``ids``
     at ``t`` (None when none is present)."""
-    want = sorted({int(v) for v in ids if int(v) != 0})
-    box = _union_box(wc, t, want)
-    if box is None:
+    want = sorted({int(v) for v in ids if int(v) != 0 and wc.bbox(t, int(v)) is not None})
+    if not want:
         return None
-    crop = wc.labels[t][_slices(box)]
-    return topology_metrics(np.isin(crop, np.asarray(want, crop.dtype)), wc.spacing_um)
+    total: dict[str, Any] | None = None
+    for group in _touching_groups(wc, t, want):
+        box = _union_box(wc, t, group)
+        assert box is not None
+        crop = wc.labels[t][_slices(box)]
+        res = topology_metrics(np.isin(crop, np.asarray(group, crop.dtype)), wc.spacing_um)
+        total = res if total is None else {k: total[k] + res[k] for k in total}
+    return total
+
+
+def _touching_groups(wc: WorkingCopy, t: int, ids: list[int]) -> list[list[int]]:
+    """Groups of ``ids`` whose boxes (grown by one voxel) overlap, transitively: labels of
+    different groups cannot touch, so each group is measured on its own box."""
+    boxes = {i: wc.bbox(t, i) for i in ids}
+    parent = {i: i for i in ids}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for k, a in enumerate(ids):
+        ba = boxes[a]
+        for b in ids[k + 1:]:
+            bb = boxes[b]
+            if all(ba[2 * d] <= bb[2 * d + 1] and bb[2 * d] <= ba[2 * d + 1] for d in range(3)):
+                parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = {}
+    for i in ids:
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
 
 
 # --------------------------------------------------------------------------- per label
