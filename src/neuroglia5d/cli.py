@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--min-examples", type=int, default=5,
                     help="corrections a network needs before it trains")
     tr.add_argument("--schedule", choices=("meta", "fixed"), default="meta")
+    tr.add_argument("--max-steps", type=int, help="cap on the optimiser steps of a round")
     tr.add_argument("--debug", action="store_true")
 
     ap = sub.add_parser("apply", help="apply trained correction networks to labels",
@@ -427,7 +428,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     run_train(args.annotations, labels=args.labels, intensity=args.intensity,
               weights=args.weights, name=args.name, min_examples=args.min_examples,
-              schedule=args.schedule)
+              schedule=args.schedule, max_steps=args.max_steps)
     return 0
 
 

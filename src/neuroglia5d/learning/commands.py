@@ -42,7 +42,7 @@ def _header_file(doc: dict[str, Any], *roles: str) -> str | None:
 def run_train(annotations: str | Path, *, labels: str | None = None,
               intensity: str | None = None, weights: str | None = None,
               name: str | None = None, min_examples: int = 5, schedule: str = "meta",
-              log: Any = print) -> Path:
+              max_steps: int | None = None, log: Any = print) -> Path:
     """Train (incrementally) on an annotations file; returns the weights path."""
     from ..annotation import load_annotations
     from .session import Learner
@@ -68,6 +68,10 @@ def run_train(annotations: str | Path, *, labels: str | None = None,
         log(f"continuing from {out}")
     else:
         le = Learner(min_examples=min_examples, schedule=schedule)
+    if max_steps is not None:
+        if max_steps < 1:
+            raise ParameterError(f"--max-steps {max_steps}: must be at least 1")
+        le.cap_steps(max_steps)
     _corr, rep = le.train_from_annotations(doc, lab, inten)
     log(rep.summary())
     for d in rep.decisions:
@@ -117,7 +121,11 @@ def run_apply(weights: str | Path, input_path: str | Path, *, intensity: str | N
     write_outputs(Outputs({"labels": wc.labels}, tuple(outs.spacing_um),
                           tuple(outs.offset_zyx), {"model_weights": le.weights_id}, stem),
                   dest, fmt)
-    ann = dest.with_name(f"{stem}_model_auto_annotations.json")
+    out_stem = dest.name
+    for suf in (".ng5d", ".ome.tif", ".ome.tiff", ".tif", ".tiff"):
+        out_stem = out_stem.removesuffix(suf)
+    out_stem = out_stem.removesuffix("_labels")
+    ann = dest.with_name(f"{out_stem}_auto_annotations.json")
     save_annotations(ann, wc, make_header(wc, files={"labels": inp}, stem=stem))
     log(f"wrote {dest} and {ann} ({len(rep.ops)} machine operations)")
     if ctc:

@@ -127,10 +127,12 @@ class Learner:
         Seed of the initial weights.
     schedule : {"meta", "fixed"}
         Who sets the learning rate and steps of each round.
+    max_steps : int, optional
+        Cap on the steps of any round.
     """
 
     def __init__(self, spec: CropSpec | None = None, *, min_examples: int = 5, seed: int = 0,
-                 schedule: str = "meta") -> None:
+                 schedule: str = "meta", max_steps: int | None = None) -> None:
         self.spec = spec or auto_crop()
         self.min_examples = int(min_examples)
         self.seed = int(seed)
@@ -138,8 +140,16 @@ class Learner:
         self.models: dict[str, ObjectClassifier] = {}
         self.boundary: BoundaryModel | None = None
         self.meta = MetaController()
+        if max_steps is not None:
+            self.cap_steps(max_steps)
         self.n_seen: dict[str, int] = {}
         self.thresholds = {"artefact": 0.5, "merge": 0.5, "split": 0.5, "track": 0.5}
+
+    def cap_steps(self, max_steps: int) -> None:
+        """Limit every round (meta or fixed schedule) to ``max_steps`` steps."""
+        self.meta.max_steps = int(max_steps)
+        self.meta.first_steps = min(self.meta.first_steps, int(max_steps))
+        self.meta.min_steps = min(self.meta.min_steps, int(max_steps))
 
     # ------------------------------------------------------------------ identity
     @property
@@ -160,7 +170,8 @@ class Learner:
         new_frac = 1.0 if prev == 0 else max(0.0, (n - prev) / max(n, 1))
         warm = name in self.models or (name == "split_boundary" and self.boundary is not None)
         if self.schedule == "fixed":
-            return fixed_schedule(name, round_), new_frac, warm
+            return fixed_schedule(name, round_, steps=min(300, self.meta.max_steps)), \
+                new_frac, warm
         return self.meta.decide(name, n_examples=n, new_fraction=new_frac, warm=warm), \
             new_frac, warm
 
