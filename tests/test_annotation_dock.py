@@ -126,8 +126,9 @@ def open_dock(make_napari_viewer, folder, **kw):
     viewer.open(str(folder / "s_fused.ome.tif"), plugin=PLUGIN)
     lab = next(ly for ly in viewer.layers if ly.__class__.__name__ == "Labels")
     viewer.layers.selection.active = lab
-    dock = AnnotationDock(viewer)
-    viewer.window.add_dock_widget(dock, name="Annotation dock")
+    # through the plugin's widget contribution (Plugins > Annotation dock)
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Annotation dock")
+    assert isinstance(dock, AnnotationDock) and dock.layer is lab
     return viewer, lab, dock
 
 

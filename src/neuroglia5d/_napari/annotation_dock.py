@@ -23,6 +23,7 @@ after recording so that nothing changes the copy unrecorded.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,9 @@ class AnnotationDock(QWidget):
     def __init__(self, napari_viewer: Any,
                  render_viewer: Callable[[], Any] | None = None) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        # napari hands plugin widgets a public-only proxy; our own code needs the viewer
+        # itself (Qt parents for the key overrides, identity of its layers)
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self._render_factory = render_viewer
         self.render_viewer: Any = None
         self.layer: Any = None
@@ -120,9 +123,10 @@ class AnnotationDock(QWidget):
         self._recording_paint = False
         self._cleanup: list[Callable[[], None]] = []
         self._build_ui()
+        # closing the dock (which may delete it without a close event) gives keys back
+        self.destroyed.connect(functools.partial(_run_all, self._cleanup))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        self._bind_keys_on(self.viewer)
         self.attach()
 
     # ------------------------------------------------------------------ UI
@@ -291,6 +295,7 @@ class AnnotationDock(QWidget):
             lambda: layer.events.data.disconnect(self._on_data),
             lambda: self.viewer.dims.events.current_step.disconnect(self._on_step),
         ]
+        self._bind_keys_on(self.viewer)
         self._bind_keys_on(layer)
         img = self._image_layer()
         if img is not None:
@@ -330,7 +335,7 @@ class AnnotationDock(QWidget):
         for fn in reversed(self._cleanup):
             with contextlib.suppress(ValueError, RuntimeError, TypeError):
                 fn()
-        self._cleanup = []
+        self._cleanup.clear()  # the same list stays connected to ``destroyed``
         if "annotation stroke" in self.viewer.layers:
             self.viewer.layers.remove("annotation stroke")
         if self.wc is not None and getattr(self.wc, "journal", None) is not None:
@@ -915,6 +920,13 @@ class AnnotationDock(QWidget):
     def _z_range(self) -> tuple[int, int]:
         Z = int(self.view.whole().shape[1]) if self.view is not None else 1
         return 0, Z - 1
+
+
+def _run_all(fns: list[Callable[[], Any]], *_: Any) -> None:
+    for fn in reversed(fns):
+        with contextlib.suppress(ValueError, RuntimeError, TypeError, KeyError):
+            fn()
+    fns.clear()
 
 
 def _key_cb(fn: Callable[[], None]) -> Callable[[Any], None]:
