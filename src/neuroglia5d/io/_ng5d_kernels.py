@@ -237,14 +237,45 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
             k = off
             buf = np.uint64(0)
             avail = 0
-            for i in range(n):
-                if avail < w:  # refill the bit reader with the next word
-                    buf |= np.uint64(data[k]) << np.uint64(avail)
-                    k += 1
-                    avail += 32
-                flat[corner + lin[i]] = base + np.int64(buf & mask)
-                buf >>= uw
-                avail -= w
+            if w <= 8 and bx % 4 == 0:
+                # four values per refill check (4w <= 32 bits), all in one row
+                w4 = 4 * w
+                uw2 = np.uint64(2 * w)
+                uw3 = np.uint64(3 * w)
+                uw4 = np.uint64(w4)
+                for i in range(0, n, 4):
+                    if avail < w4:  # refill the bit reader with the next word
+                        buf |= np.uint64(data[k]) << np.uint64(avail)
+                        k += 1
+                        avail += 32
+                    c0 = corner + lin[i]
+                    flat[c0] = base + np.int64(buf & mask)
+                    flat[c0 + 1] = base + np.int64((buf >> uw) & mask)
+                    flat[c0 + 2] = base + np.int64((buf >> uw2) & mask)
+                    flat[c0 + 3] = base + np.int64((buf >> uw3) & mask)
+                    buf >>= uw4
+                    avail -= w4
+            elif w <= 16 and n % 2 == 0:
+                w2 = 2 * w  # two values per refill check
+                uw2 = np.uint64(w2)
+                for i in range(0, n, 2):
+                    if avail < w2:
+                        buf |= np.uint64(data[k]) << np.uint64(avail)
+                        k += 1
+                        avail += 32
+                    flat[corner + lin[i]] = base + np.int64(buf & mask)
+                    flat[corner + lin[i + 1]] = base + np.int64((buf >> uw) & mask)
+                    buf >>= uw2
+                    avail -= w2
+            else:
+                for i in range(n):
+                    if avail < w:
+                        buf |= np.uint64(data[k]) << np.uint64(avail)
+                        k += 1
+                        avail += 32
+                    flat[corner + lin[i]] = base + np.int64(buf & mask)
+                    buf >>= uw
+                    avail -= w
         elif full:
             # whole sparse brick: visit the set mask bits in order, values in rank order
             mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
