@@ -97,21 +97,21 @@ def world(layer, t, z, y, x):
     return tuple(float(v) for v in layer.data_to_world((t, z, y, x)))
 
 
-def drag(layer, points, modifiers=()):
+def drag(layer, points, modifiers=(), **kw):
     """Press at the first point, move through the others, release at the last."""
     from napari.utils._proxies import ReadOnlyWrapper
 
     mouse_press_callbacks(layer, ReadOnlyWrapper(Ev("mouse_press", points[0],
-                                                    modifiers=modifiers)))
+                                                    modifiers=modifiers, **kw)))
     for p in points[1:]:
         mouse_move_callbacks(layer, ReadOnlyWrapper(Ev("mouse_move", p, is_dragging=True,
-                                                       modifiers=modifiers)))
+                                                       modifiers=modifiers, **kw)))
     mouse_release_callbacks(layer, ReadOnlyWrapper(Ev("mouse_release", points[-1],
-                                                      modifiers=modifiers)))
+                                                      modifiers=modifiers, **kw)))
 
 
-def click(layer, point, modifiers=()):
-    drag(layer, [point], modifiers)
+def click(layer, point, modifiers=(), **kw):
+    drag(layer, [point], modifiers, **kw)
 
 
 def press(viewer, key):
@@ -262,6 +262,22 @@ def test_napari_paint_is_recorded(make_napari_viewer, series):
     # our undo takes the paint back
     press(viewer, "Control-Z")
     assert not (np.asarray(lab.data) == 11).any()
+    # restore buttons: the layer's selected label, then the region on screen, at t=2
+    lab.mode = "erase"
+    drag(lab, [world(lab, 2, 5, 34, 40), world(lab, 2, 5, 34, 42)])
+    assert user_ops(series)[-1]["type"] == "paint"
+    dock.set_brush("erase")
+    drag(lab, [world(lab, 2, 3, 10, 46)])  # label 5 erased at t=2
+    orig = make_labels()
+    assert not np.array_equal(np.asarray(lab.data)[2], orig[2])
+    lab.selected_label = 5
+    dock.restore_label_button.click()
+    assert np.array_equal(np.asarray(lab.data)[2] == 5, orig[2] == 5)
+    assert not np.array_equal(np.asarray(lab.data)[2], orig[2])  # the erased pixels of 4
+    dock.restore_region_button.click()
+    assert np.array_equal(np.asarray(lab.data)[2], orig[2])
+    assert [o["type"] for o in user_ops(series)[-2:]] == ["restore", "restore"]
+    assert user_ops(series)[-1]["box"] == [0, SHAPE[1], 0, SHAPE[2], 0, SHAPE[3]]
 
 
 def test_tiles_offset_and_write_back(make_napari_viewer, series, qtbot):
@@ -327,6 +343,13 @@ def test_real_qt_keys_and_alt_click_4d_render(make_napari_viewer, series, qtbot)
     green = (rgb[..., 1] > 120) & (rgb[..., 0] < 80) & (rgb[..., 2] < 80)
     red = (rgb[..., 0] > 120) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
     assert green.sum() > 50 and red.sum() > 10
+    # in the 3D view the label hit by the mouse ray is rendered (label 2 here, t=2)
+    viewer.dims.ndisplay = 3
+    set_t(viewer, 2)
+    click(lab, world(lab, 2, 4, 12, 26), modifiers=("Alt",), view_direction=(0, 1, 0, 0),
+          dims_displayed=(1, 2, 3))
+    assert "4D render of label 2" in dock.messages[-1]
+    assert "4D render of 2" in rv.layers
 
 
 def test_save_hook_and_replay_offer(make_napari_viewer, series):
