@@ -394,3 +394,25 @@ def test_save_hook_and_replay_offer(make_napari_viewer, series):
     doc = json.loads((series / "s_auto_annotations.json").read_text())
     assert [o["type"] for o in doc["operations"] if o["type"] != "review"] == ["merge", "erase"]
     assert np.array_equal(replay(doc, make_labels()), np.asarray(lab2.data))
+    idx = [o["created_idx"] for o in doc["operations"]]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)
+    # an unsaved edit, reopened and discarded: set aside, never offered again; edits are
+    # refused while the choice is open
+    dock2.set_brush("erase")
+    drag(lab2, [world(lab2, 0, 4, 34, 8)])  # label 3 at t=0
+    dock2.detach()
+    _, lab3, dock3 = open_dock(make_napari_viewer, series)
+    assert [o["type"] for o in dock3.pending if o["type"] != "review"] == ["erase"]
+    dock3.set_brush("erase")
+    drag(lab3, [world(lab3, 1, 4, 34, 8)])
+    assert "refused" in dock3.messages[-1] and (np.asarray(lab3.data)[1] == 7).any()
+    moved = dock3.discard_pending()
+    assert moved is not None and moved.exists() and "discarded" in moved.name
+    drag(lab3, [world(lab3, 1, 4, 34, 8)])  # label 7 at t=1
+    assert not (np.asarray(lab3.data)[1] == 7).any()
+    dock3.detach()
+    _, _lab4, dock4 = open_dock(make_napari_viewer, series)
+    pend = [o for o in dock4.pending if o["type"] != "review"]
+    assert [(o["type"], o["t"], o["labels"]) for o in pend] == [("erase", 1, [7])]
+    idx = [o["created_idx"] for o in journal(series)]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)

@@ -276,7 +276,7 @@ class AnnotationDock(QWidget):
         self.journal_path = folder / f"{stem}_auto_annotations.jsonl"
         self.annotations_path = folder / f"{stem}_auto_annotations.json"
         prior, next_id, saved = self._saved_session()
-        self.pending = pending_operations(self.journal_path, saved)
+        self.pending = _first_per_idx(pending_operations(self.journal_path, saved))
         self.wc = WorkingCopy(self.view.whole(), original=meta.get("original"),
                               intensity=self._intensity(), spacing_um=spacing,
                               offset_zyx=offset, journal=Journal(self.journal_path),
@@ -667,6 +667,10 @@ class AnnotationDock(QWidget):
         if self.wc is None:
             self.message(f"{what}: no working copy attached")
             return None
+        if self.pending and not what.startswith("replay"):
+            self.message(f"{what} refused: first replay or discard the journal's unsaved "
+                         "operations (buttons in the dock)")
+            return None
         try:
             op = fn()
         except (Neuroglia5DError, ValueError) as e:
@@ -761,6 +765,15 @@ class AnnotationDock(QWidget):
         self._recording_paint = True
         try:
             edits = self.view.paint_item_boxes(event.value)
+            if self.pending:  # not recorded in order yet: take the edit back
+                whole = self.view.whole()
+                for box, t, before, _ in edits:
+                    z0, z1, y0, y1, x0, x1 = box
+                    whole[t, z0:z1, y0:y1, x0:x1] = before
+                    self.view.refresh([(t, *box)])
+                self.message("paint refused: first replay or discard the journal's unsaved "
+                             "operations (buttons in the dock)")
+                edits = []
             for box, t, before, after in edits:
                 op = self.wc.paint(t, box, before, after)
                 if op is None:
@@ -793,8 +806,8 @@ class AnnotationDock(QWidget):
         QTimer.singleShot(0, self._mark_reviewed)
 
     def _mark_reviewed(self) -> None:
-        if self.view is None or self.wc is None:
-            return
+        if self.view is None or self.wc is None or self.pending:
+            return  # (held until the unsaved journal operations are replayed or discarded)
         t = self.current_t()
         box = self.view.tile_box()
         key = (t, box)
@@ -859,19 +872,43 @@ class AnnotationDock(QWidget):
             n += res is not None and op.type != "review"
         self.pending = []
         self.replay_box.setVisible(False)
+        self._mark_reviewed()
         self.message(f"replayed {n} operation(s) from the journal")
         return n
 
-    def discard_pending(self) -> None:
-        """Do not replay the journal's unsaved operations (they stay in the journal)."""
+    def discard_pending(self) -> Path | None:
+        """Do not replay the journal's unsaved operations.
+
+        The journal is set aside as ``<stem>_auto_annotations.discarded-<stamp>.jsonl``
+        (kept for the record) and a fresh one continues, so that a later reopening never
+        offers the discarded operations together with newer ones. Returns the set-aside
+        file.
+        """
+        import datetime as _dt
+
+        from ..annotation import Journal, read_journal
+
         n = len([o for o in self.pending if o.get("type") != "review"])
-        last = max((int(o.get("created_idx", -1)) for o in self.pending), default=-1)
-        if self.wc is not None and hasattr(self.wc, "_next_idx"):
-            # new ops must not reuse the discarded ops' created_idx
-            self.wc._next_idx = max(self.wc._next_idx, last + 1)
+        last = max((int(o.get("created_idx", -1)) for o in read_journal(self.journal_path)),
+                   default=-1)
         self.pending = []
         self.replay_box.setVisible(False)
-        self.message(f"{n} unsaved journal operation(s) not replayed")
+        moved = None
+        if self.wc is not None:
+            if hasattr(self.wc, "_next_idx"):
+                # new ops never reuse the discarded ops' created_idx
+                self.wc._next_idx = max(self.wc._next_idx, last + 1)
+            if self.wc.journal is not None:
+                self.wc.journal.close()
+            stamp = _dt.datetime.now().strftime("%y%m%d%H%M%S")
+            moved = self.folder / f"{self.stem}_auto_annotations.discarded-{stamp}.jsonl"
+            if self.journal_path.exists():
+                self.journal_path.replace(moved)
+            self.wc.journal = Journal(self.journal_path)
+        self._mark_reviewed()
+        self.message(f"{n} unsaved journal operation(s) not replayed"
+                     + (f" (set aside as {moved.name})" if moved is not None else ""))
+        return moved
 
     def save(self) -> list[Path]:
         """Save the working copy (formats already present, else ``.ng5d``) and then the
@@ -920,6 +957,20 @@ class AnnotationDock(QWidget):
     def _z_range(self) -> tuple[int, int]:
         Z = int(self.view.whole().shape[1]) if self.view is not None else 1
         return 0, Z - 1
+
+
+def _first_per_idx(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Journal ops without repeats of one ``created_idx`` (a replay appends the replayed
+    ops again), in journal order."""
+    seen: set[int] = set()
+    out = []
+    for o in ops:
+        k = int(o.get("created_idx", -1))
+        if k in seen:
+            continue
+        seen.add(k)
+        out.append(o)
+    return out
 
 
 def _run_all(fns: list[Callable[[], Any]], *_: Any) -> None:
