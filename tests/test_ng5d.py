@@ -458,3 +458,21 @@ def test_info_reports_stored_and_resident_sizes(tmp_path):
     resident = len(codec.encode_palette(lab[0, 0], (8, 8, 8)))
     assert a["storage"] == "zstd" and a["resident_bytes"] == resident
     assert a["compressed_bytes"] < resident  # the zstd tier pays on labels
+
+
+def test_damaged_sparse_bricks_are_refused():
+    vol = np.zeros((4, 16, 32), np.uint16)
+    vol[1, 2, 3] = 500
+    vol[2, 9, 20] = 7  # second brick: a sparse one too
+    buf = bytearray(codec.encode_bitpack(vol, (4, 16, 16)))
+    v = codec.parse_bitpack(buf, 2, 1024)
+    assert list(v.modes) == [codec.MODE_SPARSE] * 2
+    nmask = 32
+    v.data[int(v.offsets[1]) + nmask + 1] += 1  # a prefix count of brick 1
+    with pytest.raises(codec.InputError, match="prefix counts do not match"):
+        codec._check_bitpack(v, 1024)
+    v.data[int(v.offsets[1]) + nmask + 1] -= 1
+    codec._check_bitpack(v, 1024)
+    v.offsets[1] = len(v.data) - 2  # brick 1's mask would run past the data
+    with pytest.raises(codec.InputError, match="mask lies past the end"):
+        codec._check_bitpack(v, 1024)

@@ -176,6 +176,30 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                     data[offsets[b] + nmask + k // 8] = np.uint32(acc)
                 acc += popc(np.int64(data[offsets[b] + k]))
 
+@_par
+def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, bad: Any
+                    ) -> None:
+    """Flag every sparse brick whose mask (1), prefix counts (2) or values (3) do not fit
+    the data (``bad`` starts at 0)."""
+    nmask = (n + 31) // 32
+    npre = (nmask + 7) // 8
+    nw = data.shape[0]
+    for b in prange(modes.shape[0]):
+        if modes[b] != 2:
+            continue
+        off = np.int64(offsets[b])
+        if off + nmask + npre > nw - 1:
+            bad[b] = 1
+            continue
+        acc = np.int64(0)
+        for k in range(nmask):
+            if k % 8 == 0 and np.int64(data[off + nmask + k // 8]) != acc:
+                bad[b] = 2
+            acc += popc(np.int64(data[off + k]))
+        if bad[b] == 0 and off + nmask + npre + (acc * np.int64(widths[b]) + 31) // 32 > nw - 1:
+            bad[b] = 3
+
+
 @_shared
 def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: int,
              data: Any) -> int:

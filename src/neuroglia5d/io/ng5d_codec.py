@@ -203,23 +203,14 @@ def _check_bitpack(v: BitpackVolume, n: int) -> None:
     dense = v.modes == MODE_DENSE
     if dense.any() and int((off[dense] + (n * w[dense] + 31) // 32).max()) > nw - 1:
         raise InputError("a dense brick's data lies past the end of the block")
-    sparse = np.flatnonzero(v.modes == MODE_SPARSE)
-    if len(sparse):
-        nmask = (n + 31) // 32
-        npre = (nmask + 7) // 8
-        if int((off[sparse] + nmask + npre).max()) > nw - 1:
-            raise InputError("a sparse brick's mask lies past the end of the block")
-        masks = v.data[off[sparse, None] + np.arange(nmask)]
-        counts = np.bitwise_count(masks).astype(np.int64)
-        groups = np.arange(0, nmask, 8)
-        want = np.concatenate([np.zeros((len(sparse), 1), np.int64),
-                               np.cumsum(counts, axis=1)], axis=1)[:, groups]
-        have = v.data[off[sparse, None] + nmask + np.arange(npre)].astype(np.int64)
-        if not np.array_equal(want, have):
-            raise InputError("a sparse brick's prefix counts do not match its mask")
-        nnz = counts.sum(axis=1)
-        if int((off[sparse] + nmask + npre + (nnz * w[sparse] + 31) // 32).max()) > nw - 1:
-            raise InputError("a sparse brick's values lie past the end of the block")
+    if (v.modes == MODE_SPARSE).any():
+        bad = np.zeros(len(v.modes), np.uint8)
+        _kernels().bp_check_sparse(v.modes, v.widths, v.offsets, v.data, n, bad)
+        if bad.any():
+            raise InputError({1: "a sparse brick's mask lies past the end of the block",
+                              2: "a sparse brick's prefix counts do not match its mask",
+                              3: "a sparse brick's values lie past the end of the block"}[
+                                  int(bad[np.flatnonzero(bad)[0]])])
 
 
 def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
