@@ -106,6 +106,7 @@ class ApplyReport:
     ops: list[Any] = field(default_factory=list)
     seconds: float = 0.0
     parents: dict[int, int] = field(default_factory=dict)
+    erased_labels: dict[int, list[int]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line."""
@@ -157,7 +158,13 @@ class Learner:
         """Short hash of the current weights (recorded with every machine op)."""
         h = hashlib.blake2b(digest_size=6)
         for k in sorted(self.models):
-            for v in self.models[k].net.state_dict().values():
+            net = getattr(self.models[k], "net", None)
+            if net is None:  # another kind of model (a random-forest baseline)
+                import pickle
+
+                h.update(pickle.dumps(self.models[k]))
+                continue
+            for v in net.state_dict().values():
                 h.update(v.detach().cpu().numpy().tobytes())
         if self.boundary is not None:
             for v in self.boundary.net.state_dict().values():
@@ -274,6 +281,7 @@ class Learner:
                     if op is not None:
                         rep.ops.append(op)
                         rep.erased += len(gone)
+                        rep.erased_labels[t] = sorted(gone)
                     fr = Frame(wc.labels[t], it, wc.spacing_um)
             if "merge" in self.models and len(fr.ff.pairs):
                 inside = set(fr.ff.ids[self._in_box(fr, box)].tolist())
@@ -289,7 +297,7 @@ class Learner:
                         rep.ops.append(op)
                         rep.merged += len(mapping)
                     fr = Frame(wc.labels[t], it, wc.spacing_um)
-            if "split" in self.models and self.boundary is not None and len(fr.ff.ids):
+            if "split" in self.models and len(fr.ff.ids):
                 sel = fr.ff.ids[self._in_box(fr, box)]
                 x, c = label_inputs(fr, sel.tolist(), self.spec)
                 p = self.models["split"].predict_proba(x, c)
@@ -320,18 +328,26 @@ class Learner:
 
     def _split_one(self, wc: Any, fr: Frame, t: int, label: int, wid: str) -> Any:
         """Split ``label`` along the predicted boundary; seeds are the two largest parts
-        of the label away from the boundary. None when no two parts are found."""
+        of the label away from the boundary (without a boundary network: away from its
+        necks, and the watershed runs on the working copy's intensity + distance). None
+        when no two parts are found."""
         from scipy import ndimage as ndi
 
         from .examples import boundary_input
 
         bb = wc.bbox(t, label)
-        if bb is None or self.boundary is None:
+        if bb is None:
             return None
         box = tuple(slice(bb[2 * i], bb[2 * i + 1]) for i in range(3))
         inp = boundary_input(fr, label, box)
-        prob = self.boundary.predict(inp)
         mask = inp[1] > 0
+        if self.boundary is not None:
+            prob = self.boundary.predict(inp)
+        else:  # no boundary network: the distance transform (necks are "boundary")
+            import edt
+
+            dist = edt.edt(mask, anisotropy=fr.spacing, black_border=False)
+            prob = (1.0 - dist / max(float(dist.max()), 1e-6)).astype(np.float32)
         seeds = None
         for thr in (0.5, 0.3, 0.15):
             core, n = ndi.label(mask & (prob < thr))
@@ -348,8 +364,8 @@ class Learner:
         origin = np.array([bb[0], bb[2], bb[4]])
         strokes = [np.column_stack([np.full(len(s), t), s + origin]) for s in seeds]
         try:
-            return wc.split(t, strokes, source="model", boundary=prob.astype(np.float32),
-                            weights_id=wid)
+            return wc.split(t, strokes, source="model", weights_id=wid,
+                            boundary=None if self.boundary is None else prob.astype(np.float32))
         except Exception:  # a seed fell outside the label after an earlier change
             return None
 
