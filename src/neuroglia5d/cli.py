@@ -352,6 +352,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if "codec" in a:
             ratio = f"{a['ratio']:.1f}x" if a["ratio"] else "-"
             bad = a["checksum_errors"]
+            if a.get("storage") == "zstd" and a.get("resident_ratio"):
+                ratio += f" on disk, {a['resident_ratio']:.1f}x in memory"
             line += (f", {a['codec']} bricks {a['brick']}, {a['compressed_bytes']} bytes "
                      f"({ratio}), timepoints {a['timepoints_present']}/"
                      f"{a['timepoints_expected']}, checksums "
