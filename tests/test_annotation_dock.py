@@ -214,10 +214,10 @@ def test_split_temporal_merge_and_restore(make_napari_viewer, series):
     assert "split seed 1" in dock.messages[-1]
     drag(lab, [world(lab, 0, 4, 34, 58)])  # seed in the right lobe
     preview = viewer.layers["annotation stroke"]  # both seeds stay shown until Enter
-    assert preview.visible and preview.data[34, 40] and preview.data[34, 58]
+    assert preview.opacity > 0 and preview.data[34, 40] and preview.data[34, 58]
     assert viewer.layers.selection.active is lab
     press(viewer, "Enter")
-    assert not preview.visible
+    assert preview.opacity == 0
     data = np.asarray(lab.data)
     left, right = int(data[0, 4, 34, 40]), int(data[0, 4, 34, 58])
     assert left == 4 and right == 9  # the next unused ID (max over the copy is 8)

@@ -121,6 +121,7 @@ class AnnotationDock(QWidget):
         self.pending: list[dict[str, Any]] = []
         self._reviewed: set[tuple[int, tuple[int, ...]]] = set()
         self._recording_paint = False
+        self._preview_time = 0.0
         self._cleanup: list[Callable[[], None]] = []
         self._build_ui()
         # closing the dock (which may delete it without a close event) gives keys back
@@ -530,7 +531,8 @@ class AnnotationDock(QWidget):
         yield
         while event.type == "mouse_move":
             self._stroke_step(stroke, self.view.world_to_voxel(event.position))
-            self._preview(stroke)
+            self._preview(stroke, self.split_seeds if self.brush == "split" else (),
+                          throttle=True)
             yield
         self.finish_stroke(stroke)
 
@@ -556,9 +558,18 @@ class AnnotationDock(QWidget):
         return t, int(z0 + z), int(y0 + y), int(x0 + x)
 
     # stroke preview: a 2D image over the tile on screen, coloured like the brush
-    def _preview(self, stroke: Stroke | None, seeds: Sequence[np.ndarray] = ()) -> None:
+    def _preview(self, stroke: Stroke | None, seeds: Sequence[np.ndarray] = (),
+                 throttle: bool = False) -> None:
+        """Show the stroke (and split seeds) on the tile; ``throttle``: at most every
+        50 ms (while dragging)."""
+        import time
+
         if self.view is None:
             return
+        now = time.perf_counter()
+        if throttle and now - self._preview_time < 0.05:
+            return
+        self._preview_time = now
         y0, x0 = self.view.tile_origin()
         ny, nx = np.shape(self.layer.data)[-2:]
         img = np.zeros((ny, nx), np.uint8)
@@ -569,10 +580,17 @@ class AnnotationDock(QWidget):
         if stroke is not None:
             img |= stroke.mask[y0:y0 + ny, x0:x0 + nx]
         layer = self._preview_layer()
+        if not img.any():
+            layer.opacity = 0.0  # (cheaper than toggling visibility)
+            return
         layer.data = img
-        layer.colormap = PREVIEW_COLOURS.get(self.brush, "gray")
-        layer.translate = tuple(self.layer.translate[-2:])
-        layer.visible = bool(img.any())
+        cmap = PREVIEW_COLOURS.get(self.brush, "gray")
+        if layer.colormap.name != cmap:
+            layer.colormap = cmap
+        tr = tuple(self.layer.translate[-2:])
+        if tuple(layer.translate) != tr:
+            layer.translate = tr
+        layer.opacity = 0.6
 
     def _preview_layer(self) -> Any:
         name = "annotation stroke"
@@ -588,8 +606,10 @@ class AnnotationDock(QWidget):
 
     def _clear_preview(self) -> None:
         seeds = self.split_seeds if self.brush == "split" else []
-        if seeds or "annotation stroke" in self.viewer.layers:
+        if seeds:
             self._preview(None, seeds)
+        elif "annotation stroke" in self.viewer.layers:
+            self.viewer.layers["annotation stroke"].opacity = 0.0
 
     def _stroke_step(self, stroke: Stroke, pos: tuple[int, int, int, int]) -> None:
         new = stroke.add(pos[2], pos[3])
@@ -671,6 +691,7 @@ class AnnotationDock(QWidget):
             self.message(f"{what} refused: first replay or discard the journal's unsaved "
                          "operations (buttons in the dock)")
             return None
+        n_before = getattr(self.wc, "n_changes", None)
         try:
             op = fn()
         except (Neuroglia5DError, ValueError) as e:
@@ -679,24 +700,45 @@ class AnnotationDock(QWidget):
         if op is None:
             self.message(f"{what}: nothing to do")
             return None
-        self._after_op(op)
+        self._after_op(op, n_before)
         if not quiet:
             self.message(describe(op))
         return op
 
-    def _after_op(self, op: Any) -> None:
+    def _after_op(self, op: Any, n_before: int | None = None) -> None:
         boxes = list(getattr(op, "changed_boxes", None) or [])
-        assert self.view is not None
-        self.view.refresh(boxes if boxes else None)
-        whole = self.view.whole()
-        for t, ids in _touched(op, boxes, whole).items():
-            assert self.stats is not None
+        assert self.view is not None and self.stats is not None
+        if boxes:
+            self.view.refresh(boxes, shown=self._shown())
+        for t, ids in self._changed_labels(op, boxes, n_before).items():
             self.stats.update(self.wc, t, ids)
         if self.stroke_labels:
             t = self.current_t()
-            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
+            # a merge keeps the union of the stroke's labels: its topology stays
+            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)],
+                             topology=op.type != "merge")
 
-    def _show_stats(self, t: int, ids: Sequence[int]) -> None:
+    def _shown(self) -> tuple[int, int | None]:
+        """(t, z) on screen; z None in a 3D view."""
+        if self.viewer.dims.ndisplay != 2:
+            return self.current_t(), None
+        d = self.layer.world_to_data(self.viewer.dims.point)
+        return self.current_t(), int(np.rint(d[1]))
+
+    def _changed_labels(self, op: Any, boxes: list[Any],
+                        n_before: int | None) -> dict[int, set[int]]:
+        """Labels whose voxels the op changed, per timepoint (the core's change stamps;
+        every label in the changed boxes when they are not available)."""
+        stamps = getattr(self.wc, "changed_at", None)
+        if n_before is None or stamps is None:
+            return _touched(op, boxes, self.view.whole())  # type: ignore[union-attr]
+        out: dict[int, set[int]] = {}
+        for (t, i), n in stamps.items():
+            if n > n_before:
+                out.setdefault(int(t), set()).add(int(i))
+        return out
+
+    def _show_stats(self, t: int, ids: Sequence[int], topology: bool = True) -> None:
         from ..annotation import merged_topology
 
         assert self.stats is not None and self.wc is not None
@@ -704,8 +746,8 @@ class AnnotationDock(QWidget):
         if missing:
             self.stats.update(self.wc, t, missing)
         self.panel.show_labels(t, ids, self.stats)
-        topo = merged_topology(self.wc, t, ids) if ids else None
-        self.panel.show_topology(topo)
+        if topology:
+            self.panel.show_topology(merged_topology(self.wc, t, ids) if ids else None)
 
     def undo(self) -> None:
         """Undo our last operation (Ctrl+Z)."""

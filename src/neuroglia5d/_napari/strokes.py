@@ -144,13 +144,17 @@ class LayerView:
         shape = self.whole().shape
         return all(0 <= int(v) < s for v, s in zip(tzyx, shape, strict=True))
 
-    def refresh(self, boxes: Iterable[Sequence[int]] | None = None) -> None:
+    def refresh(self, boxes: Iterable[Sequence[int]] | None = None,
+                shown: tuple[int, int | None] | None = None) -> None:
         """Copy changed regions of the whole array into the tile on screen and redraw.
 
         Parameters
         ----------
         boxes : iterable of (t, z0, z1, y0, y1, x0, x1), optional
             Changed boxes of the whole array (None: everything).
+        shown : (t, z or None), optional
+            Timepoint and plane on screen (z None in a 3D view): when no changed box
+            meets them the redraw is left to napari's next slicing.
         """
         st = self.tiles
         if st is not None:
@@ -168,7 +172,13 @@ class LayerView:
                     if ya < yb and xa < xb:
                         data[t, z0:z1, ya - ty0:yb - ty0, xa - tx0:xb - tx0] = \
                             whole[t, z0:z1, ya:yb, xa:xb]
-        self.layer.refresh()
+        if boxes is not None and shown is not None:
+            t_on, z_on = shown
+            if not any(int(b[0]) == t_on and (z_on is None or int(b[1]) <= z_on < int(b[2]))
+                       for b in boxes):
+                return
+        # the array's shape and position are unchanged: no extent / thumbnail work
+        self.layer.refresh(extent=False, thumbnail=False, highlight=False)
 
     def paint_item_boxes(self, item: Sequence[Any]) -> list[tuple[Box, int, np.ndarray,
                                                                   np.ndarray]]:
