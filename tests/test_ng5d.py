@@ -476,3 +476,20 @@ def test_damaged_sparse_bricks_are_refused():
     v.offsets[1] = len(v.data) - 2  # brick 1's mask would run past the data
     with pytest.raises(codec.InputError, match="mask lies past the end"):
         codec._check_bitpack(v, 1024)
+
+
+def test_inflated_blocks_are_kept_within_the_budget(tmp_path):
+    rng = np.random.default_rng(3)
+    inten = rng.integers(0, 3000, (4, 1, 8, 32, 32), dtype=np.uint16)
+    p = tmp_path / "b.ng5d"
+    w = Ng5dWriter(p, [ArraySpec.make("intensity", "intensity", np.uint16, inten.shape)])
+    for t in range(4):
+        w.append("intensity", t, inten[t])
+    w.finalize()
+    f = open_ng5d(p)
+    one = codec.stored_layout(f.payload("intensity", 0)[16:])[0]  # resident bytes per t
+    f.resident_budget = 2 * one
+    for k, t in enumerate((0, 1, 2, 0, 3)):  # a new region each time (no decoded-cache hit)
+        assert np.array_equal(f.arrays["intensity"][t, k, 7:30], inten[t, 0, k, 7:30])
+    assert sorted(k[1] for k in f._parsed) == [0, 3]  # 1 and 2 were used least recently
+    assert sum(f._inflated.values()) <= 2 * one

@@ -386,7 +386,12 @@ class Ng5dFile:
     buf: Any = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
     _verified: set[tuple[int, int]] = field(default_factory=set, repr=False)
-    _parsed: dict[tuple[int, int, int], Any] = field(default_factory=dict, repr=False)
+    _parsed: OrderedDict[tuple[int, int, int], Any] = field(default_factory=OrderedDict,
+                                                            repr=False)
+    _inflated: dict[tuple[int, int, int], int] = field(default_factory=dict, repr=False)
+    #: bytes of inflated (zstd-stored) resident blocks kept; the least recently used go
+    #: first (they inflate again on their next access)
+    resident_budget: int = 1 << 30
     _device: dict[tuple[int, int, int], Any] = field(default_factory=dict, repr=False)
     _arrays: dict[str, Ng5dArray] = field(default_factory=dict, repr=False)
     _pending: dict[tuple[int, int], bytes] = field(default_factory=dict, repr=False)
@@ -449,7 +454,9 @@ class Ng5dFile:
         """Parsed (not decoded) channel volume of a record."""
         key = (self.array_index(name), t, c)
         v = self._parsed.get(key)
-        if v is None:
+        if v is not None:
+            self._parsed.move_to_end(key)
+        else:
             spec = self.specs[name]
             mv = self.payload(name, t)
             (n_ch,) = struct.unpack_from("<I", mv, 0)
@@ -471,7 +478,20 @@ class Ng5dFile:
                 raise Ng5dError(f"{self.path}: {name} t={t}: {e} (header does not match "
                                 "the data)") from None
             self._parsed[key] = v
+            if spec.storage == codec.STORAGE_ZSTD:
+                self._inflated[key] = len(block)
+                self._evict(keep=key)
         return v
+
+    def _evict(self, keep: tuple[int, int, int]) -> None:
+        """Drop the least recently used inflated blocks beyond :attr:`resident_budget`."""
+        total = sum(self._inflated.values())
+        for k in list(self._parsed):
+            if total <= self.resident_budget:
+                break
+            if k != keep and k in self._inflated:
+                total -= self._inflated.pop(k)
+                del self._parsed[k]
 
     def decode(self, name: str, t: int, c: int = 0,
                region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
@@ -513,6 +533,7 @@ class Ng5dFile:
         self._pending[(i, t)] = payload
         for key in [k for k in self._parsed if k[:2] == (i, t)]:
             del self._parsed[key]
+            self._inflated.pop(key, None)
         self._device = {k: v for k, v in self._device.items() if k[:2] != (i, t)}
         self._verified.add((i, t))
         if name in self._arrays:
@@ -546,6 +567,7 @@ class Ng5dFile:
         self.buf = self.path.read_bytes()
         self._pending.clear()
         self._parsed.clear()
+        self._inflated.clear()
         self.complete = True
         return self.path
 
