@@ -200,6 +200,13 @@ def test_z_lock_erase_undo_redo_keys(make_napari_viewer, series):
     assert user_ops(series)[-1]["type"] == "redo"
     press(viewer, "z")
     assert not dock.z_lock and "Z-lock OFF" in dock.messages[-1]
+    # Space held: drags move the camera, the brush does nothing
+    handler = viewer.window._qt_viewer._key_map_handler
+    assert handler.press_key("Space") and lab.mouse_pan
+    drag(lab, [world(lab, 0, 2, 10, 46)])
+    assert (np.asarray(lab.data)[0] == 5).any()
+    handler.release_key("Space")
+    assert not lab.mouse_pan
     # whole-label erase now: label 5 gone in every plane of t=0
     drag(lab, [world(lab, 0, 2, 10, 46)])
     assert not (np.asarray(lab.data)[0] == 5).any()

@@ -298,6 +298,7 @@ class AnnotationDock(QWidget):
         ]
         self._bind_keys_on(self.viewer)
         self._bind_keys_on(layer)
+        self._bind_space(layer)
         img = self._image_layer()
         if img is not None:
             self._bind_keys_on(img)
@@ -398,13 +399,28 @@ class AnnotationDock(QWidget):
         for key, fn in self._key_actions().items():
             target.bind_key(key, _key_cb(fn), overwrite=True)
         self._cleanup.append(lambda: [target.bind_key(k, None) for k in self._key_actions()])
-        if not _have_overrides():
-            target.bind_key("Control-Z", _key_cb(self.undo), overwrite=True)
-            target.bind_key("Control-Shift-Z", _key_cb(self.redo), overwrite=True)
+
+    def _bind_space(self, layer: Any) -> None:
+        """Space held: move the camera (our brushes keep napari's pan/zoom mode with
+        mouse panning off, so napari's own hold-to-pan would not)."""
+        dock = self
+
+        def hold_to_pan(layer: Any) -> Any:
+            if dock.brush == "none":
+                previous = layer.mode
+                if previous != "pan_zoom":
+                    layer.mode = "pan_zoom"
+                    yield
+                    layer.mode = previous
+                return
+            layer.mouse_pan = True
+            yield
+            layer.mouse_pan = dock.brush == "none" and layer.mode == "pan_zoom"
+
+        layer.bind_key("Space", hold_to_pan, overwrite=True)
+        self._cleanup.append(lambda: layer.bind_key("Space", None))
 
     def _install_overrides(self, layers: list[Any]) -> None:
-        if not _have_overrides():
-            return
         from .shortcuts import KeyOverride
 
         for name, fn in (("neuroglia5d:undo", self.undo), ("neuroglia5d:redo", self.redo)):
@@ -511,6 +527,8 @@ class AnnotationDock(QWidget):
             if pos is not None:
                 self.temporal_click(pos)
             return
+        if self.brush != "none" and self.layer.mouse_pan:
+            return  # Space held: the drag moves the camera
         if self.brush == "none":
             if self.viewer.dims.ndisplay == 2:
                 where = self.view.world_to_voxel(event.position)
@@ -1026,14 +1044,6 @@ def _key_cb(fn: Callable[[], None]) -> Callable[[Any], None]:
     def cb(_target: Any) -> None:
         fn()
     return cb
-
-
-def _have_overrides() -> bool:
-    try:
-        from . import shortcuts  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _text_overlay(viewer: Any) -> Any:
