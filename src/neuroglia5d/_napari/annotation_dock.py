@@ -71,6 +71,7 @@ HELP: tuple[tuple[str, str], ...] = (
                     "(green: object, red: other labels)"),
     ("R", "restore the label under the mouse to the original segmentation"),
     ("[ / ]", "brush width - / +"),
+    ("Space (hold)", "drag to move the camera while a brush is active"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo our last operation"),
     ("Ctrl+S", "save the working copy, annotations and topology (Save dock)"),
 )
