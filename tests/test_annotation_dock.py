@@ -253,7 +253,13 @@ def test_split_temporal_merge_and_restore(make_napari_viewer, series):
 
 
 def test_napari_paint_is_recorded(make_napari_viewer, series):
-    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    # the dock opened before the data attaches when the working copy arrives
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Annotation dock")
+    assert dock.layer is None and dock.target.text() == "no working copy open"
+    viewer.open(str(series / "s_fused.ome.tif"), plugin=PLUGIN)
+    lab = next(ly for ly in viewer.layers if ly.__class__.__name__ == "Labels")
+    assert dock.layer is lab and dock.wc.intensity is not None
     set_t(viewer, 2, z=5)
     lab.mode = "paint"
     assert dock.brush == "none"

@@ -249,6 +249,11 @@ class AnnotationDock(QWidget):
     def _on_layer_inserted(self, event: Any) -> None:
         if self.layer is None:
             self.attach()
+        elif self.wc is not None and self.wc.intensity is None:
+            img = self._image_layer()  # the intensity arrived after the labels
+            if img is not None and tuple(img.data.shape) == self.wc.shape:
+                self.wc.intensity = img.data
+                self._bind_keys_on(img)
 
     def attach(self, layer: Any = None) -> bool:
         """Attach to ``layer`` (default: the first working copy in the viewer).
