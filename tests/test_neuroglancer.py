@@ -99,7 +99,10 @@ def test_segment_properties_and_centroid_annotations_match_the_statistics(ng_run
         props = {p["id"]: p for p in info["inline"]["properties"]}
         assert np.allclose(props["volume_um3"]["values"], tb["volume_um3"][sel], rtol=1e-6)
         assert props["volume_um3"]["type"] == "number"
-        r = AnnotationReader(f"file://{exp.out_dir}/t{t:03d}/centroids/")
+        d = exp.out_dir / f"t{t:03d}" / "centroids"
+        # record size = what Neuroglancer expects: 3 float32 + 11 four-byte properties
+        assert (d / "spatial0" / "0_0_0").stat().st_size == 8 + len(ids) * (12 + 44 + 8)
+        r = AnnotationReader(f"file://{d}/")
         for k, lid in enumerate(ids):
             a = r.by_id[int(lid)]
             p = dict(zip([s.id for s in r.properties], a.props, strict=True))
@@ -202,9 +205,30 @@ def test_server_cors_ranges_client_and_default_link(ng_run):
                 urllib.request.urlopen(bad)
         with urllib.request.urlopen(s.viewer_url) as r:
             assert b"<script" in r.read()
-        # "/" redirects to the export's state, whose sources point at this server
+        # "/" redirects to the export's first timepoint, whose state the client receives
+        # from /events/<name>, with sources pointing at this server
         with urllib.request.urlopen(s.url + "/") as r:
-            st = json.loads(urllib.parse.unquote(r.url.split("#!", 1)[1]))
-        assert st["layers"][1]["source"] == f"precomputed://{s.data_url}/ng/t000/labels"
+            assert r.url == f"{s.url}/v/ng-t000/" and b"<script" in r.read()
+        with urllib.request.urlopen(f"{s.url}/events/ng-t000", timeout=10) as r:
+            assert r.headers["Content-Type"] == "text/event-stream"
+            msg = json.loads(r.readline().decode().removeprefix("data: "))
+        assert msg["k"] == "s"
+        assert msg["s"]["layers"][1]["source"] == f"precomputed://{s.data_url}/ng/t000/labels"
     finally:
         s.stop()
+
+
+def test_kimimaro_skeletons_are_an_alternative(ng_run):
+    import navis
+
+    from neuroglia5d.neuroglancer.skeletons import skeletonize_labels, swc_text
+
+    _, fused, _ = ng_run
+    lab = np.asarray(load_outputs(fused).arrays["labels"][0])
+    sk = skeletonize_labels(lab, (1.5, 0.5, 0.5), offset_zyx=(2, 0, 0))
+    assert sorted(sk) == [int(i) for i in np.unique(lab) if i]
+    for lid, s in sk.items():
+        v = np.round(s.vertices / [1.5, 0.5, 0.5]).astype(int) - [2, 0, 0]
+        assert (lab[v[:, 0], v[:, 1], v[:, 2]] == lid).mean() >= 0.95
+        n = navis.read_swc(swc_text(s))
+        assert n.n_nodes == len(s.vertices)

@@ -64,7 +64,7 @@ def _paint_red(state: dict, seg_index: int, *, skeletons_only: bool = False) -> 
                      "enableDefaultSubsources": False}
     seg.update(segmentDefaultColor="#ff0000", selectedAlpha=1.0)
     state.update(layout="xy", crossSectionScale=1.0, showAxisLines=False, showScaleBar=False,
-                 showDefaultAnnotations=False, selectedLayer={"visible": False})
+                 showDefaultAnnotations=False)
     return state
 
 
@@ -83,7 +83,7 @@ def _wait_for(drv, url: str, expected: int, timeout: float = 40.0) -> int:
 
 
 def test_precomputed_export_renders_in_chromium(ng_run, browser):  # noqa: F811
-    from neuroglia5d.neuroglancer.link import export_state, load_manifest, state_url
+    from neuroglia5d.neuroglancer.link import export_state, load_manifest
     from neuroglia5d.neuroglancer.serve import start_server
 
     _, fused, exp = ng_run
@@ -94,19 +94,20 @@ def test_precomputed_export_renders_in_chromium(ng_run, browser):  # noqa: F811
         st = export_state(load_manifest(exp.out_dir), f"{s.data_url}/{exp.out_dir.name}", 1)
         st["position"][2] = z + 0.5
         expected = int((lab[z] > 0).sum())
-        red = _wait_for(browser, state_url(s.viewer_url, _paint_red(st, 1)), expected)
+        red = _wait_for(browser, s.register_state("paint", _paint_red(st, 1)), expected)
         assert abs(red - expected) <= 0.15 * expected, (red, expected)
         # the client reports the layers it opened: image, labels, centroids
         names = browser.execute_script(
             "return viewer.layerManager.managedLayers.map(l => l.name)")
-        assert names == ["intensity t001", "labels t001", "centroids t001"]
+        assert names == ["intensity t001", "labels t001", "centroids t001"], (
+            st["layers"][0], browser.execute_script("return document.body.innerText")[-300:])
         text = browser.execute_script("return document.body.innerText")
         assert "Error" not in text and "Cannot" not in text, text[-300:]
         # skeletons alone draw too (their 2D projection near the plane)
         st = export_state(load_manifest(exp.out_dir), f"{s.data_url}/{exp.out_dir.name}", 1)
         st["position"][2] = z + 0.5
-        sk = _wait_for(browser, state_url(s.viewer_url, _paint_red(st, 1,
-                                                                   skeletons_only=True)),
+        sk = _wait_for(browser, s.register_state("skel", _paint_red(st, 1,
+                                                                     skeletons_only=True)),
                        0, timeout=8)
         assert sk > 20
     finally:
@@ -114,7 +115,7 @@ def test_precomputed_export_renders_in_chromium(ng_run, browser):  # noqa: F811
 
 
 def test_pipeline_omezarr_renders_through_zarr_url(ng_run, browser):  # noqa: F811
-    from neuroglia5d.neuroglancer.link import omezarr_state, state_url
+    from neuroglia5d.neuroglancer.link import omezarr_state
     from neuroglia5d.neuroglancer.serve import start_server
 
     res, _, _ = ng_run
@@ -130,7 +131,7 @@ def test_pipeline_omezarr_renders_through_zarr_url(ng_run, browser):  # noqa: F8
                            offset_zyx=o.offset_zyx, t=1, label_ids=ids)
         st["position"][2] = o.offset_zyx[0] + z + 0.5
         expected = int((lab[z] > 0).sum())
-        red = _wait_for(browser, state_url(s.viewer_url, _paint_red(st, 1)), expected)
+        red = _wait_for(browser, s.register_state("paint", _paint_red(st, 1)), expected)
         assert abs(red - expected) <= 0.15 * expected, (red, expected)
         text = browser.execute_script("return document.body.innerText")
         assert "Error" not in text and "Cannot" not in text, text[-300:]

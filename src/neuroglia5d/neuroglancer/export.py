@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, ParameterError
 from ..io.atomic import atomic_output, os_errors
 from . import precomputed as pc
 
@@ -112,8 +112,8 @@ def _stats_for(t: int, lab: np.ndarray, img: np.ndarray | None, table: dict[str,
 
 
 def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = True,
-                        skeletons: bool = True, progress: ProgressFn | None = None
-                        ) -> ExportResult:
+                        skeletons: bool = True, skeleton_method: str = "topology",
+                        progress: ProgressFn | None = None) -> ExportResult:
     """Write a Neuroglancer precomputed dataset of one of our outputs.
 
     Parameters
@@ -129,6 +129,8 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
         existing folder is replaced only if it is an earlier export.
     meshes, skeletons : bool
         Write meshes / skeletons (+ SWC) of every label.
+    skeleton_method : {'topology', 'kimimaro'}
+        See :func:`skeletonize_for_export`.
     progress : callable, optional
         ``progress(done, total, step)`` after each step of each timepoint.
 
@@ -144,6 +146,9 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
     out = Path(out_dir)
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
+    if skeleton_method not in ("topology", "kimimaro"):
+        raise ParameterError(f"skeleton_method {skeleton_method!r}: expected 'topology' or "
+                             "'kimimaro'")
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                                and not (out / MANIFEST).exists())):
         raise OutputError(f"{out}: exists and is not a neuroglia5d Neuroglancer export; "
@@ -174,7 +179,9 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
         "time_convention": "one precomputed dataset per timepoint under tNNN/",
         "layers": {"image": "image" if intensity is not None else None,
                    "segmentation": "labels", "annotations": "centroids"},
-        "meshes": meshes, "skeletons": skeletons, "scales": [s.key for s in scales],
+        "meshes": meshes, "skeletons": skeletons,
+        "skeleton_method": skeleton_method if skeletons else None,
+        "scales": [s.key for s in scales],
         "timepoints": [],
     }
     with os_errors(out), atomic_output(out) as part:
@@ -208,8 +215,10 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
             if img is not None:
                 pc.write_volume(tdir / "image", img, scales, kind="image")
                 nz = img[lab > 0] if ids.size else img.ravel()
-                lo, hi = np.percentile(img, 1.0), np.percentile(nz, 99.5)
-                rng_lohi = [float(lo), float(max(hi, lo + 1))]
+                lo, hi = float(np.percentile(img, 1.0)), float(np.percentile(nz, 99.5))
+                if np.issubdtype(img.dtype, np.integer):  # the client wants integer bounds
+                    lo, hi = float(np.floor(lo)), float(np.ceil(hi))
+                rng_lohi = [lo, max(hi, lo + 1)]
             timings["volumes"] += time.perf_counter() - tic
             done += 1
             _report(progress, done, total, f"t={t} volumes")
@@ -239,7 +248,7 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
                 _report(progress, done, total, f"t={t} meshes")
             if skeletons:
                 tic = time.perf_counter()
-                _write_skeletons(tdir, lab, spacing, offset)
+                _write_skeletons(tdir, lab, spacing, offset, skeleton_method)
                 timings["skeletons"] += time.perf_counter() - tic
                 done += 1
                 _report(progress, done, total, f"t={t} skeletons")
@@ -264,7 +273,8 @@ def _write_centroids(path: Path, st: dict[str, np.ndarray], spacing: Sequence[fl
 
     cs = neuroglancer.CoordinateSpace(names=["x", "y", "z"], units="nm",
                                       scales=list(reversed(res_nm)))
-    props = [neuroglancer.AnnotationPropertySpec(id="label", type="uint32",
+    # int32, not uint32: neuroglancer 2.41's writer mis-aligns uint32 properties
+    props = [neuroglancer.AnnotationPropertySpec(id="label", type="int32",
                                                  description="label ID")]
     props += [neuroglancer.AnnotationPropertySpec(id=k, type="float32", description=d)
               for k, d in STAT_PROPS.items()]
@@ -284,15 +294,25 @@ def _write_centroids(path: Path, st: dict[str, np.ndarray], spacing: Sequence[fl
 
 
 def skeletonize_for_export(lab: np.ndarray, spacing: Sequence[float],
-                           offset: Sequence[int]) -> dict[int, Any]:
-    """Skeletons of every label: the one switch point between skeleton implementations."""
-    from .skeletons import skeletonize_labels
+                           offset: Sequence[int], method: str = "topology"
+                           ) -> dict[int, Any]:
+    """Skeletons of every label (µm, z y x, whole frame): the one switch point.
 
-    return skeletonize_labels(lab, spacing, offset_zyx=offset)
+    ``topology``: the project's skeleton module (thinning + graph, shared with the
+    annotation tools); ``kimimaro``: TEASAR. Labels that thin to nothing (small compact
+    blobs) get a one-vertex skeleton at their centroid.
+    """
+    from .skeletons import fill_missing, skeletonize_labels
+
+    if method == "kimimaro":
+        return skeletonize_labels(lab, spacing, offset_zyx=offset)
+    from ..processing.topology import skeletonize
+
+    return fill_missing(skeletonize(lab, spacing, offset_zyx=offset), lab, spacing, offset)
 
 
 def _write_skeletons(tdir: Path, lab: np.ndarray, spacing: Sequence[float],
-                     offset: Sequence[int]) -> None:
+                     offset: Sequence[int], method: str) -> None:
     from .skeletons import swc_text
 
     sk_dir = tdir / "labels" / "skeletons"
@@ -301,7 +321,7 @@ def _write_skeletons(tdir: Path, lab: np.ndarray, spacing: Sequence[float],
     swc_dir.mkdir(parents=True, exist_ok=True)
     (sk_dir / "info").write_text(json.dumps(pc.SKELETON_INFO))
     note = f"voxel size (z, y, x) {tuple(spacing)} µm"
-    for lid, s in skeletonize_for_export(lab, spacing, offset).items():
+    for lid, s in skeletonize_for_export(lab, spacing, offset, method).items():
         # vertices are µm (z, y, x) in the whole frame: nm (x, y, z), voxel-centred
         v_nm = (np.asarray(s.vertices)[:, ::-1] + np.asarray(spacing)[::-1] * 0.5) * 1000.0
         (sk_dir / str(lid)).write_bytes(pc.encode_skeleton(v_nm, s.edges,

@@ -71,11 +71,10 @@ def export_state(manifest: dict[str, Any], base_url: str, t: int = 0, *,
     seg_name = "labels" + suffix
     layers: list[dict[str, Any]] = []
     if manifest["layers"].get("image"):
-        lo, hi = tp.get("intensity_range") or [0, 65535]
+        # no explicit contrast: a shader range raced with the data type in the bundled
+        # client (2.41); Neuroglancer sets the range from the data's histogram itself
         layers.append({"type": "image", "name": "intensity" + suffix,
-                       "source": f"precomputed://{base}/image",
-                       "shader": f"#uicontrol invlerp normalized(range=[{lo:g}, {hi:g}])\n"
-                                 "void main() { emitGrayscale(normalized()); }\n"})
+                       "source": f"precomputed://{base}/image"})
     layers.append({"type": "segmentation", "name": seg_name,
                    "source": f"precomputed://{base}/labels",
                    "segments": [str(i) for i in tp["label_ids"]],
@@ -87,7 +86,6 @@ def export_state(manifest: dict[str, Any], base_url: str, t: int = 0, *,
         "dimensions": _dimensions((sz, sy, sx)),
         "position": [ox + X / 2, oy + Y / 2, oz + Z / 2],
         "layers": layers,
-        "selectedLayer": {"layer": seg_name, "visible": True},
         "layout": layout,
     }
 
@@ -116,7 +114,6 @@ def omezarr_state(zarr_url: str, spacing_um: Any, shape_tzyx: Any, *,
             {"type": "segmentation", "name": seg, "source": f"zarr://{base}/labels/working/",
              "segments": [str(int(i)) for i in label_ids]},
         ],
-        "selectedLayer": {"layer": seg, "visible": True},
         "layout": "4panel",
     }
 

@@ -4,10 +4,13 @@
 
 * ``/data/<path>``: files under ``DIR``, with CORS (any origin) and byte-range requests,
   so Neuroglancer (ours or any other) can stream precomputed and Zarr data;
-* ``/v/neuroglia5d/``: the Neuroglancer client shipped in the ``neuroglancer`` PyPI
-  package (no network needed). That client is built for the package's Python server, so
-  the few endpoints it calls (``/events``, ``/state``, ``/action``, ``/credentials``) are
-  answered here too; the viewer state itself comes from the URL (``#!{...}``);
+* ``/v/<name>/``: the Neuroglancer client shipped in the ``neuroglancer`` PyPI package
+  (no network needed). That client is built for the package's Python server, so the
+  endpoints it calls (``/events``, ``/state``, ``/action``, ``/credentials``) are answered
+  here too: ``/events/<name>`` pushes the viewer state registered under ``<name>`` (one
+  per export timepoint, ``<export>-tNNN``, and one per pipeline OME-Zarr), as
+  Neuroglancer's own Python server does. ``/v/neuroglia5d/#!{...}`` takes any state in
+  the URL instead;
 * ``/``: a redirect to the first export found (or the first pipeline OME-Zarr).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import json
 import mimetypes
 import re
 import threading
@@ -47,7 +51,7 @@ def client_dir() -> Path:
     return p
 
 
-def find_datasets(root: Path, max_depth: int = 3) -> dict[str, list[Path]]:
+def find_datasets(root: Path, max_depth: int = 4) -> dict[str, list[Path]]:
     """Exports (folders with a manifest) and pipeline OME-Zarr stores under ``root``."""
     found: dict[str, list[Path]] = {"exports": [], "omezarr": []}
 
@@ -108,7 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             self.rfile.read(n)
-        self._send(200, b"{}", "application/json")
+        # state updates from the client are acknowledged (and not kept: links are static)
+        self._send(200, b'{"g": "1"}', "application/json")
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -124,12 +129,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/data/"):
             self._file(urllib.parse.unquote(path[len("/data/"):]))
             return
-        if path.startswith(f"/events/{TOKEN}"):
-            self._events()
-            return
-        m = re.match(rf"^/v/{TOKEN}/(.*)$", path)
+        m = re.match(r"^/events/([A-Za-z0-9_\-]+)$", path)
         if m:
-            name = m.group(1) or "index.html"
+            self._events(m.group(1))
+            return
+        m = re.match(r"^/v/([A-Za-z0-9_\-]+)/(.*)$", path)
+        if m:
+            name = m.group(2) or "index.html"
             if not _CLIENT_NAME.match(name) or not (self.server.client / name).is_file():
                 self._send(404, b"not found")
                 return
@@ -140,14 +146,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(404, b"not found")
 
-    def _events(self) -> None:
-        """Server-sent events the client listens to: kept open, nothing to push."""
+    def _events(self, token: str) -> None:
+        """Server-sent events the client listens to: the viewer state of ``/v/<token>/``
+        once (when the token names a registered state), then keep-alive comments."""
         self.send_response(200)
         self._cors()
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         try:
+            st = self.server.states.get(token)
+            if st is not None:
+                msg = json.dumps({"k": "s", "g": "1", "s": st}, separators=(",", ":"))
+                self.wfile.write(f"data: {msg}\n\n".encode())
+                self.wfile.flush()
             while not self.server.stopping.is_set():
                 self.wfile.write(b": keep-alive\n\n")
                 self.wfile.flush()
@@ -197,6 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, body, ctype, extra)
 
 
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-]+", "_", name).strip("_") or "data"
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -207,6 +223,7 @@ class _Server(ThreadingHTTPServer):
         self.client = client_dir()
         self.verbose = verbose
         self.stopping = threading.Event()
+        self.states: dict[str, dict[str, Any]] = {}
         self.default_url = f"/v/{TOKEN}/"
 
 
@@ -237,7 +254,7 @@ class Served:
 
         rel = Path(export_dir).resolve().relative_to(self._server.root).as_posix()
         st = export_state(load_manifest(export_dir), f"{self.data_url}/{rel}", t, **kw)
-        return state_url(self.viewer_url, st)
+        return self.register_state(f"{_safe(rel)}-t{t:03d}", st)
 
     def omezarr_url(self, store: Path, label_ids: Any = ()) -> str:
         """Viewer URL opening a pipeline ``*_fused.ome.zarr`` under the served folder."""
@@ -253,7 +270,27 @@ class Served:
             label_ids = [int(i) for i in fastremap.unique(np.asarray(lab[0])) if i]
         st = omezarr_state(f"{self.data_url}/{rel}", o.spacing_um, lab.shape,
                            offset_zyx=o.offset_zyx, name=o.stem, label_ids=label_ids)
-        return state_url(self.viewer_url, st)
+        return self.register_state(_safe(rel), st)
+
+    def hash_url(self, state: dict[str, Any]) -> str:
+        """``viewer_url#!state``: the state in the URL itself (any state, nothing stored).
+
+        The bundled client restores such URL states during start-up, where it sometimes
+        drops a layer ("Cannot read properties of undefined"); :meth:`register_state`
+        URLs do not have that problem and are what ``serve`` prints.
+        """
+        return state_url(self.viewer_url, state)
+
+    def register_state(self, name: str, state: dict[str, Any]) -> str:
+        """Serve ``state`` at ``/v/<name>/`` (pushed to the client, no ``#!`` needed).
+
+        The bundled client then restores the state once it is fully started, as it does
+        under Neuroglancer's own Python server; returns the URL.
+        """
+        if not re.match(r"^[A-Za-z0-9_\-]+$", name):
+            raise ValueError(f"state name {name!r}: letters, digits, _ and - only")
+        self._server.states[name] = state
+        return f"{self.url}/v/{name}/"
 
     def set_default(self, url: str) -> None:
         """Where ``/`` redirects to."""
@@ -311,8 +348,13 @@ def serve_forever(root: str | Path, *, port: int = 9000, host: str = "127.0.0.1"
     found = find_datasets(s._server.root)
     print(f"serving {s._server.root} at {s.data_url}/ (CORS, range requests)", file=out)
     print(f"Neuroglancer client (offline): {s.viewer_url}", file=out)
+    from .link import load_manifest
+
     for e in found["exports"]:
-        print(f"export {e.name}: {s.export_url(e)}", file=out)
+        n = len(load_manifest(e)["timepoints"])
+        urls = [s.export_url(e, t) for t in range(n)]  # registers every timepoint
+        print(f"export {e.name} ({n} timepoint(s)): {urls[0]}"
+              + (f" ... {urls[-1]}" if n > 1 else ""), file=out)
     for z in found["omezarr"]:
         print(f"OME-Zarr {z.name}: {s.omezarr_url(z)}", file=out)
     if not found["exports"] and not found["omezarr"]:

@@ -1,8 +1,8 @@
 """Skeletons of every label of a 3D timepoint, and SWC files that navis reads.
 
-:func:`skeletonize_labels` is the one place that computes skeletons for the export; it
-calls kimimaro (TEASAR) with the voxel size so that thin microglia processes and compact
-nuclei both get a centre line. Every skeleton is a :class:`Skel` in µm (z, y, x) in the
+The export uses the project's topology module (:func:`neuroglia5d.processing.topology.
+skeletonize`, thinning + graph); :func:`skeletonize_labels` is the kimimaro (TEASAR)
+alternative (``method="kimimaro"``). Every skeleton is a :class:`Skel` in µm (z, y, x) in the
 frame of the whole raw volume: ``(index + offset_zyx) * spacing_um``.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,10 +78,23 @@ def skeletonize_labels(labels: np.ndarray, spacing_um: Sequence[float], *,
         v = np.asarray(s.vertices, dtype=np.float64) / 1000.0 + off * sp
         out[int(lid)] = Skel(int(lid), v, np.asarray(s.edges, dtype=np.int64).reshape(-1, 2),
                              np.asarray(s.radius, dtype=np.float64) / 1000.0)
-    ids = np.unique(lab)
+    return fill_missing(out, lab, spacing_um, offset_zyx)
+
+
+def fill_missing(skels: dict[int, Any], labels: np.ndarray, spacing_um: Sequence[float],
+                 offset_zyx: Sequence[int] = (0, 0, 0)) -> dict[int, Any]:
+    """Give every label without a skeleton (or with an empty one) a one-vertex skeleton at
+    its centroid (radius: half the smallest voxel side), so every label has one."""
+    import fastremap
+
+    sp = np.asarray(spacing_um, dtype=np.float64)
+    off = np.asarray(offset_zyx, dtype=np.float64)
+    out = dict(skels)
+    ids = np.asarray(fastremap.unique(labels))
     for lid in ids[ids != 0]:
-        if int(lid) not in out:  # kimimaro skips labels it cannot thin: use the centroid
-            zz, yy, xx = np.nonzero(lab == lid)
+        s = out.get(int(lid))
+        if s is None or len(s.vertices) == 0:
+            zz, yy, xx = np.nonzero(labels == lid)
             c = (np.array([zz.mean(), yy.mean(), xx.mean()]) + off) * sp
             out[int(lid)] = Skel(int(lid), c[np.newaxis], np.zeros((0, 2), np.int64),
                                  np.array([float(sp.min()) / 2]))
