@@ -467,8 +467,8 @@ class Ng5dFile:
             end = offs[c + 1] if c + 1 < n_ch else len(mv)
             block = mv[offs[c]:end]
             try:
-                if spec.storage == codec.STORAGE_ZSTD:  # inflate once into the resident form
-                    block = memoryview(codec.inflate_zstd(block))
+                if spec.storage == codec.STORAGE_ZSTD:  # inflated into the resident form,
+                    block = codec.LazyBlock(block)      # frame by frame as decodes need it
                 nvox = int(np.prod(spec.brick))
                 if spec.codec == "palette":
                     v = codec.parse_palette(block, spec.n_bricks, np.dtype(spec.dtype), nvox)
@@ -479,7 +479,7 @@ class Ng5dFile:
                                 "the data)") from None
             self._parsed[key] = v
             if spec.storage == codec.STORAGE_ZSTD:
-                self._inflated[key] = len(block)
+                self._inflated[key] = block.rlen  # type: ignore[union-attr]
                 self._evict(keep=key)
         return v
 
@@ -499,9 +499,15 @@ class Ng5dFile:
         spec = self.specs[name]
         v = self.volume(name, t, c)
         zyx = tuple(spec.shape[2:])
-        if spec.codec == "palette":
-            return codec.decode_palette(v, zyx, spec.brick, region)  # type: ignore[arg-type]
-        return codec.decode_bitpack(v, zyx, spec.brick, spec.dtype, region)  # type: ignore[arg-type]
+        try:  # a lazily inflated block inflates and checks the bricks needed here
+            if spec.codec == "palette":
+                return codec.decode_palette(v, zyx, spec.brick, region)  # type: ignore[arg-type]
+            return codec.decode_bitpack(v, zyx, spec.brick, spec.dtype, region)  # type: ignore[arg-type]
+        except Ng5dError:
+            raise
+        except InputError as e:
+            raise Ng5dError(f"{self.path}: {name} t={t}: {e} (header does not match the "
+                            "data)") from None
 
     def to_device(self, name: str, t: int, c: int = 0,
                   region: tuple[slice, slice, slice] | None = None, xp: Any = None) -> Any:
@@ -513,7 +519,12 @@ class Ng5dFile:
         key = (self.array_index(name), t, c)
         dv = self._device.get(key)
         if dv is None:
-            dv = self._device[key] = DeviceVolume(self.volume(name, t, c), xp)
+            v = self.volume(name, t, c)
+            try:
+                codec.ensure_inflated(v, self.specs[name].brick)
+            except InputError as e:
+                raise Ng5dError(f"{self.path}: {name} t={t}: {e} (damaged record)") from None
+            dv = self._device[key] = DeviceVolume(v, xp)
         spec = self.specs[name]
         return decode_on_device(dv, tuple(spec.shape[2:]), spec.brick, spec.dtype,  # type: ignore[arg-type]
                                 region)

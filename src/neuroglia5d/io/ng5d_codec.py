@@ -70,8 +70,13 @@ def _section(buf: bytearray, arr: np.ndarray) -> None:
         buf += b"\0" * pad
 
 
-def _take(mv: memoryview, pos: int, dtype: Any, count: int) -> tuple[np.ndarray, int]:
+def _take(mv: memoryview, pos: int, dtype: Any, count: int, lazy: LazyBlock | None = None
+          ) -> tuple[np.ndarray, int]:
+    """A section at ``pos`` (inflating it first when ``lazy`` is given), and the next
+    section's position."""
     nbytes = int(count) * np.dtype(dtype).itemsize
+    if lazy is not None:
+        lazy.ensure(pos, pos + nbytes)
     if pos + nbytes > len(mv):
         raise InputError(f"volume block truncated (needs {pos + nbytes} bytes, has {len(mv)})")
     arr = np.frombuffer(mv, dtype=dtype, count=int(count), offset=pos)
@@ -126,6 +131,17 @@ class BitpackVolume:
     bases: np.ndarray
     offsets: np.ndarray
     data: np.ndarray
+    #: set while the block is being inflated on demand (see :class:`LazyBlock`)
+    lazy: LazyBlock | None = None
+    #: per brick: its data was checked (sparse bricks are checked once inflated)
+    checked: np.ndarray | None = None
+    #: byte position of ``data`` in the block
+    data_pos: int = 0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The block's arrays (what a device copy needs)."""
+        return {"modes": self.modes, "widths": self.widths, "bases": self.bases,
+                "offsets": self.offsets, "data": self.data}
 
 
 def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
@@ -169,28 +185,35 @@ def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
     return bytes(buf)
 
 
-def parse_bitpack(block: bytes | memoryview, n_bricks: int, n_voxels: int) -> BitpackVolume:
+def parse_bitpack(block: bytes | memoryview | LazyBlock, n_bricks: int, n_voxels: int
+                  ) -> BitpackVolume:
     """Parse a ``bitpack`` block without decoding it; raise when it does not fit.
 
-    ``n_voxels`` is the number of voxels of one brick.
+    ``n_voxels`` is the number of voxels of one brick. ``block`` may be a
+    :class:`LazyBlock`: only its head sections are inflated now, the data of the bricks a
+    decode needs when it needs them (their data is checked then).
     """
-    mv = memoryview(block)
-    head, pos = _take(mv, 0, np.uint32, 2)
+    lazy = block if isinstance(block, LazyBlock) else None
+    mv = memoryview(lazy.buf if lazy is not None else block)
+    head, pos = _take(mv, 0, np.uint32, 2, lazy)
     nb, nwords = int(head[0]), int(head[1])
     if nb != n_bricks:
         raise InputError(f"volume block has {nb} bricks, the header's shape needs {n_bricks}")
-    modes, pos = _take(mv, pos, np.uint8, nb)
-    widths, pos = _take(mv, pos, np.uint8, nb)
-    bases, pos = _take(mv, pos, np.uint32, nb)
-    offsets, pos = _take(mv, pos, np.uint32, nb)
-    data, pos = _take(mv, pos, np.uint32, nwords)
-    v = BitpackVolume(modes, widths, bases, offsets, data)
-    _check_bitpack(v, n_voxels)
+    modes, pos = _take(mv, pos, np.uint8, nb, lazy)
+    widths, pos = _take(mv, pos, np.uint8, nb, lazy)
+    bases, pos = _take(mv, pos, np.uint32, nb, lazy)
+    offsets, pos = _take(mv, pos, np.uint32, nb, lazy)
+    data, _ = _take(mv, pos, np.uint32, nwords)
+    v = BitpackVolume(modes, widths, bases, offsets, data, data_pos=pos)
+    _check_bitpack(v, n_voxels, with_data=lazy is None)
+    if lazy is not None:
+        v.lazy, v.checked = lazy, np.zeros(nb, np.bool_)
     return v
 
 
-def _check_bitpack(v: BitpackVolume, n: int) -> None:
-    """Refuse headers that point outside the data (so decoding never reads out of bounds)."""
+def _check_bitpack(v: BitpackVolume, n: int, with_data: bool = True) -> None:
+    """Refuse headers that point outside the data (so decoding never reads out of bounds);
+    ``with_data``: also check the sparse bricks' masks and prefix counts."""
     nw = len(v.data)
     if nw < 2:
         raise InputError("volume block has no spare data words")
@@ -203,9 +226,25 @@ def _check_bitpack(v: BitpackVolume, n: int) -> None:
     dense = v.modes == MODE_DENSE
     if dense.any() and int((off[dense] + (n * w[dense] + 31) // 32).max()) > nw - 1:
         raise InputError("a dense brick's data lies past the end of the block")
-    if (v.modes == MODE_SPARSE).any():
+    sparse = v.modes == MODE_SPARSE
+    nmask = (n + 31) // 32
+    if sparse.any() and int(off[sparse].max()) + nmask + (nmask + 7) // 8 > nw - 1:
+        raise InputError("a sparse brick's mask lies past the end of the block")
+    if with_data:
+        _check_sparse(v, n, None)
+
+
+def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
+    """Check the masks, prefix counts and value extents of sparse bricks (all, or those
+    listed in ``bricks``)."""
+    modes = v.modes
+    if bricks is not None:
+        keep = np.zeros(len(modes), np.uint8)
+        keep[bricks] = 1
+        modes = np.where(keep.astype(bool), modes, np.uint8(MODE_CONSTANT))
+    if (modes == MODE_SPARSE).any():
         bad = np.zeros(len(v.modes), np.uint8)
-        _kernels().bp_check_sparse(v.modes, v.widths, v.offsets, v.data, n, bad)
+        _kernels().bp_check_sparse(modes, v.widths, v.offsets, v.data, n, bad)
         if bad.any():
             raise InputError({1: "a sparse brick's mask lies past the end of the block",
                               2: "a sparse brick's prefix counts do not match its mask",
@@ -224,6 +263,8 @@ def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
     out = np.empty(shp, np.uint32 if dt == np.float32 else dt)
     if min(shp) <= 0:
         return out.astype(dt) if dt == np.float32 else out
+    if v.lazy is not None:
+        _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
     with _dynamic(BRICKS_PER_TASK):
         _kernels().bp_decode(out, z0, y0, x0, np.array(shape_zyx, np.int64),
                              np.array(brick_grid(shape_zyx, brick), np.int64),
@@ -244,6 +285,15 @@ class PaletteVolume:
     ext_data: np.ndarray
     lut: np.ndarray
     data: np.ndarray
+    lazy: LazyBlock | None = None
+    data_pos: int = 0
+    word_bits: int = 16
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The block's arrays (what a device copy needs)."""
+        return {"palette": self.palette, "words": self.words, "ext_w": self.ext_w,
+                "ext_lut": self.ext_lut, "ext_data": self.ext_data, "lut": self.lut,
+                "data": self.data}
 
 
 def encode_palette(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
@@ -301,27 +351,30 @@ def encode_palette(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
     return bytes(buf)
 
 
-def parse_palette(block: bytes | memoryview, n_bricks: int, dtype: Any,
+def parse_palette(block: bytes | memoryview | LazyBlock, n_bricks: int, dtype: Any,
                   n_voxels: int) -> PaletteVolume:
     """Parse a ``palette`` block without decoding it; raise when it does not fit.
 
-    ``n_voxels`` is the number of voxels of one brick.
+    ``n_voxels`` is the number of voxels of one brick; ``block`` may be a
+    :class:`LazyBlock` (the packed indices are inflated when a decode needs them).
     """
-    mv = memoryview(block)
-    head, pos = _take(mv, 0, np.uint32, 8)
+    lazy = block if isinstance(block, LazyBlock) else None
+    mv = memoryview(lazy.buf if lazy is not None else block)
+    head, pos = _take(mv, 0, np.uint32, 8, lazy)
     npal, nb, n_ext, n_lut, n_words, word_bits, lut_bits = (int(v) for v in head[:7])
     if nb != n_bricks:
         raise InputError(f"volume block has {nb} bricks, the header's shape needs {n_bricks}")
     if word_bits not in (16, 32) or lut_bits not in (16, 32):
         raise InputError(f"volume block has invalid word sizes ({word_bits}, {lut_bits})")
-    palette, pos = _take(mv, pos, dtype, npal)
-    words, pos = _take(mv, pos, np.uint16 if word_bits == 16 else np.uint32, nb)
-    ext_w, pos = _take(mv, pos, np.uint8, n_ext)
-    ext_lut, pos = _take(mv, pos, np.uint32, n_ext)
-    ext_data, pos = _take(mv, pos, np.uint32, n_ext)
-    lut, pos = _take(mv, pos, np.uint16 if lut_bits == 16 else np.uint32, n_lut)
-    data, pos = _take(mv, pos, np.uint32, n_words)
-    v = PaletteVolume(palette, words, ext_w, ext_lut, ext_data, lut, data)
+    palette, pos = _take(mv, pos, dtype, npal, lazy)
+    words, pos = _take(mv, pos, np.uint16 if word_bits == 16 else np.uint32, nb, lazy)
+    ext_w, pos = _take(mv, pos, np.uint8, n_ext, lazy)
+    ext_lut, pos = _take(mv, pos, np.uint32, n_ext, lazy)
+    ext_data, pos = _take(mv, pos, np.uint32, n_ext, lazy)
+    lut, pos = _take(mv, pos, np.uint16 if lut_bits == 16 else np.uint32, n_lut, lazy)
+    data, _ = _take(mv, pos, np.uint32, n_words)
+    v = PaletteVolume(palette, words, ext_w, ext_lut, ext_data, lut, data, lazy, pos,
+                      word_bits)
     _check_palette(v, n_voxels, word_bits)
     return v
 
@@ -356,6 +409,8 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
     out = np.empty(shp, v.palette.dtype)
     if min(shp) <= 0:
         return out
+    if v.lazy is not None:
+        _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
     with _dynamic(ROWS_PER_TASK):
         _kernels().pal_decode(out, z0, y0, x0,
                               np.array(brick_grid(shape_zyx, brick), np.int64),
@@ -368,7 +423,7 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
 _STORED_HEAD = 16  # u32 frame count, u32 frame size, u64 resident length
 
 
-def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int = FRAME_BYTES) -> bytes:
+def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int | None = None) -> bytes:
     """Wrap a resident volume block in the ``zstd`` storage tier (independent frames).
 
     A frame whose zstd encoding is not shorter than its byte range is stored verbatim
@@ -376,6 +431,7 @@ def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int = FRAME_BYTES) 
     """
     import imagecodecs
 
+    frame = FRAME_BYTES if frame is None else frame
     if frame <= 0 or frame % _ALIGN:
         raise ValueError(f"frame size must be a positive multiple of {_ALIGN}, got {frame}")
     mv = memoryview(block)
@@ -414,40 +470,125 @@ _POOLS: dict[int, Any] = {}
 def inflate_zstd(stored: bytes | memoryview, threads: int | None = None) -> np.ndarray:
     """The resident volume block of a ``zstd``-stored one (uint8 array, frames decoded in
     ``threads`` threads; default: numba's thread count)."""
+    lz = LazyBlock(stored)
+    lz.ensure(threads=threads)
+    return lz.buf
+
+
+# --------------------------------------------------------------------------- lazy inflation
+class LazyBlock:
+    """The resident form of a ``zstd``-stored volume block, inflated frame by frame as
+    parts of it are needed (a z-plane of a timepoint inflates only the frames holding the
+    head sections and that plane's bricks). Untouched frames cost no memory."""
+
+    def __init__(self, stored: bytes | memoryview) -> None:
+        self.stored = memoryview(stored)
+        self.rlen, self.frame, lens, pos = stored_layout(stored)
+        self.starts = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]) + pos
+        self.buf = np.empty(self.rlen, np.uint8)
+        self.done = np.zeros(len(lens), np.bool_)
+
+    @property
+    def complete(self) -> bool:
+        """Every frame inflated."""
+        return bool(self.done.all())
+
+    def ensure(self, lo: int = 0, hi: int | None = None, threads: int | None = None) -> None:
+        """Inflate the frames covering resident bytes ``[lo, hi)`` (default: all)."""
+        hi = self.rlen if hi is None else min(hi, self.rlen)
+        if hi <= lo:
+            return
+        todo = [f for f in range(lo // self.frame, -(-hi // self.frame)) if not self.done[f]]
+        if todo:
+            _inflate_frames(self, todo, threads)
+            self.done[todo] = True
+
+
+def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> None:
     import imagecodecs
 
-    rlen, frame, lens, pos = stored_layout(stored)
-    mv = memoryview(stored)
-    out = np.empty(rlen, np.uint8)
-    starts = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]) + pos
-
     def one(f: int) -> None:
-        lo, hi = f * frame, min((f + 1) * frame, rlen)
-        src = mv[int(starts[f]):int(starts[f + 1])]
+        lo, hi = f * lz.frame, min((f + 1) * lz.frame, lz.rlen)
+        src = lz.stored[int(lz.starts[f]):int(lz.starts[f + 1])]
         if len(src) == hi - lo:
-            out[lo:hi] = np.frombuffer(src, np.uint8)
+            lz.buf[lo:hi] = np.frombuffer(src, np.uint8)
             return
         try:
-            got = imagecodecs.zstd_decode(src, out=out[lo:hi])
+            got = imagecodecs.zstd_decode(src, out=lz.buf[lo:hi])
         except Exception as e:  # imagecodecs raises its own error types
             raise InputError(f"stored volume block: frame {f} does not inflate ({e})") from None
         if len(got) != hi - lo:
             raise InputError(f"stored volume block: frame {f} inflates to {len(got)} bytes, "
                              f"expected {hi - lo}")
 
-    nf = len(lens)
     if threads is None:
         import numba
 
         threads = numba.get_num_threads()
-    if nf <= 1 or threads <= 1:
-        for f in range(nf):
+    if len(frames) <= 1 or threads <= 1:
+        for f in frames:
             one(f)
-        return out
+        return
     from concurrent.futures import ThreadPoolExecutor
 
     pool = _POOLS.get(threads)
     if pool is None:
         pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="ng5d-zstd")
-    list(pool.map(one, range(nf)))
-    return out
+    list(pool.map(one, frames))
+
+
+def _region_bricks(shape_zyx: tuple[int, int, int], brick: tuple[int, int, int],
+                   start: tuple[int, int, int], shp: tuple[int, int, int]) -> np.ndarray:
+    """Numbers of the bricks covering a region."""
+    grid = brick_grid(shape_zyx, brick)
+    axes = [np.arange(s0 // b, (s0 + n - 1) // b + 1)
+            for s0, n, b in zip(start, shp, brick, strict=True)]
+    iz, iy, ix = np.meshgrid(*axes, indexing="ij")
+    return ((iz * grid[1] + iy) * grid[2] + ix).ravel()
+
+
+def _inflate_bricks(v: BitpackVolume | PaletteVolume, bricks: np.ndarray | None,
+                    brick: tuple[int, int, int]) -> None:
+    """Inflate the data of ``bricks`` (None: all) of a lazily inflated volume, and check
+    the sparse ones not checked yet."""
+    lz = v.lazy
+    if lz is None:
+        return
+    n = int(np.prod(brick))
+    if lz.complete:
+        lo, hi = 0, 0
+    elif bricks is None:
+        lo, hi = 0, lz.rlen
+    elif isinstance(v, BitpackVolume):
+        off = v.offsets[bricks].astype(np.int64)
+        lo = v.data_pos + 4 * int(off.min())
+        w = v.widths[bricks].astype(np.int64)
+        nmask = (n + 31) // 32
+        # a brick's data ends before the next brick's data; the last spans up to the end
+        end = np.where(v.modes[bricks] == MODE_SPARSE, off + nmask + (nmask + 7) // 8
+                       + (n * w + 31) // 32, off + (n * w + 31) // 32)
+        hi = v.data_pos + 4 * (int(end.max()) + 2)
+    else:
+        top = 1 << (v.word_bits - 1)
+        words = v.words[bricks].astype(np.int64)
+        ext = words[words >= top] - top
+        if not len(ext):
+            lo, hi = 0, 0
+        else:
+            d = v.ext_data[ext].astype(np.int64)
+            lo = v.data_pos + 4 * int(d.min())
+            end = d + (n * v.ext_w[ext].astype(np.int64) + 31) // 32
+            hi = v.data_pos + 4 * (int(end.max()) + 2)
+    lz.ensure(lo, hi)
+    if isinstance(v, BitpackVolume) and v.checked is not None:
+        if bricks is None:
+            bricks = np.arange(len(v.modes))
+        todo = bricks[~v.checked[bricks]]
+        if len(todo):
+            _check_sparse(v, n, todo if len(todo) < len(v.modes) else None)
+            v.checked[todo] = True
+
+
+def ensure_inflated(v: BitpackVolume | PaletteVolume, brick: tuple[int, int, int]) -> None:
+    """Inflate (and check) all of a lazily inflated volume (before a device upload)."""
+    _inflate_bricks(v, None, brick)

@@ -66,7 +66,7 @@ class DeviceVolume:
     def __init__(self, vol: BitpackVolume | PaletteVolume, xp: Any) -> None:
         self.kind = "bitpack" if isinstance(vol, BitpackVolume) else "palette"
         self.xp = xp
-        self.arrays = {k: xp.array(v) for k, v in vol.__dict__.items()}  # copies (writable)
+        self.arrays = {k: xp.array(v) for k, v in vol.arrays().items()}  # copies (writable)
 
     @property
     def nbytes(self) -> int:
