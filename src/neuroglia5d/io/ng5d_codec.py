@@ -30,6 +30,7 @@ Storage tier (format 2.0, array key ``storage``)
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -487,6 +488,7 @@ class LazyBlock:
         self.starts = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]) + pos
         self.buf = np.empty(self.rlen, np.uint8)
         self.done = np.zeros(len(lens), np.bool_)
+        self._lock = threading.Lock()  # readers on several threads (napari slicing)
 
     @property
     def complete(self) -> bool:
@@ -498,10 +500,14 @@ class LazyBlock:
         hi = self.rlen if hi is None else min(hi, self.rlen)
         if hi <= lo:
             return
-        todo = [f for f in range(lo // self.frame, -(-hi // self.frame)) if not self.done[f]]
-        if todo:
-            _inflate_frames(self, todo, threads)
-            self.done[todo] = True
+        frames = range(lo // self.frame, -(-hi // self.frame))
+        if self.done[frames.start:frames.stop].all():
+            return
+        with self._lock:
+            todo = [f for f in frames if not self.done[f]]
+            if todo:
+                _inflate_frames(self, todo, threads)
+                self.done[todo] = True
 
 
 def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> None:
