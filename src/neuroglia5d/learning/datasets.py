@@ -13,8 +13,9 @@ saw just before it:
 * **split**: labels the user split are positives (with the boundary between the parts as
   the target of the boundary network); untouched labels near them and labels left in
   reviewed regions are negatives.
-* **tracking**: labels a temporal merge joined at consecutive timepoints are positive
-  links; every other candidate link of those labels is negative.
+* **tracking**: labels a temporal merge joined at consecutive timepoints, and labels
+  keeping their ID between regions reviewed at ``t`` and ``t + 1``, are positive links;
+  every other candidate link of those labels is negative.
 
 Operations later undone by the user give no examples; machine operations
 (``source == "model"``) are replayed but never learnt from.
@@ -244,6 +245,24 @@ def corrections_from_annotations(doc: Mapping[str, Any], labels: np.ndarray,
         ins = set(inside)
         negs = [(int(a), int(b)) for a, b in fr.ff.pairs if a in ins and b in ins]
         out.sets["merge"].append(pair_examples(fr, [], negs, spec, key))
+    # identities the user left in regions reviewed at t and t + 1 are positive links
+    by_t: dict[int, list[list[int]]] = {}
+    for t_, box in reviews:
+        by_t.setdefault(t_, []).append(box)
+    for t_, boxes in sorted(by_t.items()):
+        for b0 in boxes:
+            for b1 in by_t.get(t_ + 1, []):
+                inter = [max(b0[0], b1[0]), min(b0[1], b1[1]), max(b0[2], b1[2]),
+                         min(b0[3], b1[3]), max(b0[4], b1[4]), min(b0[5], b1[5])]
+                if inter[1] <= inter[0] or inter[3] <= inter[2] or inter[5] <= inter[4]:
+                    continue
+                f0 = Frame.local(work[t_], norm(t_), spacing, inter)
+                f1 = Frame.local(work[t_ + 1], norm(t_ + 1), spacing, inter)
+                same = sorted(set(_inside(f0, inter)) & set(_inside(f1, inter)))
+                if same:
+                    key = f"revlink{t_}:{','.join(map(str, inter))}"
+                    out.sets["track"].append(link_examples(
+                        f0, f1, [(v, v) for v in same], spec, key, max_dist_um=max_link_um))
     return out
 
 

@@ -112,6 +112,24 @@ class Frame:
         return cls(labels[sl], None, spacing_um, border_faces=faces,
                    normalised=norm_intensity[sl], origin=lo)
 
+    def relabelled(self, mapping: dict[int, int]) -> Frame:
+        """The same frame after ``{old: new}`` ID changes (no geometry change): IDs and
+        labels remapped, features kept (pairs are not re-sorted)."""
+        import copy
+
+        import fastremap
+
+        fr = copy.copy(self)
+        fr.labels = fastremap.remap(self.labels, {int(a): int(b) for a, b in mapping.items()},
+                                    preserve_missing_labels=True, in_place=False)
+        ff = copy.copy(self.ff)
+        ff.ids = np.array([mapping.get(int(v), int(v)) for v in self.ff.ids], np.int64)
+        ff.pairs = np.array([[mapping.get(int(a), int(a)), mapping.get(int(b), int(b))]
+                             for a, b in self.ff.pairs], np.int64).reshape(-1, 2)
+        ff.index = {int(v): i for i, v in enumerate(ff.ids)}
+        fr.ff = ff
+        return fr
+
     def center_vox(self, label: int) -> np.ndarray:
         """Centroid of ``label`` in voxels."""
         return self.ff.centroid_um[self.ff.row(label)] / np.asarray(self.spacing)
@@ -124,7 +142,7 @@ class Frame:
 def _local(frame: Frame, center: np.ndarray, spec: CropSpec) -> tuple[np.ndarray,
                                                                        np.ndarray]:
     """Intensity and labels crops around ``center`` (before the masks are derived)."""
-    both = crop_around([frame.inten, frame.labels.astype(np.float32)], center, spec.size,
+    both = crop_around([frame.inten, frame.labels], center, spec.size,
                        spec.step)
     return both[0], both[1]
 

@@ -99,83 +99,110 @@ class FrameFeatures:
 
 
 def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels renumbered 1..N (0 kept) and the original ID of each new one (index 0 = 0)."""
+    """Labels renumbered 1..N in ID order (0 kept; int32) and the original ID of each new
+    one (index 0 = 0)."""
     import fastremap
 
     lab = np.ascontiguousarray(labels)
     u = fastremap.unique(lab)
     ids = np.concatenate([[0], u[u != 0]]).astype(np.int64)
+    hi = int(ids[-1]) if len(ids) else 0
+    if hi < 1 << 26:  # a lookup table: one gather
+        lut = np.zeros(hi + 1, np.int32)
+        lut[ids] = np.arange(len(ids), dtype=np.int32)
+        return lut[lab], ids
     ren = fastremap.remap(lab, {int(v): i for i, v in enumerate(ids)},
                           preserve_missing_labels=True, in_place=False)
-    return ren.astype(np.int64, copy=False), ids
+    return ren.astype(np.int32, copy=False), ids
 
 
-def _contacts(ren: np.ndarray, inten: np.ndarray | None, spacing: Sequence[float]
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Adjacent compact-label pairs (6-connectivity) with contact area (µm²), face count,
-    boundary intensity sum and minimum, and per-label total contact area with other labels
-    and with background (for the contact fraction)."""
-    keys_all: list[np.ndarray] = []
-    area_all: list[np.ndarray] = []
-    isum_all: list[np.ndarray] = []
-    n = int(ren.max()) + 1
-    faces = ((0, spacing[1] * spacing[2]), (1, spacing[0] * spacing[2]),
-             (2, spacing[0] * spacing[1]))
-    for ax, face in faces:
+def _group_min(keys: np.ndarray, vals: np.ndarray, n: int, largest: bool = False
+               ) -> np.ndarray:
+    """Minimum (or maximum) of ``vals`` per key ``0..n-1`` (inf / -inf where absent)."""
+    out = np.full(n, -np.inf if largest else np.inf)
+    if keys.size == 0:
+        return out
+    order = np.lexsort((vals, keys))
+    k = keys[order]
+    v = vals[order]
+    last = np.flatnonzero(np.r_[k[1:] != k[:-1], True])
+    first = np.r_[0, last[:-1] + 1]
+    out[k[last]] = v[last] if largest else v[first]
+    return out
+
+
+def _faces(ren: np.ndarray, inten: np.ndarray | None, spacing: Sequence[float], n: int
+           ) -> dict[str, np.ndarray]:
+    """One pass per axis over the voxel faces: label-label contacts (pairs, area, boundary
+    intensity sum and minimum), surface area of every label, and the mean intensity of
+    the background voxels face-adjacent to each label (its shell)."""
+    keys_all, area_all, isum_all = [], [], []
+    surf = np.zeros(n)
+    sh_sum = np.zeros(n)
+    sh_cnt = np.zeros(n)
+    for ax, face in ((0, spacing[1] * spacing[2]), (1, spacing[0] * spacing[2]),
+                     (2, spacing[0] * spacing[1])):
         a = np.moveaxis(ren, ax, 0)
         lo, hi = a[:-1], a[1:]
-        m = (lo != hi) & (lo != 0) & (hi != 0)
-        la, lb = lo[m], hi[m]
-        small = np.minimum(la, lb)
-        big = np.maximum(la, lb)
-        keys_all.append(small * n + big)
-        area_all.append(np.full(la.shape, face))
+        d = lo != hi
+        ll, hh = lo[d], hi[d]
+        surf += (np.bincount(ll, minlength=n) + np.bincount(hh, minlength=n)) * face
         if inten is not None:
             ia = np.moveaxis(inten, ax, 0)
-            isum_all.append(0.5 * (ia[:-1][m] + ia[1:][m]))
+            il, ih = ia[:-1][d], ia[1:][d]
         else:
-            isum_all.append(np.zeros(la.shape))
-    if not keys_all or sum(k.size for k in keys_all) == 0:
-        e = np.zeros(0)
-        return np.zeros((0, 2), np.int64), e, e, e, e
+            il = ih = np.zeros(ll.shape, np.float32)
+        both = (ll != 0) & (hh != 0)
+        la, lb = ll[both], hh[both]
+        keys_all.append(np.minimum(la, lb).astype(np.int64) * n + np.maximum(la, lb))
+        area_all.append(np.full(la.shape, face))
+        isum_all.append(0.5 * (il[both] + ih[both]))
+        for lab_side, bg_side, ibg in ((hh, ll, il), (ll, hh, ih)):
+            m = (bg_side == 0) & (lab_side != 0)
+            sh_sum += np.bincount(lab_side[m], weights=ibg[m], minlength=n)
+            sh_cnt += np.bincount(lab_side[m], minlength=n)
+    surf[0] = 0.0
     keys = np.concatenate(keys_all)
+    out = {"surface": surf, "shell": sh_sum / np.maximum(sh_cnt, 1)}
+    if keys.size == 0:
+        e = np.zeros(0)
+        out.update(pairs=np.zeros((0, 2), np.int64), area=e, bsum=e, bmin=e)
+        return out
     area = np.concatenate(area_all)
-    isum = np.concatenate(isum_all)
+    isum = np.concatenate(isum_all).astype(np.float64)
     uk, inv = np.unique(keys, return_inverse=True)
-    tot_area = np.bincount(inv, weights=area)
-    cnt = np.bincount(inv)
-    bsum = np.bincount(inv, weights=isum)
-    bmin = np.full(len(uk), np.inf)
-    np.minimum.at(bmin, inv, isum)
-    pairs = np.stack([uk // n, uk % n], axis=1)
-    return pairs, tot_area, cnt.astype(np.float64), bsum, bmin
+    out.update(pairs=np.stack([uk // n, uk % n], axis=1),
+               area=np.bincount(inv, weights=area), bsum=np.bincount(inv, weights=isum),
+               bmin=_group_min(inv, isum, len(uk)))
+    return out
 
 
 def _moments(ren: np.ndarray, n: int, spacing: Sequence[float]
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Voxel counts, centroids (µm), covariance eigenvalues (µm², descending), boxes."""
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel counts, centroids (µm), covariance eigenvalues (µm², descending), boxes, and
+    the flat indices of the foreground voxels (all from the foreground voxels only)."""
     flat = ren.ravel()
-    cnt = np.bincount(flat, minlength=n).astype(np.float64)
-    zz, yy, xx = np.indices(ren.shape, dtype=np.float32)
-    coords = [zz.ravel() * spacing[0], yy.ravel() * spacing[1], xx.ravel() * spacing[2]]
-    del zz, yy, xx
+    fg = np.flatnonzero(flat)
+    lab = flat[fg]
+    cnt = np.bincount(lab, minlength=n).astype(np.float64)
+    zyx = np.unravel_index(fg, ren.shape)
+    coords = [zyx[i].astype(np.float64) * spacing[i] for i in range(3)]
     safe = np.maximum(cnt, 1)
-    mean = np.stack([np.bincount(flat, weights=c, minlength=n) / safe for c in coords], 1)
+    mean = np.stack([np.bincount(lab, weights=c, minlength=n) / safe for c in coords], 1)
     cov = np.zeros((n, 3, 3))
     for i in range(3):
         for j in range(i, 3):
-            s = np.bincount(flat, weights=coords[i] * coords[j], minlength=n) / safe
-            cov[:, i, j] = cov[:, j, i] = s - mean[:, i] * mean[:, j]
+            sij = np.bincount(lab, weights=coords[i] * coords[j], minlength=n) / safe
+            cov[:, i, j] = cov[:, j, i] = sij - mean[:, i] * mean[:, j]
     eig = np.linalg.eigvalsh(cov + np.eye(3) * 1e-6)[:, ::-1]
-    # boxes from scipy's find_objects
     from scipy import ndimage as ndi
 
     bbox = np.zeros((n, 6), np.int64)
-    for k, sl in enumerate(ndi.find_objects(ren.astype(np.int32, copy=False)), start=1):
+    for k, sl in enumerate(ndi.find_objects(ren), start=1):
         if sl is not None:
             bbox[k] = [sl[0].start, sl[0].stop, sl[1].start, sl[1].stop, sl[2].start,
                        sl[2].stop]
-    return cnt, mean, np.maximum(eig, 1e-6), bbox
+    return cnt, mean, np.maximum(eig, 1e-6), bbox, fg
 
 
 def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
@@ -208,29 +235,26 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
     ren, ids = _compact(lab)
     n = len(ids)
     inten = normalise_intensity(lab, intensity) if normalised is None else normalised
-    cnt, cen, eig, bbox = _moments(ren, n, sp)
-    flat = ren.ravel()
+    cnt, cen, eig, bbox, fg = _moments(ren, n, sp)
+    lab_fg = ren.ravel()[fg]
     safe = np.maximum(cnt, 1)
+    fc = _faces(ren, inten, sp, n)
     if inten is not None:
-        iv = inten.ravel()
-        mean_i = np.bincount(flat, weights=iv, minlength=n) / safe
-        sq = np.bincount(flat, weights=iv.astype(np.float64) ** 2, minlength=n) / safe
+        iv = inten.ravel()[fg].astype(np.float64)
+        mean_i = np.bincount(lab_fg, weights=iv, minlength=n) / safe
+        sq = np.bincount(lab_fg, weights=iv ** 2, minlength=n) / safe
         std_i = np.sqrt(np.maximum(sq - mean_i ** 2, 0))
         max_i = np.full(n, -np.inf)
-        np.maximum.at(max_i, flat, iv)
-        # shell: voxels of background next to each label (dilation by one voxel)
-        from scipy import ndimage as ndi
-
-        grown = ndi.grey_dilation(ren, size=(3, 3, 3))
-        shell = (ren == 0) & (grown != 0)
-        sh_lab = grown[shell]
-        sh_mean = np.bincount(sh_lab, weights=inten[shell], minlength=n) / np.maximum(
-            np.bincount(sh_lab, minlength=n), 1)
-        contrast = (mean_i - sh_mean) / np.maximum(np.abs(mean_i), 1e-3)
+        if lab_fg.size:
+            order = np.argsort(lab_fg, kind="stable")
+            srt = lab_fg[order]
+            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
+            max_i[srt[starts]] = np.maximum.reduceat(iv[order], starts)
+        contrast = (mean_i - fc["shell"]) / np.maximum(np.abs(mean_i), 1e-3)
     else:
         mean_i = std_i = max_i = contrast = np.zeros(n)
-    pairs, area, _, bsum, bmin = _contacts(ren, inten, sp)
-    surf = _surface(ren, n, sp)
+    pairs, area, bsum, bmin = fc["pairs"], fc["area"], fc["bsum"], fc["bmin"]
+    surf = fc["surface"]
     touch = np.zeros(n)
     nnb = np.zeros(n)
     if len(pairs):
@@ -270,15 +294,6 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
         pair_x=px, spacing_um=sp)
     ff.index = {int(v): i for i, v in enumerate(real)}
     return ff
-
-
-def _surface(ren: np.ndarray, n: int, sp: Sequence[float]) -> np.ndarray:
-    area = np.zeros(n)
-    for ax, face in ((0, sp[1] * sp[2]), (1, sp[0] * sp[2]), (2, sp[0] * sp[1])):
-        v = np.moveaxis(ren, ax, 0)
-        d = v[:-1] != v[1:]
-        area += (np.bincount(v[:-1][d], minlength=n) + np.bincount(v[1:][d], minlength=n)) * face
-    return area
 
 
 def _nn_dist(c: np.ndarray) -> np.ndarray:
@@ -406,12 +421,15 @@ def normalise_intensity(labels: np.ndarray, intensity: np.ndarray | None) -> np.
     """Intensity as ``(I - background median) / (99.5th percentile - median)`` (float32)."""
     if intensity is None:
         return None
-    inten = np.asarray(intensity, dtype=np.float32)
-    bg = inten[::2, ::2, ::2][np.asarray(labels)[::2, ::2, ::2] == 0]
+    src = np.asarray(intensity)
+    sub = src[::2, ::2, ::2]
+    bg = sub[np.asarray(labels)[::2, ::2, ::2] == 0]
     lo = float(np.median(bg)) if bg.size else 0.0
-    sub = inten[::2, ::2, ::2]
     scale = float(np.percentile(sub, 99.5) - lo) if sub.size else 1.0
-    return (inten - lo) / max(scale, 1e-6)
+    inten = src.astype(np.float32)  # a copy, then in place
+    inten -= lo
+    inten *= 1.0 / max(scale, 1e-6)
+    return inten
 
 
 def crop_around(volumes: Sequence[np.ndarray], center_zyx: Sequence[float],

@@ -86,7 +86,7 @@ class MetaController:
     """
 
     default_lr: float = 3e-3
-    first_steps: int = 300
+    first_steps: int = 200
     min_steps: int = 30
     max_steps: int = 1500
     ridge: float = 1.0

@@ -177,8 +177,7 @@ class Learner:
         new_frac = 1.0 if prev == 0 else max(0.0, (n - prev) / max(n, 1))
         warm = name in self.models or (name == "split_boundary" and self.boundary is not None)
         if self.schedule == "fixed":
-            return fixed_schedule(name, round_, steps=min(300, self.meta.max_steps)), \
-                new_frac, warm
+            return fixed_schedule(name, round_, steps=self.meta.first_steps), new_frac, warm
         return self.meta.decide(name, n_examples=n, new_fraction=new_frac, warm=warm), \
             new_frac, warm
 

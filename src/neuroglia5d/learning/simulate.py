@@ -386,13 +386,14 @@ def poor_series(gt: np.ndarray, raw: np.ndarray, spacing_um: Sequence[float], se
 
 def half_tiles(shape: Sequence[int], *, x_split: int, tile_yx: int = 64
                ) -> list[tuple[int, list[int]]]:
-    """Tiles ``(t, box)`` covering ``x < x_split`` of every frame, frame by frame (the
-    part the simulated proofreader may touch)."""
+    """Tiles ``(t, box)`` covering ``x < x_split`` of every frame (the part the simulated
+    proofreader may touch), tile by tile and, within a tile, timepoint by timepoint (as a
+    user follows the cells of a tile through time)."""
     n_t, nz, ny, _ = shape
     tiles = []
-    for t in range(n_t):
-        for y0 in range(0, ny, tile_yx):
-            for x0 in range(0, x_split, tile_yx):
+    for y0 in range(0, ny, tile_yx):
+        for x0 in range(0, x_split, tile_yx):
+            for t in range(n_t):
                 tiles.append((t, [0, nz, y0, min(y0 + tile_yx, ny), x0,
                                   min(x0 + tile_yx, x_split)]))
     return tiles

@@ -51,7 +51,7 @@ def _baseline_p(x: np.ndarray) -> np.ndarray:
 
 def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float], *,
                 model: Any = None, spec: CropSpec | None = None, max_dist_um: float = 15.0,
-                min_p: float = 0.5, division_p: float = 0.9,
+                min_p: float = 0.5, division_p: float = 0.9, prior_n: int = 20,
                 apply: Callable[[int, dict[int, int]], None] | None = None,
                 t_range: tuple[int, int] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> LinkResult:
@@ -73,6 +73,11 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
         Largest centroid displacement of a candidate link (after drift), µm.
     min_p : float
         Smallest link probability accepted.
+    prior_n : int
+        Weight of the overlap/distance prior, in examples: the link probability is
+        ``w * p_network + (1 - w) * p_prior`` with ``w = n_pos / (n_pos + prior_n)`` and
+        ``n_pos`` the positive links the network was trained on, so a tracker trained on a
+        handful of corrections leans on the prior and one trained on many on itself.
     division_p : float
         Probability above which an unassigned second link is a division.
     apply : callable, optional
@@ -102,7 +107,12 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
         if len(cand):
             ov = overlaps(prev.labels, cur.labels)
             x, c = link_inputs(prev, cur, cand, spec, ov, drift)
-            p = model.predict_proba(x, c) if model is not None else _baseline_p(x)
+            p = _baseline_p(x)
+            if model is not None:
+                n_pos = int(model.history[-1].get("n_pos", 0)) if getattr(
+                    model, "history", None) else prior_n
+                w = n_pos / (n_pos + prior_n)
+                p = w * model.predict_proba(x, c) + (1 - w) * p
             n0, n1 = len(prev.ff.ids), len(cur.ff.ids)
             cost = np.full((n0, n1), 1e6)
             pm = np.zeros((n0, n1))
@@ -153,7 +163,7 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
                                 in_place=True)
             next_id = max(next_id, int(labels[t + 1].max()) + 1)
         res.mappings[t + 1] = mapping
-        prev = Frame(labels[t + 1], inten(t + 1), spacing_um)
+        prev = cur.relabelled(mapping) if mapping else cur
         if progress is not None:
             progress(t + 1 - t0, t1 - t0)
     return res

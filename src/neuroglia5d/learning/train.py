@@ -112,7 +112,7 @@ class ObjectClassifier:
         self.threshold = 0.5
 
     # ------------------------------------------------------------------ training
-    def fit_round(self, data: ExampleSet, decision: Decision, *, batch: int = 64,
+    def fit_round(self, data: ExampleSet, decision: Decision, *, batch: int = 48,
                   progress: ProgressFn | None = None, val_fraction: float = 0.25
                   ) -> dict[str, Any]:
         """One training round (``decision.steps`` Adam steps at ``decision.lr``).
