@@ -149,10 +149,7 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
     if skeleton_method not in ("topology", "kimimaro"):
         raise ParameterError(f"skeleton_method {skeleton_method!r}: expected 'topology' or "
                              "'kimimaro'")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                               and not (out / MANIFEST).exists())):
-        raise OutputError(f"{out}: exists and is not a neuroglia5d Neuroglancer export; "
-                          "choose an empty or new folder")
+    _check_out(out)
     main, partner, stats_path = _resolve_input(src)
     o = load_outputs(main)
     labels = o.arrays.get("labels")
@@ -162,9 +159,57 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
     if intensity is None and partner is not None:
         intensity = load_outputs(partner).arrays.get("intensity")
     table = read_stats_csv(stats_path) if stats_path is not None else None
+    return export_arrays(labels, out, intensity=intensity, spacing_um=o.spacing_um,
+                         offset_zyx=o.offset_zyx, stem=o.stem, source=str(main),
+                         stats_table=table, meshes=meshes, skeletons=skeletons,
+                         skeleton_method=skeleton_method, progress=progress,
+                         _t_start=t_start)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                               and not (out / MANIFEST).exists())):
+        raise OutputError(f"{out}: exists and is not a neuroglia5d Neuroglancer export; "
+                          "choose an empty or new folder")
+
+
+def export_arrays(labels: Any, out_dir: str | Path, *, intensity: Any = None,
+                  spacing_um: Sequence[float], offset_zyx: Sequence[int] = (0, 0, 0),
+                  stem: str = "data", source: str = "", stats_table: dict[str, np.ndarray]
+                  | None = None, meshes: bool = True, skeletons: bool = True,
+                  skeleton_method: str = "topology", progress: ProgressFn | None = None,
+                  _t_start: float | None = None) -> ExportResult:
+    """Export in-memory (or lazy) arrays: what :func:`export_neuroglancer` does after reading.
+
+    Parameters
+    ----------
+    labels : array-like
+        (T, Z, Y, X) integer labels, indexable by timepoint.
+    out_dir : str or Path
+        Export folder (see :func:`export_neuroglancer`).
+    intensity : array-like, optional
+        (T, Z, Y, X) intensity.
+    spacing_um : sequence of float
+        Voxel size (z, y, x), µm.
+    offset_zyx : sequence of int
+        Crop offset in the raw frame, voxels.
+    stem, source : str
+        Series name and where the data came from (recorded in the manifest).
+    stats_table : dict, optional
+        A ``*_labelStats.csv`` table; timepoints whose labels differ are re-measured.
+    """
+    t_start = time.perf_counter() if _t_start is None else _t_start
+    out = Path(out_dir)
+    _check_out(out)
+    if np.ndim(labels) != 4:
+        raise InputError(f"labels of shape {np.shape(labels)}: expected (T, Z, Y, X)")
+    if intensity is not None and tuple(np.shape(intensity)) != tuple(np.shape(labels)):
+        raise InputError(f"intensity {np.shape(intensity)} and labels {np.shape(labels)} "
+                         "differ in shape")
+    table = stats_table
     T, Z, Y, X = (int(v) for v in labels.shape)
-    spacing = tuple(float(v) for v in o.spacing_um)
-    offset = tuple(int(v) for v in o.offset_zyx)
+    spacing = tuple(float(v) for v in spacing_um)
+    offset = tuple(int(v) for v in offset_zyx)
     res_nm = tuple(v * 1000.0 for v in spacing)
     scales = pc.plan_scales((Z, Y, X), res_nm, offset)
     steps = ["volumes", "properties"] + (["meshes"] if meshes else []) + (
@@ -173,7 +218,7 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
     done = 0
     timings: dict[str, float] = dict.fromkeys(["read", *steps], 0.0)
     manifest: dict[str, Any] = {
-        "format": FORMAT, "version": 1, "stem": o.stem, "source": str(main),
+        "format": FORMAT, "version": 1, "stem": stem, "source": source,
         "shape_tzyx": [T, Z, Y, X], "voxel_size_um": list(spacing),
         "voxel_size_nm": list(res_nm), "offset_zyx": list(offset),
         "time_convention": "one precomputed dataset per timepoint under tNNN/",
