@@ -146,7 +146,7 @@ def user_ops(folder):
 
 
 # ---------------------------------------------------------------------------- tests
-def test_merge_stroke_merges_whole_labels_and_shows_stats(make_napari_viewer, series):
+def test_merge_stroke_merges_whole_labels_and_shows_stats(make_napari_viewer, series, qtbot):
     viewer, lab, dock = open_dock(make_napari_viewer, series)
     set_t(viewer, 1)
     press(viewer, "m")
@@ -171,7 +171,8 @@ def test_merge_stroke_merges_whole_labels_and_shows_stats(make_napari_viewer, se
     # after the merge the merged label is re-measured on its crop: 2x the volume
     row = dock.stats.get(1, 1)
     assert row["volume_um3"] == pytest.approx(2 * vol1)
-    assert dock.panel.topo is not None and dock.panel.topo["components"] == 1
+    qtbot.waitUntil(lambda: dock.panel.topo is not None, timeout=5000)  # once it pauses
+    assert dock.panel.topo["components"] == 1
     assert "components 1" in dock.panel.topology.text()
     assert dock.messages[-1].startswith("merge")
 

@@ -54,6 +54,9 @@ BRUSHES: dict[str, tuple[str, str]] = {
     "erase": ("Erase", "E"),
 }
 
+#: the merged set's topology is computed once the stroke pauses this long (ms)
+TOPOLOGY_DELAY_MS = 80
+
 #: colour maps of the stroke preview per brush (merge white)
 PREVIEW_COLOURS: dict[str, str] = {"merge": "gray", "erase": "red", "split": "cyan"}
 
@@ -123,8 +126,18 @@ class AnnotationDock(QWidget):
         self._reviewed: set[tuple[int, tuple[int, ...]]] = set()
         self._recording_paint = False
         self._preview_time = 0.0
+        self._preview_ly: Any = None
+        self._overlay_due = False
+        self._topo_request: tuple[int, list[int]] | None = None
+        self._topo_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._cleanup: list[Callable[[], None]] = []
         self._build_ui()
+        from qtpy.QtCore import QTimer
+
+        self._topo_timer = QTimer(self)
+        self._topo_timer.setSingleShot(True)
+        self._topo_timer.setInterval(TOPOLOGY_DELAY_MS)
+        self._topo_timer.timeout.connect(self.flush_topology)
         # closing the dock (which may delete it without a close event) gives keys back
         self.destroyed.connect(functools.partial(_run_all, self._cleanup))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -233,17 +246,30 @@ class AnnotationDock(QWidget):
 
     # ------------------------------------------------------------------ status
     def message(self, text: str) -> None:
-        """Show a one-line status message (canvas overlay, status bar, dock)."""
+        """Show a one-line status message (canvas overlay, status bar, dock).
+
+        The canvas overlay is updated once per turn of the event loop (several messages
+        of one action draw its text once)."""
+        from qtpy.QtCore import QTimer
+
         self.messages.append(text)
         self.status.setText(text)
         with contextlib.suppress(AttributeError, TypeError):
             self.viewer.status = text
+        if not self._overlay_due:
+            self._overlay_due = True
+            QTimer.singleShot(0, self._flush_overlay)
+
+    def _flush_overlay(self) -> None:
+        self._overlay_due = False
         ov = _text_overlay(self.viewer)
-        if ov is not None:
-            ov.text = text
+        if ov is None or not self.messages:
+            return
+        if not ov.visible:
             ov.color = (0.2, 1.0, 0.2, 1.0)
             ov.position = "bottom_left"
             ov.visible = True
+        ov.text = self.messages[-1]
 
     # ------------------------------------------------------------------ attach
     def _on_layer_inserted(self, event: Any) -> None:
@@ -346,6 +372,7 @@ class AnnotationDock(QWidget):
         self._cleanup.clear()  # the same list stays connected to ``destroyed``
         if "annotation stroke" in self.viewer.layers:
             self.viewer.layers.remove("annotation stroke")
+        self._preview_ly = None
         if self.wc is not None and getattr(self.wc, "journal", None) is not None:
             close = getattr(self.wc.journal, "close", None)
             if close is not None:
@@ -596,44 +623,57 @@ class AnnotationDock(QWidget):
         self._preview_time = now
         y0, x0 = self.view.tile_origin()
         ny, nx = np.shape(self.layer.data)[-2:]
-        img = np.zeros((ny, nx), np.uint8)
+        layer = self._preview_layer()
+        img = layer.data
+        fresh = img.shape != (ny, nx)
+        if fresh:
+            img = np.zeros((ny, nx), np.uint8)
+        else:
+            img[...] = 0
         for sd in seeds:
             yy, xx = sd[:, 2] - y0, sd[:, 3] - x0
             ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
             img[yy[ok], xx[ok]] = 1
         if stroke is not None:
             img |= stroke.mask[y0:y0 + ny, x0:x0 + nx]
-        layer = self._preview_layer()
         if not img.any():
             layer.opacity = 0.0  # (cheaper than toggling visibility)
             return
-        layer.data = img
+        if fresh:
+            layer.data = img
+        else:  # same array edited in place: re-slice only
+            layer.refresh(extent=False, thumbnail=False, highlight=False)
         cmap = PREVIEW_COLOURS.get(self.brush, "gray")
         if layer.colormap.name != cmap:
             layer.colormap = cmap
         tr = tuple(self.layer.translate[-2:])
         if tuple(layer.translate) != tr:
             layer.translate = tr
-        layer.opacity = 0.6
+        if layer.opacity != 0.6:
+            layer.opacity = 0.6
 
     def _preview_layer(self) -> Any:
         name = "annotation stroke"
+        if self._preview_ly is not None and self._preview_ly in self.viewer.layers:
+            return self._preview_ly
         if name in self.viewer.layers:
-            return self.viewer.layers[name]
+            self._preview_ly = self.viewer.layers[name]
+            return self._preview_ly
         active = self.viewer.layers.selection.active
         layer = self.viewer.add_image(np.zeros((1, 1), np.uint8), name=name,
                                       scale=tuple(self.layer.scale[-2:]), opacity=0.6,
                                       contrast_limits=(0, 1), blending="additive",
                                       metadata={"neuroglia5d": {"role": "preview"}})
         self.viewer.layers.selection.active = active
+        self._preview_ly = layer
         return layer
 
     def _clear_preview(self) -> None:
         seeds = self.split_seeds if self.brush == "split" else []
         if seeds:
             self._preview(None, seeds)
-        elif "annotation stroke" in self.viewer.layers:
-            self.viewer.layers["annotation stroke"].opacity = 0.0
+        elif self._preview_ly is not None and self._preview_ly.opacity != 0.0:
+            self._preview_ly.opacity = 0.0
 
     def _stroke_step(self, stroke: Stroke, pos: tuple[int, int, int, int]) -> None:
         new = stroke.add(pos[2], pos[3])
@@ -738,9 +778,7 @@ class AnnotationDock(QWidget):
             self.stats.update(self.wc, t, ids)
         if self.stroke_labels:
             t = self.current_t()
-            # a merge keeps the union of the stroke's labels: its topology stays
-            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)],
-                             topology=op.type != "merge")
+            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
 
     def _shown(self) -> tuple[int, int | None]:
         """(t, z) on screen; z None in a 3D view."""
@@ -763,15 +801,51 @@ class AnnotationDock(QWidget):
         return out
 
     def _show_stats(self, t: int, ids: Sequence[int], topology: bool = True) -> None:
-        from ..annotation import merged_topology
-
         assert self.stats is not None and self.wc is not None
         missing = [i for i in ids if self.stats.get(t, i) is None]
         if missing:
             self.stats.update(self.wc, t, missing)
         self.panel.show_labels(t, ids, self.stats)
         if topology:
-            self.panel.show_topology(merged_topology(self.wc, t, ids) if ids else None)
+            # the merged set's topology (a skeleton) waits for the stroke to pause
+            self._topo_request = (int(t), [int(i) for i in ids])
+            self._topo_timer.start()
+
+    def flush_topology(self) -> None:
+        """Compute the requested merged-set topology now (the timer does it otherwise)."""
+        from ..annotation import merged_topology
+
+        self._topo_timer.stop()
+        req, self._topo_request = self._topo_request, None
+        if req is None or self.wc is None:
+            return
+        t, ids = req
+        key = self._union_key(t, ids)
+        if key is None:
+            self.panel.show_topology(None)
+            return
+        topo = self._topo_cache.get(key)
+        if topo is None:  # (a merge or its undo leaves the union, and its topology, as is)
+            topo = merged_topology(self.wc, t, ids)
+            if len(self._topo_cache) > 256:
+                self._topo_cache.clear()
+            self._topo_cache[key] = topo
+        self.panel.show_topology(topo)
+
+    def _union_key(self, t: int, ids: Sequence[int]) -> tuple[Any, ...] | None:
+        """Identity of the voxels of the union of ``ids`` at ``t`` (box and digest)."""
+        import hashlib
+
+        assert self.wc is not None
+        boxes = [b for b in (self.wc.bbox(t, i) for i in ids) if b is not None]
+        if not boxes:
+            return None
+        b = np.array(boxes)
+        box = (int(b[:, 0].min()), int(b[:, 1].max()), int(b[:, 2].min()),
+               int(b[:, 3].max()), int(b[:, 4].min()), int(b[:, 5].max()))
+        crop = self.wc.labels[t, box[0]:box[1], box[2]:box[3], box[4]:box[5]]
+        mask = np.isin(crop, np.asarray(ids, dtype=crop.dtype))
+        return (t, box, hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest())
 
     def undo(self) -> None:
         """Undo our last operation (Ctrl+Z)."""
