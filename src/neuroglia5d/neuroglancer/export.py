@@ -146,9 +146,6 @@ def export_neuroglancer(src: str | Path, out_dir: str | Path, *, meshes: bool = 
     out = Path(out_dir)
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
-    if skeleton_method not in ("topology", "kimimaro"):
-        raise ParameterError(f"skeleton_method {skeleton_method!r}: expected 'topology' or "
-                             "'kimimaro'")
     _check_out(out)
     main, partner, stats_path = _resolve_input(src)
     o = load_outputs(main)
@@ -206,6 +203,9 @@ def export_arrays(labels: Any, out_dir: str | Path, *, intensity: Any = None,
     if intensity is not None and tuple(np.shape(intensity)) != tuple(np.shape(labels)):
         raise InputError(f"intensity {np.shape(intensity)} and labels {np.shape(labels)} "
                          "differ in shape")
+    if skeleton_method not in ("topology", "kimimaro"):
+        raise ParameterError(f"skeleton_method {skeleton_method!r}: expected 'topology' or "
+                             "'kimimaro'")
     table = stats_table
     T, Z, Y, X = (int(v) for v in labels.shape)
     spacing = tuple(float(v) for v in spacing_um)
