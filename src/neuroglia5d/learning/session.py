@@ -264,49 +264,64 @@ class Learner:
         n_t = wc.labels.shape[0]
         ta, tb = t_range if t_range is not None else (0, n_t - 1)
         inten = wc.intensity
+        frames: dict[int, Frame] = {}
         for t in range(ta, tb + 1):
             if progress is not None:
                 progress("apply", (t - ta) / max(tb - ta + 1, 1), f"timepoint {t}")
             it = None if inten is None else np.asarray(inten[t])
+            # one measurement per timepoint: every network decides on the same state
             fr = Frame(wc.labels[t], it, wc.spacing_um)
-            if "artefact" in self.models and len(fr.ff.ids):
-                sel = fr.ff.ids[self._in_box(fr, box)]
-                x, c = label_inputs(fr, sel.tolist(), self.spec)
+            frames[t] = fr
+            if not len(fr.ff.ids):
+                continue
+            inside = fr.ff.ids[self._in_box(fr, box)]
+            gone: dict[int, int] = {}
+            if "artefact" in self.models:
+                x, c = label_inputs(fr, inside.tolist(), self.spec)
                 p = self.models["artefact"].predict_proba(x, c)
-                gone = {int(v): 0 for v, pv in zip(sel, p, strict=True)
+                gone = {int(v): 0 for v, pv in zip(inside, p, strict=True)
                         if pv >= self.thresholds["artefact"]}
-                if gone:
-                    op = wc.relabel(t, gone, source="model", weights_id=wid)
-                    if op is not None:
-                        rep.ops.append(op)
-                        rep.erased += len(gone)
-                        rep.erased_labels[t] = sorted(gone)
-                    fr = Frame(wc.labels[t], it, wc.spacing_um)
+            mapping: dict[int, int] = {}
             if "merge" in self.models and len(fr.ff.pairs):
-                inside = set(fr.ff.ids[self._in_box(fr, box)].tolist())
+                ins = set(inside.tolist())
                 pairs = [(int(a), int(b)) for a, b in fr.ff.pairs
-                         if a in inside or b in inside]
-                x, c, _ = pair_inputs(fr, pairs, self.spec)
-                p = self.models["merge"].predict_proba(x, c)
-                mapping = _union_find([pr for pr, pv in zip(pairs, p, strict=True)
-                                       if pv >= self.thresholds["merge"]])
-                if mapping:
-                    op = wc.relabel(t, mapping, source="model", weights_id=wid)
-                    if op is not None:
-                        rep.ops.append(op)
-                        rep.merged += len(mapping)
-                    fr = Frame(wc.labels[t], it, wc.spacing_um)
-            if "split" in self.models and len(fr.ff.ids):
-                sel = fr.ff.ids[self._in_box(fr, box)]
-                x, c = label_inputs(fr, sel.tolist(), self.spec)
-                p = self.models["split"].predict_proba(x, c)
-                for v, pv in zip(sel, p, strict=True):
-                    if pv < self.thresholds["split"]:
-                        continue
-                    op = self._split_one(wc, fr, t, int(v), wid)
-                    if op is not None:
-                        rep.ops.append(op)
-                        rep.split += 1
+                         if (a in ins or b in ins) and a not in gone and b not in gone]
+                if pairs:
+                    x, c, _ = pair_inputs(fr, pairs, self.spec)
+                    p = self.models["merge"].predict_proba(x, c)
+                    mapping = _union_find([pr for pr, pv in zip(pairs, p, strict=True)
+                                           if pv >= self.thresholds["merge"]])
+            split_ids: list[int] = []
+            if "split" in self.models:
+                merged = set(mapping) | set(mapping.values())
+                cand = [int(v) for v in inside if int(v) not in gone and int(v) not in merged]
+                if cand:
+                    x, c = label_inputs(fr, cand, self.spec)
+                    p = self.models["split"].predict_proba(x, c)
+                    split_ids = [v for v, pv in zip(cand, p, strict=True)
+                                 if pv >= self.thresholds["split"]]
+            changed = False
+            if gone:
+                op = wc.relabel(t, gone, source="model", weights_id=wid)
+                if op is not None:
+                    rep.ops.append(op)
+                    rep.erased += len(gone)
+                    rep.erased_labels[t] = sorted(gone)
+                    changed = True
+            if mapping:
+                op = wc.relabel(t, mapping, source="model", weights_id=wid)
+                if op is not None:
+                    rep.ops.append(op)
+                    rep.merged += len(mapping)
+                    changed = True
+            for v in split_ids:  # these labels were neither erased nor merged: fr holds them
+                op = self._split_one(wc, fr, t, v, wid)
+                if op is not None:
+                    rep.ops.append(op)
+                    rep.split += 1
+                    changed = True
+            if changed:  # the state the linker sees
+                frames[t] = Frame(wc.labels[t], None, wc.spacing_um, normalised=fr.inten)
         if relink and "track" in self.models and tb > ta:
             from .tracking import link_series
 
@@ -317,7 +332,7 @@ class Learner:
                     rep.relinked += len(mapping)
 
             res = link_series(wc.labels, inten, wc.spacing_um, model=self.models["track"],
-                              spec=self.spec, apply=do, t_range=(ta, tb))
+                              spec=self.spec, apply=do, t_range=(ta, tb), frames=frames)
             rep.divisions = res.n_divisions
             rep.parents = res.parents
         if progress is not None:

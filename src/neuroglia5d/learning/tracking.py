@@ -54,7 +54,8 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
                 min_p: float = 0.5, division_p: float = 0.9, prior_n: int = 20,
                 apply: Callable[[int, dict[int, int]], None] | None = None,
                 t_range: tuple[int, int] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> LinkResult:
+                progress: Callable[[int, int], None] | None = None,
+                frames: dict[int, Frame] | None = None) -> LinkResult:
     """Relink a (T, Z, Y, X) series frame by frame (``labels`` is modified in place).
 
     Parameters
@@ -87,6 +88,8 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
         First and last timepoint to relink (all by default).
     progress : callable, optional
         ``progress(done, total)``.
+    frames : dict of int to Frame, optional
+        Measurements of timepoints already made (of the labels as they are now).
     """
     import fastremap
     from scipy.optimize import linear_sum_assignment
@@ -99,9 +102,10 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
     next_id = int(labels.max()) + 1
     drift = np.zeros(3)
     inten = (lambda t: None) if intensity is None else (lambda t: np.asarray(intensity[t]))
-    prev = Frame(labels[t0], inten(t0), spacing_um)
+    frames = frames or {}
+    prev = frames.get(t0) or Frame(labels[t0], inten(t0), spacing_um)
     for t in range(t0, t1):
-        cur = Frame(labels[t + 1], inten(t + 1), spacing_um)
+        cur = frames.get(t + 1) or Frame(labels[t + 1], inten(t + 1), spacing_um)
         cand = link_candidates(prev.ff, cur.ff, max_dist_um=max_dist_um, drift_um=drift)
         mapping: dict[int, int] = {}
         if len(cand):
