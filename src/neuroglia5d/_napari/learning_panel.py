@@ -87,7 +87,14 @@ class LearningPanel(QWidget):
         self.history: list[dict[str, Any]] = []
         self.messages: list[str] = []
         self._build_ui()
+        self._bind_t()
+
+    def _bind_t(self) -> None:
+        """T on the viewer and on the working layer (layer bindings take precedence)."""
         self.viewer.bind_key("t", lambda _v=None: press_t(self), overwrite=True)
+        layer = getattr(self._dock(), "layer", None)
+        if layer is not None and hasattr(layer, "bind_key"):
+            layer.bind_key("t", lambda _l=None: press_t(self), overwrite=True)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
