@@ -305,21 +305,32 @@ def test_tiles_offset_and_write_back(make_napari_viewer, series, qtbot):
     last = len(state.grid.tiles) - 1
     tiles.switch(last)
     qtbot.wait(20)
-    x0 = state.grid.tiles[last].x0
+    y0, x0 = state.grid.tiles[last].y0, state.grid.tiles[last].x0
+    assert x0 > 0
     # the tile looked at is recorded as reviewed, in whole-array voxels
     reviews = [o for o in journal(series) if o["type"] == "review"]
     assert any(o["box"][4] == x0 and o["box"][5] == SHAPE[3] for o in reviews)
     set_t(viewer, 0)
     press(viewer, "e")
     # label 4's right lobe (x 54-64 of the whole array) seen through the last tile
-    drag(lab, [world(lab, 0, 4, 34, 58 - x0)])
+    drag(lab, [world(lab, 0, 4, 34 - y0, 58 - x0)])
     op = user_ops(series)[-1]
     assert op["type"] == "erase" and op["labels"] == [4]
-    assert {s[3] for s in op["stroke"]} >= {58}  # whole-array x, not tile-local
+    assert {(s[2], s[3]) for s in op["stroke"]} >= {(34, 58)}  # whole array, not tile
     assert not (state.full_labels[0] == 4).any()
+    # napari's own brush on this tile: recorded in whole-array voxels too
+    lab.mode = "paint"
+    lab.selected_label = 11
+    lab.brush_size = 1
+    drag(lab, [world(lab, 0, 4, 40 - y0, 50 - x0)])
+    op = user_ops(series)[-1]
+    assert op["type"] == "paint" and op["box"][2] <= 40 < op["box"][3]
+    assert op["box"][4] <= 50 < op["box"][5]
+    assert state.full_labels[0, 4, 40, 50] == 11
     tiles.switch(0)  # writes the first tile back ... the erase must survive it
     tiles.switch(last)
     assert not (state.full_labels[0] == 4).any() and not (np.asarray(lab.data)[0] == 4).any()
+    assert state.full_labels[0, 4, 40, 50] == 11
 
 
 def test_real_qt_keys_and_alt_click_4d_render(make_napari_viewer, series, qtbot):

@@ -775,7 +775,7 @@ class AnnotationDock(QWidget):
         if boxes:
             self.view.refresh(boxes, shown=self._shown())
         for t, ids in self._changed_labels(op, boxes, n_before).items():
-            self.stats.update(self.wc, t, ids)
+            self._update_stats(t, ids)
         if self.stroke_labels:
             t = self.current_t()
             self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
@@ -800,11 +800,19 @@ class AnnotationDock(QWidget):
                 out.setdefault(int(t), set()).add(int(i))
         return out
 
+    def _update_stats(self, t: int, ids: Any) -> None:
+        """Re-measure labels; a failure to measure never undoes or blocks an edit."""
+        assert self.stats is not None
+        try:
+            self.stats.update(self.wc, t, ids)
+        except ValueError as e:  # (reported in the status line, the edit stands)
+            self.message(f"live statistics not updated at t={t}: {e}")
+
     def _show_stats(self, t: int, ids: Sequence[int], topology: bool = True) -> None:
         assert self.stats is not None and self.wc is not None
         missing = [i for i in ids if self.stats.get(t, i) is None]
         if missing:
-            self.stats.update(self.wc, t, missing)
+            self._update_stats(t, missing)
         self.panel.show_labels(t, ids, self.stats)
         if topology:
             # the merged set's topology (a skeleton) waits for the stroke to pause
@@ -920,7 +928,7 @@ class AnnotationDock(QWidget):
                     continue
                 self.message(describe(op))
                 assert self.stats is not None
-                self.stats.update(self.wc, t, set(_ids(before)) | set(_ids(after)))
+                self._update_stats(t, set(_ids(before)) | set(_ids(after)))
             # napari's own history could change the copy unrecorded: ours replaces it
             reset = getattr(self.layer, "_reset_history", None)
             if reset is not None:
