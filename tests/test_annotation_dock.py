@@ -24,6 +24,7 @@ from neuroglia5d._napari.annotation_dock import AnnotationDock  # noqa: E402
 PLUGIN = "napari-neuroglia5d"
 SPACING = (2.0, 0.5, 0.5)  # anisotropic (z, y, x) µm
 SHAPE = (3, 8, 48, 64)  # T, Z, Y, X
+OFFSET = (1, 5, 7)  # crop offset in the raw frame (z, y, x): the layers are translated
 
 
 def make_labels() -> np.ndarray:
@@ -66,11 +67,12 @@ def series(tmp_path):
     img = make_intensity(lab)
     folder = tmp_path / "out"
     folder.mkdir()
-    write_outputs(Outputs({"labels": lab}, SPACING, (0, 0, 0), {}, "s"),
+    write_outputs(Outputs({"labels": lab}, SPACING, OFFSET, {}, "s"),
                   folder / "s_labels.ome.tif", "tif")
-    write_outputs(Outputs({"intensity": img, "labels": lab}, SPACING, (0, 0, 0), {}, "s"),
+    write_outputs(Outputs({"intensity": img, "labels": lab}, SPACING, OFFSET, {}, "s"),
                   folder / "s_fused.ome.tif", "tif")
-    tb = concat_tables([label_stats(lab[t], img[t], SPACING, t=t) for t in range(SHAPE[0])])
+    tb = concat_tables([label_stats(lab[t], img[t], SPACING, t=t, offset_zyx=OFFSET)
+                        for t in range(SHAPE[0])])
     (folder / "s_labelStats.csv").write_text(table_to_csv(tb))
     return folder
 
@@ -125,6 +127,7 @@ def open_dock(make_napari_viewer, folder, **kw):
     viewer = make_napari_viewer(**kw)
     viewer.open(str(folder / "s_fused.ome.tif"), plugin=PLUGIN)
     lab = next(ly for ly in viewer.layers if ly.__class__.__name__ == "Labels")
+    assert tuple(lab.translate)[1:] == tuple(o * s for o, s in zip(OFFSET, SPACING, strict=True))
     viewer.layers.selection.active = lab
     # through the plugin's widget contribution (Plugins > Annotation dock)
     _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Annotation dock")
