@@ -215,6 +215,11 @@ def test_z_lock_erase_undo_redo_keys(make_napari_viewer, series):
     drag(lab, [world(lab, 0, 2, 10, 46)])
     assert not (np.asarray(lab.data)[0] == 5).any()
     assert (np.asarray(lab.data)[1] == 5).any()
+    # removing the dock gives napari its keys and mouse back
+    viewer.window.remove_dock_widget(dock)
+    assert dock.layer is None and dock._on_drag not in lab.mouse_drag_callbacks
+    press(viewer, "Control-Z")
+    assert called == ["napari undo"]
 
 
 def test_split_temporal_merge_and_restore(make_napari_viewer, series):

@@ -105,6 +105,7 @@ class AnnotationDock(QWidget):
     def __init__(self, napari_viewer: Any,
                  render_viewer: Callable[[], Any] | None = None) -> None:
         super().__init__()
+        self._started = False
         # napari hands plugin widgets a public-only proxy; our own code needs the viewer
         # itself (Qt parents for the key overrides, identity of its layers)
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
@@ -142,6 +143,7 @@ class AnnotationDock(QWidget):
         self.destroyed.connect(functools.partial(_run_all, self._cleanup))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._started = True
         self.attach()
 
     # ------------------------------------------------------------------ UI
@@ -383,8 +385,26 @@ class AnnotationDock(QWidget):
 
     def closeEvent(self, event: Any) -> None:
         """Give napari its keys back when the dock closes."""
-        self.detach()
+        self.shutdown()
         super().closeEvent(event)
+
+    def event(self, e: Any) -> bool:
+        """napari's ``remove_dock_widget`` only unparents the dock: shut down then."""
+        from qtpy.QtCore import QEvent
+
+        if e.type() == QEvent.Type.ParentChange and self.parent() is None \
+                and getattr(self, "_started", False):
+            self.shutdown()
+        return bool(super().event(e))
+
+    def shutdown(self) -> None:
+        """Detach and stop following the viewer's layers (the dock is gone)."""
+        self.detach()
+        for ev, cb in ((self.viewer.layers.events.inserted, self._on_layer_inserted),
+                       (self.viewer.layers.events.removed, self._on_layer_removed)):
+            with contextlib.suppress(ValueError, RuntimeError, TypeError):
+                ev.disconnect(cb)
+        self._started = False
 
     def current_t(self) -> int:
         """The working copy's timepoint on screen (clamped to the array)."""
