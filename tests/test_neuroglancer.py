@@ -232,3 +232,28 @@ def test_kimimaro_skeletons_are_an_alternative(ng_run):
         assert (lab[v[:, 0], v[:, 1], v[:, 2]] == lid).mean() >= 0.95
         n = navis.read_swc(swc_text(s))
         assert n.n_nodes == len(s.vertices)
+
+
+def test_serve_command_prints_working_links(ng_run):
+    import subprocess
+    import sys
+
+    _, _, exp = ng_run
+    p = subprocess.Popen([sys.executable, "-m", "neuroglia5d.cli", "serve",
+                          str(exp.out_dir.parent), "--port", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("open "):
+            line = p.stdout.readline()
+            assert line, "serve exited: " + "".join(lines)
+            lines.append(line)
+        views = [ln.split(": ", 1)[1].split(" ... ") for ln in lines
+                 if ln.startswith("export ng")]
+        assert len(views) == 1 and views[0][0].endswith("/v/ng-t000/")
+        assert views[0][1].strip().endswith("/v/ng-t001/")
+        with urllib.request.urlopen(views[0][0]) as r:
+            assert b"<script" in r.read()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
