@@ -219,13 +219,91 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
     rank += popc(m & ((np.int64(1) << bit) - 1))
     return base + 1 + get_bits(data, ((off + nmask + npre) << 5) + rank * w, w)
 
+@_plain
+def bp_brick(flat: Any, corner: int, lin: Any, bx: int, mode: int, w: int, base: int,
+             off: int, nmask: int, npre: int, data: Any) -> None:
+    """Decode one whole brick: voxel ``i`` goes to ``flat[corner + lin[i]]``.
+
+    Dense: one sequential unpack (2 or 4 values per refill when they fit in 32 bits);
+    sparse: the base everywhere, then the set mask bits visited in order (values in rank
+    order); constant: the base.
+    """
+    n = lin.shape[0]
+    if mode == 0 or mode == 2:
+        for i in range(0, n, bx):  # rows of the brick
+            c0 = corner + lin[i]
+            for x in range(bx):
+                flat[c0 + x] = base
+        if mode == 0:
+            return
+    mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+    uw = np.uint64(w)
+    buf = np.uint64(0)
+    avail = 0
+    if mode == 1:
+        k = off
+        if w <= 8 and bx % 4 == 0:
+            w4 = 4 * w
+            uw2 = np.uint64(2 * w)
+            uw3 = np.uint64(3 * w)
+            uw4 = np.uint64(w4)
+            for i in range(0, n, 4):
+                if avail < w4:  # refill the bit reader with the next word
+                    buf |= np.uint64(data[k]) << np.uint64(avail)
+                    k += 1
+                    avail += 32
+                c0 = corner + lin[i]
+                flat[c0] = base + np.int64(buf & mask)
+                flat[c0 + 1] = base + np.int64((buf >> uw) & mask)
+                flat[c0 + 2] = base + np.int64((buf >> uw2) & mask)
+                flat[c0 + 3] = base + np.int64((buf >> uw3) & mask)
+                buf >>= uw4
+                avail -= w4
+        elif w <= 16 and n % 2 == 0:
+            w2 = 2 * w
+            uw2 = np.uint64(w2)
+            for i in range(0, n, 2):
+                if avail < w2:
+                    buf |= np.uint64(data[k]) << np.uint64(avail)
+                    k += 1
+                    avail += 32
+                flat[corner + lin[i]] = base + np.int64(buf & mask)
+                flat[corner + lin[i + 1]] = base + np.int64((buf >> uw) & mask)
+                buf >>= uw2
+                avail -= w2
+        else:
+            for i in range(n):
+                if avail < w:
+                    buf |= np.uint64(data[k]) << np.uint64(avail)
+                    k += 1
+                    avail += 32
+                flat[corner + lin[i]] = base + np.int64(buf & mask)
+                buf >>= uw
+                avail -= w
+        return
+    k = off + nmask + npre
+    b1 = base + 1
+    for wi in range(nmask):
+        m = np.uint64(data[off + wi])
+        while m:
+            i = wi * 32 + np.int64(cttz(m))
+            if avail < w:
+                buf |= np.uint64(data[k]) << np.uint64(avail)
+                k += 1
+                avail += 32
+            flat[corner + lin[i]] = b1 + np.int64(buf & mask)
+            buf >>= uw
+            avail -= w
+            m &= m - np.uint64(1)
+
+
 @_par
 def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
               modes: Any, widths: Any, bases: Any, offsets: Any, data: Any
               ) -> None:
-    """Decode a region into ``out`` (C-contiguous): whole bricks sequentially (a running
-    bit reader; sparse bricks filled with the base, then their set mask bits visited),
-    bricks cut by the region voxel by voxel."""
+    """Decode a region into ``out`` (C-contiguous) brick by brick: whole bricks straight
+    into ``out``, bricks cut by the region into a scratch brick first (decoding a whole
+    brick sequentially is cheaper than voxel by voxel)."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -234,6 +312,7 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     gy, gx = grid[1], grid[2]
     flat = out.reshape(-1)
     lin = flat_offsets(bz, by, bx, oy, ox)
+    own = flat_offsets(bz, by, bx, by, bx)  # C order within the brick
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby * nbx):
         iz = bz0 + j // (nby * nbx)
@@ -244,89 +323,24 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
         xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
-        full = (zb - za == bz) and (yb - ya == by) and (xb - xa == bx)
-        corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
-        if mode == 0 or (full and mode == 2):  # constant, or the base under a sparse brick
+        if (zb - za == bz) and (yb - ya == by) and (xb - xa == bx):
+            corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
+            bp_brick(flat, corner, lin, bx, mode, w, base, off, nmask, npre, data)
+        elif mode == 0:
             for z in range(za, zb):
                 for y in range(ya, yb):
                     rs = ((z - z0) * oy + (y - y0)) * ox - x0
                     for x in range(xa, xb):
                         flat[rs + x] = base
-            if mode == 0:
-                continue
-        if full and mode == 1:
-            # whole dense brick: one sequential unpack
-            mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
-            uw = np.uint64(w)
-            k = off
-            buf = np.uint64(0)
-            avail = 0
-            if w <= 8 and bx % 4 == 0:
-                # four values per refill check (4w <= 32 bits), all in one row
-                w4 = 4 * w
-                uw2 = np.uint64(2 * w)
-                uw3 = np.uint64(3 * w)
-                uw4 = np.uint64(w4)
-                for i in range(0, n, 4):
-                    if avail < w4:  # refill the bit reader with the next word
-                        buf |= np.uint64(data[k]) << np.uint64(avail)
-                        k += 1
-                        avail += 32
-                    c0 = corner + lin[i]
-                    flat[c0] = base + np.int64(buf & mask)
-                    flat[c0 + 1] = base + np.int64((buf >> uw) & mask)
-                    flat[c0 + 2] = base + np.int64((buf >> uw2) & mask)
-                    flat[c0 + 3] = base + np.int64((buf >> uw3) & mask)
-                    buf >>= uw4
-                    avail -= w4
-            elif w <= 16 and n % 2 == 0:
-                w2 = 2 * w  # two values per refill check
-                uw2 = np.uint64(w2)
-                for i in range(0, n, 2):
-                    if avail < w2:
-                        buf |= np.uint64(data[k]) << np.uint64(avail)
-                        k += 1
-                        avail += 32
-                    flat[corner + lin[i]] = base + np.int64(buf & mask)
-                    flat[corner + lin[i + 1]] = base + np.int64((buf >> uw) & mask)
-                    buf >>= uw2
-                    avail -= w2
-            else:
-                for i in range(n):
-                    if avail < w:
-                        buf |= np.uint64(data[k]) << np.uint64(avail)
-                        k += 1
-                        avail += 32
-                    flat[corner + lin[i]] = base + np.int64(buf & mask)
-                    buf >>= uw
-                    avail -= w
-        elif full:
-            # whole sparse brick: visit the set mask bits in order, values in rank order
-            mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
-            uw = np.uint64(w)
-            k = off + nmask + npre
-            buf = np.uint64(0)
-            avail = 0
-            b1 = base + 1
-            for wi in range(nmask):
-                m = np.uint64(data[off + wi])
-                while m:
-                    i = wi * 32 + np.int64(cttz(m))
-                    if avail < w:
-                        buf |= np.uint64(data[k]) << np.uint64(avail)
-                        k += 1
-                        avail += 32
-                    flat[corner + lin[i]] = b1 + np.int64(buf & mask)
-                    buf >>= uw
-                    avail -= w
-                    m &= m - np.uint64(1)
         else:
+            tmp = np.empty(n, out.dtype)
+            bp_brick(tmp, 0, own, bx, mode, w, base, off, nmask, npre, data)
             for z in range(za, zb):
                 for y in range(ya, yb):
+                    rs = ((z - z0) * oy + (y - y0)) * ox - x0
+                    rb = ((z - iz * bz) * by + (y - iy * by)) * bx - ix * bx
                     for x in range(xa, xb):
-                        i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
-                        out[z - z0, y - y0, x - x0] = bp_voxel(i, mode, w, base, off, nmask,
-                                                               npre, data)
+                        flat[rs + x] = tmp[rb + x]
 
 # ---------------- palette
 @_par
@@ -418,6 +432,23 @@ def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: A
     li = get_bits(data, (np.int64(ext_data[e]) << 5) + i * w, w)
     return np.int64(lut[min(np.int64(ext_lut[e]) + li, lut.shape[0] - 1)])
 
+@_plain
+def pal_brick(flat: Any, corner: int, lin: Any, w: int, d0: int, vals: Any, data: Any
+              ) -> None:
+    """Decode one whole mixed brick (local indices of ``w`` bits from word ``d0``, ``vals``
+    their values): voxel ``i`` goes to ``flat[corner + lin[i]]``."""
+    n = lin.shape[0]
+    mask = np.uint32((1 << w) - 1)
+    per_word = 32 // w  # w divides 32
+    uw = np.uint32(w)
+    for wi in range((n + per_word - 1) // per_word):
+        m = data[d0 + wi]
+        i0 = wi * per_word
+        for i in range(i0, min(i0 + per_word, n)):
+            flat[corner + lin[i]] = vals[m & mask]
+            m >>= uw
+
+
 @_par
 def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words: Any,
                ext_w: Any, ext_lut: Any, ext_data: Any, lut: Any, data: Any,
@@ -434,11 +465,13 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
     nl = lut.shape[0]
     flat = out.reshape(-1)
     lin = flat_offsets(bz, by, bx, oy, ox)
+    own = flat_offsets(bz, by, bx, by, bx)  # C order within the brick
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby):
         iz = bz0 + j // nby
         iy = by0 + j % nby
         vals = np.empty(min(n, 256), palette.dtype)
+        tmp = np.empty(n, palette.dtype)
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
         row0 = (iz * gy + iy) * gx
@@ -467,20 +500,21 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
             lb = np.int64(ext_lut[e])
             full = (zb - za == bz) and (yb - ya == by) and (xb - xa == bx)
             nv = np.int64(1) << w
-            if full and nv <= vals.shape[0]:
+            if nv <= vals.shape[0]:
                 for q in range(nv):  # every local index -> its value, clamped like pal_voxel
                     vals[q] = palette[min(np.int64(lut[min(lb + q, nl - 1)]), npal - 1)]
-                corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
-                mask = np.uint32(nv - 1)
-                per_word = 32 // w  # w divides 32
                 d0 = np.int64(ext_data[e])
-                uw = np.uint32(w)
-                for wi in range((n + per_word - 1) // per_word):
-                    m = data[d0 + wi]
-                    i0 = wi * per_word
-                    for i in range(i0, min(i0 + per_word, n)):
-                        flat[corner + lin[i]] = vals[m & mask]
-                        m >>= uw
+                if full:
+                    corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
+                    pal_brick(flat, corner, lin, w, d0, vals, data)
+                else:  # cut by the region: the whole brick into a scratch brick first
+                    pal_brick(tmp, 0, own, w, d0, vals, data)
+                    for z in range(za, zb):
+                        for y in range(ya, yb):
+                            rs = ((z - z0) * oy + (y - y0)) * ox - x0
+                            rb = ((z - iz * bz) * by + (y - iy * by)) * bx - ix * bx
+                            for x in range(xa, xb):
+                                flat[rs + x] = tmp[rb + x]
                 continue
             for z in range(za, zb):
                 for y in range(ya, yb):
