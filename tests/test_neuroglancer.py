@@ -257,3 +257,13 @@ def test_serve_command_prints_working_links(ng_run):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_labels_without_a_centre_line_get_their_centroid():
+    from neuroglia5d.neuroglancer.skeletons import fill_missing
+
+    lab = np.zeros((4, 6, 6), np.uint32)
+    lab[1:3, 2:4, 2:4] = 9  # a 2x2x2 cube: centre at voxel (1.5, 2.5, 2.5)
+    out = fill_missing({}, lab, (1.5, 0.5, 0.5), (10, 0, 0))
+    assert list(out) == [9] and len(out[9].edges) == 0
+    assert np.allclose(out[9].vertices, [[(1.5 + 10) * 1.5, 2.5 * 0.5, 2.5 * 0.5]])
