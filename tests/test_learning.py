@@ -223,3 +223,12 @@ def test_ctc_and_geff_exports(tmp_path) -> None:
     graph, _ = geff.read(str(g))
     assert graph.number_of_nodes() == 1 + 2 + 1 + 2
     assert graph.number_of_edges() == 1 + 2  # 1: t0-t1; 2: t1-t2-t3
+
+
+def test_ctc_division_mother_ends_before_daughters() -> None:
+    lab = np.zeros((4, 4, 16, 16), np.uint16)
+    lab[:, 1:3, 2:6, 2:6] = 1  # the mother keeps her ID after dividing at t = 2
+    lab[2:, 1:3, 10:14, 10:14] = 5  # the other daughter
+    out, table = ctc_tracks(lab, {5: 1})
+    assert table.tolist() == [[1, 0, 1, 0], [5, 2, 3, 1], [6, 2, 3, 1]]
+    assert out[2, 1, 3, 3] == 6 and out[1, 1, 3, 3] == 1

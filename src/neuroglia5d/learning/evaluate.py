@@ -32,13 +32,17 @@ def tra_score(gt: np.ndarray, pred: np.ndarray, parents: dict[int, int] | None =
         seg.mkdir()
         lab, table = ctc_tracks(gt, gt_parents)
         for t in range(lab.shape[0]):
-            tifffile.imwrite(tra / f"man_track{t:03d}.tif", lab[t].astype(np.uint16))
-            tifffile.imwrite(seg / f"man_seg{t:03d}.tif", lab[t].astype(np.uint16))
+            for name, d in ((f"man_track{t:03d}.tif", tra), (f"man_seg{t:03d}.tif", seg)):
+                tifffile.imwrite(d / name, lab[t].astype(np.uint16), photometric="minisblack")
         (tra / "man_track.txt").write_text("".join(f"{a} {b} {c} {p}\n" for a, b, c, p in
                                                    table))
         import contextlib
         import io
+        import warnings
 
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints its results
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it prints its results and warns per track
             out = evaluate_sequence(str(res), str(root / "GT"), metrics=["TRA"], threads=1)
+    if out.get("TRA") is None:
+        raise ValueError("py-ctcmetrics rejected the result folder (invalid tracks)")
     return float(out["TRA"])

@@ -218,6 +218,29 @@ def ctc_tracks(labels: np.ndarray, parents: dict[int, int] | None = None
     out = np.array(labels, copy=True)
     segs = _segments(out)
     next_id = max(segs, default=0) + 1
+    parents = dict(parents or {})
+    # a mother that keeps her ID after a division continues as a new track from then on
+    # (a CTC mother ends the frame before her daughters start)
+    current: dict[int, int] = {}
+    for d in sorted(parents, key=lambda v: segs.get(v, [10 ** 9])[0]):
+        orig = parents[d]
+        m = current.get(orig, orig)
+        parents[d] = m
+        if d not in segs or m not in segs:
+            continue
+        t_d = segs[d][0]
+        later = [t for t in segs[m] if t >= t_d]
+        if not later:
+            continue
+        new = next_id
+        next_id += 1
+        for t in later:
+            fastremap.remap(out[t], {m: new}, preserve_missing_labels=True, in_place=True)
+        segs[m] = [t for t in segs[m] if t < t_d]
+        segs[new] = later
+        parents[new] = m
+        current[orig] = current[m] = new
+    segs = {k: v for k, v in segs.items() if v}
     rows: list[list[int]] = []
     renamed: dict[tuple[int, int], int] = {}
     for lab, ts in sorted(segs.items()):
@@ -227,7 +250,7 @@ def ctc_tracks(labels: np.ndarray, parents: dict[int, int] | None = None
                 runs[-1].append(t)
             else:
                 runs.append([t])
-        parent = int((parents or {}).get(lab, 0))
+        parent = int(parents.get(lab, 0))
         cur = lab
         for k, run in enumerate(runs):
             if k:
@@ -264,7 +287,8 @@ def write_ctc(folder: str | Path, labels: np.ndarray,
     with atomic_output(Path(folder)) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
         for t in range(lab.shape[0]):
-            tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif", lab[t].astype(np.uint16))
+            tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif", lab[t].astype(np.uint16),
+                             photometric="minisblack")
         (tmp / "res_track.txt").write_text(
             "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in table))
     return Path(folder)
