@@ -7,7 +7,9 @@ What is measured, for every volume and codec, in one run:
 * **decode GB/s**: bytes of *decoded output* (the volume's ``nbytes``) / seconds, best of
   at least ``--repeats`` timed calls (more, up to 200, until 0.3 s were spent: short
   decodes are noisy) after one untimed warm-up call (which JIT-compiles the numba
-  kernels and is also used to check that the decoded volume equals the original).
+  kernels and is also used to check that the decoded volume equals the original). The
+  two ``.ng5d`` tiers and the two Blosc2 codecs are timed call by call in turn, so that
+  on a shared machine they see the same load.
   Every decoder gets the same thread count (``--threads``, default 2): numba's
   ``set_num_threads`` for ``.ng5d``, ``nthreads`` for Blosc2, ``maxworkers`` for
   tifffile, ``threading.max_workers`` for Zarr. compressed_segmentation and the
@@ -168,12 +170,31 @@ def best_time(fn: Decoder, repeats: int) -> float:
 def measure(vol: Volume, codec: str, size: int, dec: Decoder, repeats: int,
             note: str = "") -> Row:
     """Warm up ``dec``, check its output against the volume, then time it."""
+    check(vol, codec, dec)
+    secs = best_time(dec, repeats)
+    return Row(vol.name, codec, CODEC_LABELS[codec], vol.data.nbytes, size, secs, note)
+
+
+def check(vol: Volume, codec: str, dec: Decoder) -> None:
+    """Warm-up call, whose output must be the volume."""
     out = np.asarray(dec())
     if out.shape != vol.data.shape or not np.array_equal(out, vol.data):
         raise AssertionError(f"{CODEC_LABELS[codec]} did not round-trip {vol.name}")
-    del out
-    secs = best_time(dec, repeats)
-    return Row(vol.name, codec, CODEC_LABELS[codec], vol.data.nbytes, size, secs, note)
+
+
+def measure_interleaved(vol: Volume, entries: list[tuple[str, int, Decoder, str]],
+                        repeats: int) -> list[Row]:
+    """Time several decoders of one volume call by call in turn (round robin), so that on
+    a shared machine every decoder sees the same load; best call of each."""
+    for codec, _, dec, _ in entries:
+        check(vol, codec, dec)
+    times: list[list[float]] = [[] for _ in entries]
+    while (len(times[0]) < repeats
+           or (min(sum(t) for t in times) < MIN_SECONDS and len(times[0]) < MAX_CALLS)):
+        for k, (_, _, dec, _) in enumerate(entries):
+            times[k].append(one_call(dec))
+    return [Row(vol.name, codec, CODEC_LABELS[codec], vol.data.nbytes, size, min(t), note)
+            for (codec, size, _, note), t in zip(entries, times, strict=True)]
 
 
 # --------------------------------------------------------------------------- codecs
@@ -335,18 +356,18 @@ def bench_volume(vol: Volume, threads: int, repeats: int) -> tuple[list[Row], Ti
     """All CPU codecs on one volume, plus the ``.ng5d`` tile timing."""
     from neuroglia5d.io import ng5d_codec as c
 
-    rows: list[Row] = []
     blob, brick = ng5d_encode(vol)
-    rows.append(measure(vol, "ng5d", len(blob), ng5d_decoder(vol, blob, brick), repeats,
-                        f"bricks {'×'.join(map(str, brick))}; kept in memory"))
     level = c.ZSTD_LEVELS["palette" if vol.kind == "labels" else "bitpack"]
     stored = c.store_zstd(blob, level)
-    rows.append(measure(vol, "ng5d-file", len(stored), ng5d_file_decoder(vol, stored, brick),
-                        repeats, f"zstd level {level} frames of "
-                                 f"{c.FRAME_BYTES // 1024} KiB; on disk"))
+    entries = [("ng5d", len(blob), ng5d_decoder(vol, blob, brick),
+                f"bricks {'×'.join(map(str, brick))}; kept in memory"),
+               ("ng5d-file", len(stored), ng5d_file_decoder(vol, stored, brick),
+                f"zstd level {level} frames of {c.FRAME_BYTES // 1024} KiB; on disk")]
     for zstd, name in ((False, "lz4"), (True, "zstd")):
         size, dec = blosc2_codec(vol, threads, zstd)
-        rows.append(measure(vol, name, size, dec, repeats))
+        entries.append((name, size, dec, ""))
+    # the rows the targets compare, timed in turn (fair on a shared machine)
+    rows = measure_interleaved(vol, entries, repeats)
     size, dec = tiff_codec(vol, threads)
     rows.append(measure(vol, "tiff", size, dec, repeats))
     size, dec, note = zarr_codec(vol)
