@@ -144,6 +144,13 @@ def journal(folder):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def assert_display_current(layer):
+    """What the layer shows (its coloured slice) is what a full refresh would show."""
+    shown = np.array(layer._slice.image.view)
+    layer.refresh()
+    assert np.array_equal(shown, layer._slice.image.view)
+
+
 def user_ops(folder):
     return [o for o in journal(folder) if o["type"] != "review"]
 
@@ -190,6 +197,7 @@ def test_z_lock_erase_undo_redo_keys(make_napari_viewer, series):
     drag(lab, [world(lab, 0, 3, 10, 46), world(lab, 0, 3, 10, 50)])  # label 5, plane 3
     data = np.asarray(lab.data)
     assert not (data[0, 3] == 5).any()  # gone in plane 3 only
+    assert_display_current(lab)
     assert (data[0, 2] == 5).sum() == (before[0, 2] == 5).sum()
     (op,) = user_ops(series)
     assert op["type"] == "erase" and op["z_lock"] is True and op["labels"] == [5]
@@ -326,6 +334,7 @@ def test_tiles_offset_and_write_back(make_napari_viewer, series, qtbot):
     assert op["type"] == "erase" and op["labels"] == [4]
     assert {(s[2], s[3]) for s in op["stroke"]} >= {(34, 58)}  # whole array, not tile
     assert not (state.full_labels[0] == 4).any()
+    assert_display_current(lab)
     # napari's own brush on this tile: recorded in whole-array voxels too
     lab.mode = "paint"
     lab.selected_label = 11

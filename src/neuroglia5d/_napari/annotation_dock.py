@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -230,8 +231,11 @@ class AnnotationDock(QWidget):
         self.panel = StatsPanel()
         lay.addWidget(self.panel)
         self.status = QLabel("")
-        self.status.setWordWrap(True)
+        # fixed size: a new message must not re-layout the dock (and napari's window)
         self.status.setStyleSheet("color: #3c3")
+        self.status.setFixedHeight(self.status.fontMetrics().height() * 2 + 4)
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         lay.addWidget(self.status)
         keys = QLabel("<b>Keys and mouse</b><br>" + "<br>".join(
             f"<b>{k}</b>: {v}" for k, v in HELP))

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QLabel,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 #: columns shown in the panel (of ``*_labelStats.csv``), with their headers
 SHOWN: tuple[tuple[str, str], ...] = (
@@ -127,10 +134,14 @@ class StatsPanel(QWidget):
         self.table = QTableWidget(0, len(SHOWN))
         self.table.setHorizontalHeaderLabels([h for _, h in SHOWN])
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(120)
         lay.addWidget(self.table)
         self.topology = QLabel("")
         self.topology.setWordWrap(True)
+        # fixed sizes: updates while painting must not re-layout the window
+        self.topology.setFixedHeight(self.topology.fontMetrics().height() * 3 + 4)
+        self.topology.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.table.setFixedHeight(160)
         lay.addWidget(self.topology)
         self.shown_ids: list[int] = []
         self.topo: dict[str, Any] | None = None

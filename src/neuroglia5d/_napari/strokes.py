@@ -174,11 +174,45 @@ class LayerView:
                             whole[t, z0:z1, ya:yb, xa:xb]
         if boxes is not None and shown is not None:
             t_on, z_on = shown
-            if not any(int(b[0]) == t_on and (z_on is None or int(b[1]) <= z_on < int(b[2]))
-                       for b in boxes):
+            hits = [b for b in boxes
+                    if int(b[0]) == t_on and (z_on is None or int(b[1]) <= z_on < int(b[2]))]
+            if not hits:
+                return
+            if z_on is not None and self._partial_refresh(t_on, z_on, hits):
                 return
         # the array's shape and position are unchanged: no extent / thumbnail work
         self.layer.refresh(extent=False, thumbnail=False, highlight=False)
+
+    def _partial_refresh(self, t: int, z: int, boxes: list[Sequence[int]]) -> bool:
+        """Recolour only the changed part of the plane on screen, as napari's own paint
+        does (``Labels._partial_labels_refresh``). Returns False where that is not
+        possible (then the caller refreshes the whole layer)."""
+        layer = self.layer
+        try:
+            if layer.contour != 0 or not isinstance(layer.data, np.ndarray) \
+                    or tuple(layer._slice_input.displayed) != (2, 3):
+                return False
+            raw = layer._slice.image.raw
+            view = layer._slice.image.view
+            if raw.shape != layer.data.shape[-2:] or \
+                    not np.shares_memory(raw, layer.data[t, z]):
+                return False  # the slice on screen is not this plane of the array
+            ty0, tx0 = self.tile_origin()
+            ny, nx = raw.shape
+            ya = max(min(int(b[3]) for b in boxes) - ty0, 0)
+            yb = min(max(int(b[4]) for b in boxes) - ty0, ny)
+            xa = max(min(int(b[5]) for b in boxes) - tx0, 0)
+            xb = min(max(int(b[6]) for b in boxes) - tx0, nx)
+            if ya >= yb or xa >= xb:
+                return True  # the change is outside the tile on screen
+            sub = (slice(ya, yb), slice(xa, xb))
+            view[sub] = layer.colormap._data_to_texture(raw[sub])
+            layer._updated_slice = None
+            layer._accumulate_updated_slice((slice(t, t + 1), slice(z, z + 1), *sub))
+            layer._partial_labels_refresh()
+        except (AttributeError, TypeError, ValueError, IndexError):
+            return False
+        return True
 
     def paint_item_boxes(self, item: Sequence[Any]) -> list[tuple[Box, int, np.ndarray,
                                                                   np.ndarray]]:
