@@ -107,6 +107,7 @@ def test_segment_properties_and_centroid_annotations_match_the_statistics(ng_run
             a = r.by_id[int(lid)]
             p = dict(zip([s.id for s in r.properties], a.props, strict=True))
             assert int(p["label"]) == lid
+            assert [list(x) for x in a.segments] == [[lid]]  # "segment" relationship
             assert p["volume_um3"] == pytest.approx(tb["volume_um3"][sel][k], rel=1e-6)
             # point: voxel-centred voxel coordinates (x, y, z) of the centroid
             want = [tb["centroid_x_um"][sel][k] / 0.5 + 0.5, tb["centroid_y_um"][sel][k] / 0.5

@@ -12,6 +12,7 @@ keeps its ID (and colour) in every timepoint's state. Layout of ``OUT_DIR``::
         mesh/                 one mesh per label (legacy precomputed mesh)
         skeletons/            one skeleton per label (precomputed skeleton, radius in nm)
     tNNN/centroids/           point annotations at label centroids, with the statistics
+                              and a "segment" relationship to the label
     tNNN/swc/label_<ID>.swc   the skeletons as SWC (µm), for navis
 
 Voxel sizes are nanometres (µm x 1000) and every volume carries the crop offset as its
@@ -323,15 +324,15 @@ def _write_centroids(path: Path, st: dict[str, np.ndarray], spacing: Sequence[fl
                                                  description="label ID")]
     props += [neuroglancer.AnnotationPropertySpec(id=k, type="float32", description=d)
               for k, d in STAT_PROPS.items()]
-    # no "segment" relationship: the Neuroglancer client of the neuroglancer package
-    # (2.41) fails to open point layers that have one; the label ID is a property instead
-    w = AnnotationWriter(coordinate_space=cs, annotation_type="point", properties=props)
+    # "segment" relationship: selecting a label in Neuroglancer lists its centroid
+    w = AnnotationWriter(coordinate_space=cs, annotation_type="point",
+                         relationships=["segment"], properties=props)
     sz, sy, sx = (float(v) for v in spacing)
     for i, lid in enumerate(st["label"]):
         point = [st["centroid_x_um"][i] / sx + 0.5, st["centroid_y_um"][i] / sy + 0.5,
                  st["centroid_z_um"][i] / sz + 0.5]
         values = {k: float(st[k][i]) for k in STAT_PROPS}
-        w.add_point(point, id=int(lid), label=int(lid), **values)
+        w.add_point(point, id=int(lid), label=int(lid), segment=[int(lid)], **values)
     if not len(st["label"]):  # an empty layer still needs finite bounds
         w.lower_bound[:] = 0
         w.upper_bound[:] = 1

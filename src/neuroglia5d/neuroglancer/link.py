@@ -81,6 +81,7 @@ def export_state(manifest: dict[str, Any], base_url: str, t: int = 0, *,
                    "selectedAlpha": 0.4, "tab": "segments"})
     layers.append({"type": "annotation", "name": "centroids" + suffix,
                    "source": f"precomputed://{base}/centroids",
+                   "linkedSegmentationLayer": {"segment": seg_name},
                    "annotationColor": "#ffff00"})
     return {
         "dimensions": _dimensions((sz, sy, sx)),
