@@ -433,14 +433,23 @@ def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: A
     return np.int64(lut[min(np.int64(ext_lut[e]) + li, lut.shape[0] - 1)])
 
 @_plain
-def pal_brick(flat: Any, corner: int, lin: Any, w: int, d0: int, vals: Any, data: Any
-              ) -> None:
+def pal_brick(flat: Any, corner: int, lin: Any, bx: int, w: int, d0: int, vals: Any,
+              data: Any) -> None:
     """Decode one whole mixed brick (local indices of ``w`` bits from word ``d0``, ``vals``
     their values): voxel ``i`` goes to ``flat[corner + lin[i]]``."""
     n = lin.shape[0]
     mask = np.uint32((1 << w) - 1)
     per_word = 32 // w  # w divides 32
     uw = np.uint32(w)
+    if per_word % bx == 0 and n % per_word == 0:  # whole rows per word (8 voxels at w <= 4)
+        for wi in range(n // per_word):
+            m = data[d0 + wi]
+            for i in range(wi * per_word, (wi + 1) * per_word, bx):
+                c0 = corner + lin[i]
+                for x in range(bx):
+                    flat[c0 + x] = vals[m & mask]
+                    m >>= uw
+        return
     for wi in range((n + per_word - 1) // per_word):
         m = data[d0 + wi]
         i0 = wi * per_word
@@ -506,9 +515,9 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
                 d0 = np.int64(ext_data[e])
                 if full:
                     corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
-                    pal_brick(flat, corner, lin, w, d0, vals, data)
+                    pal_brick(flat, corner, lin, bx, w, d0, vals, data)
                 else:  # cut by the region: the whole brick into a scratch brick first
-                    pal_brick(tmp, 0, own, w, d0, vals, data)
+                    pal_brick(tmp, 0, own, bx, w, d0, vals, data)
                     for z in range(za, zb):
                         for y in range(ya, yb):
                             rs = ((z - z0) * oy + (y - y0)) * ox - x0
