@@ -43,9 +43,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .annotation_mouse import MouseMixin, _ids
+from .annotation_session import SessionMixin, _first_per_idx
 from .render4d import render_volume, show_render
 from .stats_panel import LabelStatsCache, StatsPanel
-from .strokes import LayerView, Stroke
+from .strokes import LayerView
 
 #: brushes: name -> (button text, key)
 BRUSHES: dict[str, tuple[str, str]] = {
@@ -57,9 +59,6 @@ BRUSHES: dict[str, tuple[str, str]] = {
 
 #: the merged set's topology is computed once the stroke pauses this long (ms)
 TOPOLOGY_DELAY_MS = 80
-
-#: colour maps of the stroke preview per brush (merge white)
-PREVIEW_COLOURS: dict[str, str] = {"merge": "gray", "erase": "red", "split": "cyan"}
 
 #: keys and mouse actions (shown in the dock and in the README)
 HELP: tuple[tuple[str, str], ...] = (
@@ -81,17 +80,7 @@ HELP: tuple[tuple[str, str], ...] = (
 )
 
 
-def _has_mod(event: Any, name: str) -> bool:
-    mods = getattr(event, "modifiers", None) or ()
-    return any(m == name or getattr(m, "name", None) == name or str(m) == name for m in mods)
-
-
-def _ids(values: np.ndarray) -> list[int]:
-    u = np.unique(np.asarray(values))
-    return [int(v) for v in u if v != 0]
-
-
-class AnnotationDock(QWidget):
+class AnnotationDock(MouseMixin, SessionMixin, QWidget):
     """Brushes, Z-lock, temporal merge, 4D render, undo/redo, restore, live stats.
 
     Parameters
@@ -356,20 +345,6 @@ class AnnotationDock(QWidget):
         self.message(f"annotation dock attached to {layer.name}")
         return True
 
-    def _saved_session(self) -> tuple[list[Any], int | None, dict[str, Any] | None]:
-        """Operations, next ID and document of the last save (``_auto_annotations.json``)."""
-        from ..annotation import load_annotations, ops_from_document
-        from ..errors import Neuroglia5DError
-
-        if not self.annotations_path.exists():
-            return [], None, None
-        try:
-            doc = load_annotations(self.annotations_path)
-        except Neuroglia5DError as e:
-            self.message(f"previous annotations not read: {e}")
-            return [], None, None
-        return ops_from_document(doc), doc.get("header", {}).get("next_id"), doc
-
     def detach(self) -> None:
         """Disconnect from the current layer (keys, callbacks, save hook)."""
         for fn in reversed(self._cleanup):
@@ -567,206 +542,6 @@ class AnnotationDock(QWidget):
         self.temporal_clicks = []
         self._clear_preview()
         self.message(f"cancelled ({n} seed(s)/click(s) dropped)")
-
-    # ------------------------------------------------------------------ mouse
-    def _on_drag(self, layer: Any, event: Any) -> Any:
-        if event.type != "mouse_press" or self.view is None:
-            return
-        if getattr(event, "button", None) not in (None, 1):
-            return
-        if _has_mod(event, "Alt"):
-            pos = self._pick(event)
-            if pos is not None:
-                self.render_4d(pos)
-            return
-        if self.temporal:
-            pos = self._pick(event)
-            if pos is not None:
-                self.temporal_click(pos)
-            return
-        if self.brush != "none" and self.layer.mouse_pan:
-            return  # Space held: the drag moves the camera
-        if self.brush == "none":
-            if self.viewer.dims.ndisplay == 2:
-                where = self.view.world_to_voxel(event.position)
-                self.message(f"napari {self.layer.mode} tool: click at (t, z, y, x) = {where}")
-            return
-        if self.viewer.dims.ndisplay != 2:
-            self.message("brushes paint in the 2D view (Ctrl+Y switches back)")
-            return
-        pos = self.view.world_to_voxel(event.position)
-        if not self.view.inside(pos):
-            self.message(f"click outside the data at {pos}")
-            return
-        whole = self.view.whole()
-        stroke = Stroke(pos[0], pos[1], whole.shape[-2:], self.width_box.value())
-        self.stroke_labels = []
-        self._stroke_step(stroke, pos)
-        self.message(f"{self.brush} stroke started at (t, z, y, x) = {pos}")
-        yield
-        while event.type == "mouse_move":
-            self._stroke_step(stroke, self.view.world_to_voxel(event.position))
-            self._preview(stroke, self.split_seeds if self.brush == "split" else (),
-                          throttle=True)
-            yield
-        self.finish_stroke(stroke)
-
-    def _pick(self, event: Any) -> tuple[int, int, int, int] | None:
-        """The clicked voxel (2D), or a voxel of the label under the ray (3D view)."""
-        assert self.view is not None
-        if self.viewer.dims.ndisplay == 2:
-            pos = self.view.world_to_voxel(event.position)
-            if not self.view.inside(pos):
-                self.message(f"click outside the data at {pos}")
-                return None
-            return pos
-        value = self.layer.get_value(event.position, view_direction=event.view_direction,
-                                     dims_displayed=list(event.dims_displayed), world=True)
-        t = self.current_t()
-        box = self.wc.bbox(t, int(value)) if value else None
-        if box is None:
-            self.message("no label under the mouse")
-            return None
-        z0, _, y0, _, x0, _ = box
-        crop = self.view.whole()[t, box[0]:box[1], box[2]:box[3], box[4]:box[5]]
-        z, y, x = np.argwhere(crop == int(value))[0]
-        return t, int(z0 + z), int(y0 + y), int(x0 + x)
-
-    # stroke preview: a 2D image over the tile on screen, coloured like the brush
-    def _preview(self, stroke: Stroke | None, seeds: Sequence[np.ndarray] = (),
-                 throttle: bool = False) -> None:
-        """Show the stroke (and split seeds) on the tile; ``throttle``: at most every
-        50 ms (while dragging)."""
-        import time
-
-        if self.view is None:
-            return
-        now = time.perf_counter()
-        if throttle and now - self._preview_time < 0.05:
-            return
-        self._preview_time = now
-        y0, x0 = self.view.tile_origin()
-        ny, nx = np.shape(self.layer.data)[-2:]
-        layer = self._preview_layer()
-        img = layer.data
-        fresh = img.shape != (ny, nx)
-        if fresh:
-            img = np.zeros((ny, nx), np.uint8)
-        else:
-            img[...] = 0
-        for sd in seeds:
-            yy, xx = sd[:, 2] - y0, sd[:, 3] - x0
-            ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
-            img[yy[ok], xx[ok]] = 1
-        if stroke is not None:
-            img |= stroke.mask[y0:y0 + ny, x0:x0 + nx]
-        if not img.any():
-            layer.opacity = 0.0  # (cheaper than toggling visibility)
-            return
-        if fresh:
-            layer.data = img
-        else:  # same array edited in place: re-slice only
-            layer.refresh(extent=False, thumbnail=False, highlight=False)
-        cmap = PREVIEW_COLOURS.get(self.brush, "gray")
-        if layer.colormap.name != cmap:
-            layer.colormap = cmap
-        tr = tuple(self.layer.translate[-2:])
-        if tuple(layer.translate) != tr:
-            layer.translate = tr
-        if layer.opacity != 0.6:
-            layer.opacity = 0.6
-
-    def _preview_layer(self) -> Any:
-        name = "annotation stroke"
-        if self._preview_ly is not None and self._preview_ly in self.viewer.layers:
-            return self._preview_ly
-        if name in self.viewer.layers:
-            self._preview_ly = self.viewer.layers[name]
-            return self._preview_ly
-        active = self.viewer.layers.selection.active
-        layer = self.viewer.add_image(np.zeros((1, 1), np.uint8), name=name,
-                                      scale=tuple(self.layer.scale[-2:]), opacity=0.6,
-                                      contrast_limits=(0, 1), blending="additive",
-                                      metadata={"neuroglia5d": {"role": "preview"}})
-        self.viewer.layers.selection.active = active
-        self._preview_ly = layer
-        return layer
-
-    def _clear_preview(self) -> None:
-        seeds = self.split_seeds if self.brush == "split" else []
-        if seeds:
-            self._preview(None, seeds)
-        elif self._preview_ly is not None and self._preview_ly.opacity != 0.0:
-            self._preview_ly.opacity = 0.0
-
-    def _stroke_step(self, stroke: Stroke, pos: tuple[int, int, int, int]) -> None:
-        new = stroke.add(pos[2], pos[3])
-        if self.brush != "merge" or len(new) == 0:
-            return
-        whole = self.view.whole()  # type: ignore[union-attr]
-        under = _ids(whole[stroke.t, stroke.z, new[:, 0], new[:, 1]])
-        added = [i for i in under if i not in self.stroke_labels]
-        if added:
-            self.stroke_labels += added
-            self._show_stats(stroke.t, self.stroke_labels)
-
-    def finish_stroke(self, stroke: Stroke) -> None:
-        """Apply a finished stroke with the active brush."""
-        try:
-            self._finish_stroke(stroke)
-        finally:
-            self._clear_preview()
-
-    def _finish_stroke(self, stroke: Stroke) -> None:
-        if stroke.empty:
-            self.message("stroke outside the data: nothing done")
-            return
-        vox = stroke.voxels()
-        t = stroke.t
-        whole = self.view.whole()  # type: ignore[union-attr]
-        under = _ids(whole[t, stroke.z][stroke.mask])
-        if self.brush == "merge":
-            if len(under) < 2:
-                self.message(f"merge: {len(under)} label(s) under the stroke, nothing merged")
-                return
-            self._apply("merge", lambda: self.wc.merge(t, vox, z_lock=self.z_lock))
-        elif self.brush == "erase":
-            if not under:
-                self.message("erase: no label under the stroke")
-                return
-            self._apply("erase", lambda: self.wc.erase(t, vox, z_lock=self.z_lock))
-        elif self.brush == "split":
-            if self.split_seeds and self.split_t != t:
-                self.split_seeds = []
-            self.split_seeds.append(vox)
-            self.split_t = t
-            self.message(f"split seed {len(self.split_seeds)} on label(s) {under} at t={t}"
-                         + (": Enter splits" if len(self.split_seeds) > 1 else
-                            ": draw another seed"))
-
-    def apply_split(self) -> None:
-        """Enter: split the label under the seeds (at least two seed strokes)."""
-        if len(self.split_seeds) < 2 or self.split_t is None:
-            self.message(f"split needs 2 or more seed strokes ({len(self.split_seeds)} drawn)")
-            return
-        seeds, t = self.split_seeds, self.split_t
-        self.split_seeds = []
-        self._clear_preview()
-        self._apply("split", lambda: self.wc.split(t, seeds, z_lock=self.z_lock))
-
-    def temporal_click(self, pos: tuple[int, int, int, int]) -> None:
-        """A click in temporal merge mode: remember the object at this timepoint."""
-        if not self.view.inside(pos):  # type: ignore[union-attr]
-            self.message(f"temporal merge: click outside the data at {pos}")
-            return
-        lab = int(self.view.whole()[pos])  # type: ignore[union-attr]
-        if lab == 0:
-            self.message(f"temporal merge: no label at {pos}")
-            return
-        self.temporal_clicks = [c for c in self.temporal_clicks if c[0] != pos[0]] + [pos]
-        self.temporal_clicks.sort()
-        self.message(f"temporal merge: label {lab} at t={pos[0]} "
-                     f"({len(self.temporal_clicks)} timepoint(s); G applies)")
 
     # ------------------------------------------------------------------ operations
     def _apply(self, what: str, fn: Callable[[], Any], quiet: bool = False) -> Any:
@@ -1027,122 +802,6 @@ class AnnotationDock(QWidget):
                 v = napari.Viewer(title="neuroglia5d 4D render")
             self.render_viewer = v
         return v
-
-    # ------------------------------------------------------------------ journal / save
-    def replay_pending(self) -> int:
-        """Apply the journal's operations made after the last save to the working copy.
-
-        Returns the number of edits replayed (reviews are re-recorded, not counted).
-        """
-        from ..annotation import Operation
-
-        n = 0
-        for d in self.pending:
-            op = Operation.from_json(d)
-            res = self._apply(f"replay {op.type}", lambda op=op: self.wc.apply(op),
-                              quiet=True)
-            n += res is not None and op.type != "review"
-        self.pending = []
-        self.replay_box.setVisible(False)
-        self._mark_reviewed()
-        self.message(f"replayed {n} operation(s) from the journal")
-        return n
-
-    def discard_pending(self) -> Path | None:
-        """Do not replay the journal's unsaved operations.
-
-        The journal is set aside as ``<stem>_auto_annotations.discarded-<stamp>.jsonl``
-        (kept for the record) and a fresh one continues, so that a later reopening never
-        offers the discarded operations together with newer ones. Returns the set-aside
-        file.
-        """
-        import datetime as _dt
-
-        from ..annotation import Journal, read_journal
-
-        n = len([o for o in self.pending if o.get("type") != "review"])
-        last = max((int(o.get("created_idx", -1)) for o in read_journal(self.journal_path)),
-                   default=-1)
-        self.pending = []
-        self.replay_box.setVisible(False)
-        moved = None
-        if self.wc is not None:
-            if hasattr(self.wc, "_next_idx"):
-                # new ops never reuse the discarded ops' created_idx
-                self.wc._next_idx = max(self.wc._next_idx, last + 1)
-            if self.wc.journal is not None:
-                self.wc.journal.close()
-            stamp = _dt.datetime.now().strftime("%y%m%d%H%M%S")
-            moved = self.folder / f"{self.stem}_auto_annotations.discarded-{stamp}.jsonl"
-            if self.journal_path.exists():
-                self.journal_path.replace(moved)
-            self.wc.journal = Journal(self.journal_path)
-        self._mark_reviewed()
-        self.message(f"{n} unsaved journal operation(s) not replayed"
-                     + (f" (set aside as {moved.name})" if moved is not None else ""))
-        return moved
-
-    def save(self) -> list[Path]:
-        """Save the working copy (formats already present, else ``.ng5d``) and then the
-        annotations, so that the saved document always matches the saved labels."""
-        if self.layer is None:
-            self.message("save: no working copy attached")
-            return []
-        from .save_widget import save_working_copy
-
-        exts = (".ng5d", ".ome.zarr", ".ome.tif")
-        present = [e for e in exts if (self.folder / f"{self.stem}_fused{e}").exists()]
-        written = save_working_copy(self.viewer, self.layer, [] if present else ["ng5d"])
-        return written + self.save_annotations()
-
-    def save_annotations(self) -> list[Path]:
-        """Write ``<stem>_auto_annotations.json``, the topology CSVs and the pictures."""
-        if self.wc is None:
-            self.message("save: no working copy attached")
-            return []
-        from .. import annotation
-
-        t = self.current_t()
-        save_session = getattr(annotation, "save_session", None)
-        if save_session is not None:
-            written = [Path(p) for p in save_session(self.wc, self.folder, self.stem, t=t,
-                                                     z_range=self._z_range())]
-        else:  # the core's session writer is not there: the annotations document alone
-            header = annotation.make_header(self.wc, files=self._data_files(), stem=self.stem)
-            written = [annotation.save_annotations(self.annotations_path, self.wc, header)]
-        self.message("saved " + ", ".join(p.name for p in written))
-        return written
-
-    def _data_files(self) -> dict[str, Path]:
-        from ..io.pairing import find_pair
-
-        out: dict[str, Path] = {}
-        src = self.view.meta.get("source") if self.view is not None else None
-        pair = find_pair(Path(src)) if src else None
-        if pair is not None:
-            if pair.labels is not None:
-                out["labels"] = pair.labels
-            if pair.fused is not None:
-                out["fused"] = pair.fused
-        return out
-
-    def _z_range(self) -> tuple[int, int]:
-        Z = int(self.view.whole().shape[1]) if self.view is not None else 1
-        return 0, Z - 1
-
-
-def _first_per_idx(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Journal ops without repeats of one ``created_idx`` (a replay appends the replayed
-    ops again), in journal order."""
-    seen: set[int] = set()
-    out = []
-    for o in ops:
-        k = int(o.get("created_idx", -1))
-        if k in seen:
-            continue
-        seen.add(k)
-        out.append(o)
-    return out
 
 
 def _run_all(fns: list[Callable[[], Any]], *_: Any) -> None:
