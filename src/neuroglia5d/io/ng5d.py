@@ -361,6 +361,10 @@ class Entry:
 class Ng5dFile:
     """An opened ``.ng5d`` file (all records kept compressed in memory).
 
+    Records stored with the ``zstd`` tier are inflated frame by frame, as decodes need
+    them, into the per-voxel decodable resident form; the resident blocks of the most
+    recently used records are kept, up to :attr:`resident_budget` bytes.
+
     Attributes
     ----------
     path : Path
@@ -707,7 +711,8 @@ def open_ng5d(path: str | Path, *, mmap: bool = False) -> Ng5dFile:
     """Open a ``.ng5d`` (or ``.ng5d.partial``) file.
 
     The file is read once, in one sequential pass, and kept compressed in memory (or
-    memory-mapped with ``mmap=True``); no file handle stays open.
+    memory-mapped with ``mmap=True``); no file handle stays open. Version 1.x files (no
+    storage tier) and 2.x files are read.
 
     Raises
     ------
