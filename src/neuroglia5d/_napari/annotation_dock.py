@@ -248,6 +248,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         from qtpy.QtCore import QTimer
 
         self.messages.append(text)
+        del self.messages[:-1000]  # the last thousand are plenty
         self.status.setText(text)
         with contextlib.suppress(AttributeError, TypeError):
             self.viewer.status = text
