@@ -569,6 +569,11 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
             self.message(describe(op))
         return op
 
+    def after_operation(self, op: Any) -> None:
+        """Show an operation applied to :attr:`wc` from outside the dock (e.g. the
+        learning panel's machine operations): tile refresh, redraw, live statistics."""
+        self._after_op(op)
+
     def _after_op(self, op: Any, n_before: int | None = None) -> None:
         boxes = list(getattr(op, "changed_boxes", None) or [])
         assert self.view is not None and self.stats is not None
