@@ -458,3 +458,46 @@ def test_save_hook_and_replay_offer(make_napari_viewer, series):
     assert [(o["type"], o["t"], o["labels"]) for o in pend] == [("erase", 1, [7])]
     idx = [o["created_idx"] for o in journal(series)]
     assert idx == sorted(idx) and len(set(idx)) == len(idx)
+
+
+def test_ctrl_s_saves_annotations_with_or_without_the_save_dock(make_napari_viewer, series,
+                                                                qtbot):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    viewer, lab, _dock = open_dock(make_napari_viewer, series, show=True)
+    win = viewer.window._qt_window
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
+    canvas = viewer.window._qt_viewer.canvas.native
+
+    def ctrl_s() -> None:
+        qtbot.keyClick(canvas, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+        qtbot.wait(50)
+
+    set_t(viewer, 0)
+    press(viewer, "m")
+    drag(lab, [world(lab, 0, 4, 12, 14), world(lab, 0, 4, 12, 26)])
+    fused = series / "s_fused.ome.tif"
+    before = fused.stat().st_mtime_ns
+    ctrl_s()  # the annotation dock alone: its own save (the fused copy present, rewritten)
+    doc = series / "s_auto_annotations.json"
+    assert doc.exists() and fused.stat().st_mtime_ns != before
+    assert [o["type"] for o in json.loads(doc.read_text())["operations"]
+            if o["type"] != "review"] == ["merge"]
+    doc.unlink()
+    # with the Save dock open, Ctrl+S is the Save dock's (its ticked formats) and the
+    # annotations come through its save hook
+    sdock, save = viewer.window.add_plugin_dock_widget(PLUGIN, "Save working copy")
+    for f, b in save.boxes.items():
+        b.setChecked(f == "ome.zarr")
+    ctrl_s()
+    assert doc.exists() and (series / "s_fused.ome.zarr").exists()
+    assert not (series / "s_fused.ng5d").exists()
+    assert save.status.text().startswith("saved ")
+    # Save dock closed: the annotation dock's save again
+    viewer.window.remove_dock_widget(sdock)
+    qtbot.wait(50)
+    doc.unlink()
+    ctrl_s()
+    assert doc.exists()

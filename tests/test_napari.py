@@ -315,8 +315,8 @@ def test_ctrl_s_is_ours_while_the_save_dock_is_open(make_napari_viewer, qtbot, r
     assert napari_saves == [True]
     assert not (copy / f"{res.stem}_fused.ng5d").exists()
 
-    w = SaveWidget(viewer)
-    dock = viewer.window.add_dock_widget(w, name="Save working copy")
+    dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Save working copy")
+    assert isinstance(w, SaveWidget)
     for f, b in w.boxes.items():
         b.setChecked(f == "ng5d")
     press()  # ours fires, napari's does not
@@ -340,7 +340,8 @@ def test_ctrl_s_is_ours_while_the_save_dock_is_open(make_napari_viewer, qtbot, r
 
     # closing the dock gives napari its binding back
     viewer.window.remove_dock_widget(dock)
-    w.key_override.uninstall()
+    qtbot.wait(50)
+    assert not w.key_override.installed
     press()
     assert napari_saves == [True, True]
 

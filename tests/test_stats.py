@@ -134,3 +134,16 @@ def test_histogram_csv_and_png():
                                                          "0,1,1", "1,2,2"]
     png = histogram_png(edges, counts, title="t", marks={"winXYZum": 1.5})
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_label_stats_on_a_crop_smaller_than_its_label_ids():
+    # cc3d.statistics refuses IDs >= the voxel count; a live-stats crop of a small label
+    # with a large ID must still be measured, with its real ID
+    lab = np.zeros((1, 2, 2), np.uint32)
+    lab[0, 0, :] = 40
+    lab[0, 1, 0] = 11
+    img = np.arange(4.0).reshape(1, 2, 2)
+    r = label_stats(lab, img, (2.0, 1.0, 1.0))
+    assert list(r["label"]) == [11, 40]
+    assert list(r["volume_um3"]) == [2.0, 4.0]
+    assert list(r["mean_intensity"]) == [2.0, 0.5]

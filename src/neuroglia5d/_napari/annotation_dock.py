@@ -76,7 +76,7 @@ HELP: tuple[tuple[str, str], ...] = (
     ("[ / ]", "brush width - / +"),
     ("Space (hold)", "drag to move the camera while a brush is active"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo our last operation"),
-    ("Ctrl+S", "save the working copy, annotations and topology (Save dock)"),
+    ("Ctrl+S", "save the working copy, annotations and topology"),
 )
 
 
@@ -459,6 +459,11 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         for name, fn in (("neuroglia5d:undo", self.undo), ("neuroglia5d:redo", self.redo)):
             ov = KeyOverride(self.viewer, name, fn, layers=layers).install()
             self._cleanup.append(ov.uninstall)
+        # Ctrl+S: our save (working copy, then annotations and topology); an open Save
+        # dock takes precedence (priority 1) and writes its ticked formats plus, through
+        # the save hook, the annotations
+        ov = KeyOverride(self.viewer, "neuroglia5d:save", lambda: self.save()).install()
+        self._cleanup.append(ov.uninstall)
 
     def _install_save_hook(self) -> None:
         try:

@@ -112,7 +112,7 @@ class SaveWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)  # plugin proxy
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
         self.boxes = {}
@@ -132,8 +132,23 @@ class SaveWidget(QWidget):
         lay.addStretch()
         from .shortcuts import KeyOverride
 
-        self.key_override = KeyOverride(self.viewer, "neuroglia5d:save", self.save).install()
+        self.key_override = KeyOverride(self.viewer, "neuroglia5d:save", self.save,
+                                        priority=1).install()
         self.destroyed.connect(self.key_override.uninstall)
+
+    def closeEvent(self, event: Any) -> None:
+        """Give napari its Ctrl+S back when the dock closes."""
+        self.key_override.uninstall()
+        super().closeEvent(event)
+
+    def event(self, e: Any) -> bool:
+        """napari's ``remove_dock_widget`` only unparents the dock: give the key back then."""
+        from qtpy.QtCore import QEvent
+
+        if e.type() == QEvent.Type.ParentChange and self.parent() is None \
+                and hasattr(self, "key_override"):
+            self.key_override.uninstall()
+        return bool(super().event(e))
 
     # -- adopting labels made by another tool (Cellpose, micro-sam, ...) ------------------
     def _adopt_box(self) -> QGroupBox:

@@ -49,7 +49,7 @@ class SegmentWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)  # plugin proxy
         self.fields: dict[str, QWidget] = {}
         self.extra: dict[str, Any] = {}  # keys of other channels, kept when saving
         self.worker: Any = None

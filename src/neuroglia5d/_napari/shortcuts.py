@@ -33,15 +33,22 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "neuroglia5d:redo": ("Redo the last undone neuroglia5d operation", "Control-Shift-Z"),
 }
 
-# viewer id -> action name -> callback of the override installed there
-_ACTIVE: dict[int, dict[str, Callable[[], Any]]] = {}
+# (viewer id, action name) -> overrides installed there, latest last (the one that fires)
+_STACKS: dict[tuple[int, str], list[KeyOverride]] = {}
+# (viewer id, action name) -> the window-level binding shared by those overrides
+_WINDOW: dict[tuple[int, str], _WindowBinding] = {}
+
+
+def _top(viewer: Any, name: str) -> KeyOverride | None:
+    stack = _STACKS.get((id(viewer), name))
+    return stack[-1] if stack else None
 
 
 def _dispatch(name: str) -> Callable[[Any], None]:
     def run(viewer: Any) -> None:
-        cb = _ACTIVE.get(id(viewer), {}).get(name)
-        if cb is not None:
-            cb()
+        ov = _top(viewer, name)
+        if ov is not None:
+            ov.callback()
 
     run.__name__ = name.split(":")[1]
     run.__doc__ = ACTIONS[name][0]
@@ -126,18 +133,22 @@ class KeyOverride:
     layers : list of napari layers, optional
         Layers whose instance key map also gets the key (use for keys napari binds on
         layer classes, such as Ctrl+Z on Labels).
+    priority : int, optional
+        Among overrides of the same key in one viewer the highest priority fires (the
+        latest installed among equals). The Save dock saves with priority 1, so that
+        Ctrl+S writes its ticked formats while it is open, and the annotation dock's own
+        save (priority 0) takes over when it is closed.
     """
 
     def __init__(self, viewer: Any, name: str, callback: Callable[[], Any],
-                 layers: list[Any] | None = None) -> None:
+                 layers: list[Any] | None = None, priority: int = 0) -> None:
         if name not in ACTIONS:
             raise ValueError(f"unknown action {name!r}; expected one of {sorted(ACTIONS)}")
-        self.viewer = viewer
+        self.viewer = getattr(viewer, "__wrapped__", viewer)  # napari's plugin proxy
         self.name = name
         self.callback = callback
+        self.priority = priority
         self._layers = [weakref.ref(ly) for ly in layers or []]
-        self._qaction: Any = None
-        self._taken: list[tuple[Any, Any]] = []  # (napari QAction, its shortcuts)
         self._installed = False
 
     @property
@@ -145,64 +156,120 @@ class KeyOverride:
         """Whether the override is active."""
         return self._installed
 
+    @property
+    def _key(self) -> tuple[int, str]:
+        return (id(self.viewer), self.name)
+
     def install(self) -> KeyOverride:
-        """Activate: our callback fires, napari's action on the same key does not."""
+        """Activate: our callback fires, napari's action on the same key does not.
+
+        Several docks may override the same key in one viewer; the one with the highest
+        priority (installed last among equals) fires, and the next one takes over again
+        when it is uninstalled.
+        """
         if self._installed:
             return self
-        from napari.utils.action_manager import action_manager
-
         register_actions()
-        _ACTIVE.setdefault(id(self.viewer), {})[self.name] = self.callback
-        self._add_qaction()
-        self._bind_layers()
-        action_manager.events.shortcut_changed.connect(self._on_shortcut_changed)
+        stack = _STACKS.setdefault(self._key, [])
+        stack.append(self)
+        stack.sort(key=lambda ov: ov.priority)  # stable: latest last among equals
+        if self._key not in _WINDOW:
+            _WINDOW[self._key] = _WindowBinding(self.viewer, self.name)
         self._installed = True
+        self._bind_layers()
         return self
 
     def uninstall(self) -> None:
-        """Deactivate and give napari its own bindings back."""
+        """Deactivate; when no override of this key is left, napari gets its binding back."""
         if not self._installed:
             return
+        self._installed = False
+        stack = _STACKS.get(self._key, [])
+        if self in stack:
+            stack.remove(self)
+        self._unbind_layers()
+        if not stack:
+            _STACKS.pop(self._key, None)
+            wb = _WINDOW.pop(self._key, None)
+            if wb is not None:
+                wb.close()
+
+    # -- layer instance key maps --------------------------------------------------------
+    def _layer_keys(self) -> list[str]:
+        from napari.utils.action_manager import action_manager
+
+        return [str(s) for s in action_manager._shortcuts.get(self.name, [])]
+
+    def _bind_layers(self) -> None:
+        fire = _dispatch(self.name)
+        viewer = self.viewer
+        for ref in self._layers:
+            layer = ref()
+            if layer is None:
+                continue
+            for key in self._layer_keys():
+                layer.bind_key(key, lambda _layer: fire(viewer), overwrite=True)
+
+    def _unbind_layers(self) -> None:
+        still = {id(r()) for ov in _STACKS.get(self._key, []) for r in ov._layers}
+        for ref in self._layers:
+            layer = ref()
+            if layer is None or id(layer) in still:
+                continue
+            for key in self._layer_keys():
+                if key in layer.keymap or _normalised(key) in {str(k) for k in layer.keymap}:
+                    layer.bind_key(key, None)
+
+
+class _WindowBinding:
+    """One window-wide QAction for an action in a viewer, napari's same-key actions muted."""
+
+    def __init__(self, viewer: Any, name: str) -> None:
+        from napari.utils.action_manager import action_manager
+
+        self.viewer = viewer
+        self.name = name
+        self._qaction: Any = None
+        self._taken: list[tuple[Any, Any]] = []  # (napari QAction, its shortcuts)
+        self._add()
+        action_manager.events.shortcut_changed.connect(self._on_shortcut_changed)
+
+    def close(self) -> None:
         from napari.utils.action_manager import action_manager
 
         action_manager.events.shortcut_changed.disconnect(self._on_shortcut_changed)
-        d = _ACTIVE.get(id(self.viewer), {})
-        if d.get(self.name) is self.callback:
-            del d[self.name]
-        self._remove_qaction()
-        self._unbind_layers()
-        self._installed = False
+        self._remove()
 
-    # -- Qt window-level shortcut -------------------------------------------------------
-    def _qt_window(self) -> Any:
-        return self.viewer.window._qt_window
+    def _fire(self) -> None:
+        ov = _top(self.viewer, self.name)
+        if ov is not None:
+            ov.callback()
 
-    def _add_qaction(self) -> None:
+    def _add(self) -> None:
         from qtpy.QtCore import Qt
         from qtpy.QtWidgets import QAction
 
         seqs = _qt_sequences(self.name)
-        win = self._qt_window()
+        win = self.viewer.window._qt_window
         wanted = {s.toString() for s in seqs}
         for a in _napari_actions(win):
-            if a is self._qaction or a.objectName().startswith("neuroglia5d"):
+            if a.objectName().startswith("neuroglia5d"):
                 continue
-            mine = [s for s in a.shortcuts() if s.toString() in wanted]
-            if mine:
+            if any(s.toString() in wanted for s in a.shortcuts()):
                 self._taken.append((a, list(a.shortcuts())))
                 a.setShortcuts([s for s in a.shortcuts() if s.toString() not in wanted])
         qa = QAction(win)
         qa.setObjectName(self.name)
         qa.setShortcuts(seqs)
         qa.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        qa.triggered.connect(lambda *_: self.callback())
+        qa.triggered.connect(lambda *_: self._fire())
         win.addAction(qa)
         self._qaction = qa
 
-    def _remove_qaction(self) -> None:
+    def _remove(self) -> None:
         if self._qaction is not None:
             try:
-                self._qt_window().removeAction(self._qaction)
+                self.viewer.window._qt_window.removeAction(self._qaction)
                 self._qaction.deleteLater()
             except (RuntimeError, AttributeError):  # window already gone
                 pass
@@ -213,34 +280,12 @@ class KeyOverride:
         self._taken = []
 
     def _on_shortcut_changed(self, event: Any) -> None:
-        if getattr(event, "name", None) == self.name:
-            self._remove_qaction()
-            self._unbind_layers()
-            self._add_qaction()
-            self._bind_layers()
-
-    # -- layer instance key maps --------------------------------------------------------
-    def _layer_keys(self) -> list[str]:
-        from napari.utils.action_manager import action_manager
-
-        return [str(s) for s in action_manager._shortcuts.get(self.name, [])]
-
-    def _bind_layers(self) -> None:
-        for ref in self._layers:
-            layer = ref()
-            if layer is None:
-                continue
-            for key in self._layer_keys():
-                layer.bind_key(key, lambda _layer: self.callback(), overwrite=True)
-
-    def _unbind_layers(self) -> None:
-        for ref in self._layers:
-            layer = ref()
-            if layer is None:
-                continue
-            for key in self._layer_keys():
-                if key in layer.keymap or _normalised(key) in {str(k) for k in layer.keymap}:
-                    layer.bind_key(key, None)
+        if getattr(event, "name", None) != self.name:
+            return
+        self._remove()
+        self._add()
+        for ov in _STACKS.get((id(self.viewer), self.name), []):
+            ov._bind_layers()
 
 
 def _normalised(key: str) -> str:

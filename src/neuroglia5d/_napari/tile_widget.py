@@ -114,7 +114,7 @@ class TileWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)  # plugin proxy
         self.state: TileState | None = None
         lay = QVBoxLayout(self)
         form = QFormLayout()

@@ -74,6 +74,17 @@ def label_stats(
         raise ValueError(f"labels {labels.shape} and intensity {np.shape(intensity)} must be "
                          "3D arrays of one shape")
     sz, sy, sx = (float(v) for v in spacing_um)
+    original_ids: np.ndarray | None = None
+    if labels.size and int(labels.max()) >= labels.size:
+        # cc3d.statistics needs IDs below the voxel count (a small crop of a large label
+        # ID): measure on consecutive IDs, report the real ones
+        import fastremap
+
+        labels, mapping = fastremap.renumber(labels, in_place=False, preserve_zero=True)
+        inverse = np.zeros(len(mapping) + 1, np.int64)
+        for old_id, new_id in mapping.items():
+            inverse[new_id] = old_id
+        original_ids = inverse
     stats = cc3d.statistics(labels)
     counts = np.asarray(stats["voxel_counts"])
     ids = np.flatnonzero(counts)
@@ -116,7 +127,7 @@ def label_stats(
         spher = np.clip(np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / surf, 0.0, 1.0)
     table.update(
         t=np.full(n, t, np.int64),
-        label=ids.astype(np.int64),
+        label=(ids if original_ids is None else original_ids[ids]).astype(np.int64),
         volume_um3=volume.astype(np.float64),
         centroid_z_um=cz, centroid_y_um=cy, centroid_x_um=cx,
         bbox_z0=bb[:, 0] + oz, bbox_y0=bb[:, 1] + oy, bbox_x0=bb[:, 2] + ox,
@@ -124,6 +135,10 @@ def label_stats(
         mean_intensity=mean_i, max_intensity=max_i, sum_intensity=sum_i,
         nn_dist_um=nn, surface_um2=surf, sphericity=spher,
     )
+    if original_ids is not None:  # renumbered in order of appearance: sort by real ID
+        order = np.argsort(table["label"], kind="stable")
+        for k in table:
+            table[k] = np.asarray(table[k])[order]
     return table
 
 
