@@ -41,7 +41,7 @@ from ..errors import InputError
 STORAGE_PLAIN, STORAGE_ZSTD = "plain", "zstd"
 STORAGES = (STORAGE_PLAIN, STORAGE_ZSTD)
 #: resident bytes per zstd frame of the storage tier (a multiple of 8)
-FRAME_BYTES = 1 << 19
+FRAME_BYTES = 1 << 18
 #: zstd level of the storage tier per codec (decoding speed does not depend on it; label
 #: blocks are small, so a slower level costs little and gains 5-15 %)
 ZSTD_LEVELS = {"bitpack": 3, "palette": 15}
@@ -466,6 +466,8 @@ def stored_layout(stored: bytes | memoryview) -> tuple[int, int, np.ndarray, int
 
 
 _POOLS: dict[int, Any] = {}
+#: up to this many frames are inflated on the calling thread (about 1 ms each)
+_SERIAL_FRAMES = 8
 
 
 def inflate_zstd(stored: bytes | memoryview, threads: int | None = None) -> np.ndarray:
@@ -531,7 +533,7 @@ def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> No
         import numba
 
         threads = numba.get_num_threads()
-    if len(frames) <= 1 or threads <= 1:
+    if len(frames) <= _SERIAL_FRAMES or threads <= 1:  # a slice's few frames: no hand-off
         for f in frames:
             one(f)
         return
