@@ -66,7 +66,7 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
     class Classifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(),
+            self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(0.2),
                                      nn.Linear(hidden, hidden), nn.ReLU())
             self.use_crop = in_channels > 0
             width = hidden
@@ -76,7 +76,7 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
                     nn.Conv3d(8, 16, 3, padding=1, stride=(2, 2, 2)), nn.ReLU(),
                     nn.AdaptiveAvgPool3d(1), nn.Flatten())
                 width += 16
-            self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(),
+            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(width, hidden), nn.ReLU(),
                                       nn.Linear(hidden, 1))
 
         def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:

@@ -145,6 +145,8 @@ class Learner:
             self.cap_steps(max_steps)
         self.n_seen: dict[str, int] = {}
         self.thresholds = {"artefact": 0.5, "merge": 0.5, "split": 0.5, "track": 0.5}
+        self.pos_weight_mode = "balanced"
+        self.use_crops = True
 
     def cap_steps(self, max_steps: int) -> None:
         """Limit every round (meta or fixed schedule) to ``max_steps`` steps."""
@@ -225,7 +227,9 @@ class Learner:
                 else:
                     if name not in self.models:
                         self.models[name] = ObjectClassifier(
-                            name, N_FEATURES[name], CHANNELS[name], self.spec.size, self.seed)
+                            name, N_FEATURES[name], CHANNELS[name] if self.use_crops else 0,
+                            self.spec.size, self.seed)
+                    self.models[name].pos_weight_mode = self.pos_weight_mode
                     rec = self.models[name].fit_round(ex, dec, progress=prog)
             except KeyboardInterrupt:
                 break
@@ -341,10 +345,11 @@ class Learner:
         return rep
 
     def _split_one(self, wc: Any, fr: Frame, t: int, label: int, wid: str) -> Any:
-        """Split ``label`` along the predicted boundary; seeds are the two largest parts
-        of the label away from the boundary (without a boundary network: away from its
-        necks, and the watershed runs on the working copy's intensity + distance). None
-        when no two parts are found."""
+        """Split ``label`` along the predicted boundary (the mean of the boundary
+        network's map and the distance-transform shape prior); seeds are the two largest
+        parts of the label away from it (without a boundary network the shape prior alone
+        gives the seeds and the watershed runs on the working copy's intensity +
+        distance). None when no two parts are found."""
         from scipy import ndimage as ndi
 
         from .examples import boundary_input
@@ -355,13 +360,13 @@ class Learner:
         box = tuple(slice(bb[2 * i], bb[2 * i + 1]) for i in range(3))
         inp = boundary_input(fr, label, box)
         mask = inp[1] > 0
-        if self.boundary is not None:
-            prob = self.boundary.predict(inp)
-        else:  # no boundary network: the distance transform (necks are "boundary")
-            import edt
+        import edt
 
-            dist = edt.edt(mask, anisotropy=fr.spacing, black_border=False)
-            prob = (1.0 - dist / max(float(dist.max()), 1e-6)).astype(np.float32)
+        # the shape prior: low deep inside the label, high at its necks and rim
+        dist = edt.edt(mask, anisotropy=fr.spacing, black_border=False)
+        prob = (1.0 - dist / max(float(dist.max()), 1e-6)).astype(np.float32)
+        if self.boundary is not None:  # the learned boundary, with the shape prior
+            prob = 0.5 * self.boundary.predict(inp) + 0.5 * prob
         seeds = None
         for thr in (0.5, 0.3, 0.15):
             core, n = ndi.label(mask & (prob < thr))

@@ -110,6 +110,11 @@ class ObjectClassifier:
         self.history: list[dict[str, Any]] = []
         self.n_seen = 0
         self.threshold = 0.5
+        #: weight of the positives in the loss: "balanced" (negatives / positives),
+        #: "sqrt" (its square root) or "none" (the classes as they come)
+        self.pos_weight_mode = "balanced"
+        #: standard deviation of the Gaussian jitter added to the standardised features
+        self.feature_noise = 0.3
 
     # ------------------------------------------------------------------ training
     def fit_round(self, data: ExampleSet, decision: Decision, *, batch: int = 48,
@@ -136,7 +141,9 @@ class ObjectClassifier:
         idx_tr = np.flatnonzero(tr)
         pos = float(np.sum(data.y[tr] == 1))
         neg = float(np.sum(data.y[tr] == 0))
-        pw = torch.tensor(neg / max(pos, 1.0), device=self.dev)
+        ratio = neg / max(pos, 1.0)
+        pw = torch.tensor({"balanced": ratio, "sqrt": ratio ** 0.5}.get(self.pos_weight_mode,
+                                                                          1.0), device=self.dev)
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
         opt = torch.optim.Adam(self.net.parameters(), lr=decision.lr, weight_decay=1e-4)
         rng = np.random.default_rng(self.seed + len(self.history))
@@ -146,6 +153,8 @@ class ObjectClassifier:
             b = rng.choice(idx_tr, size=min(batch, len(idx_tr)), replace=False)
             bt = torch.as_tensor(b, device=self.dev)
             xb = x[bt]
+            if self.feature_noise:  # jitter of the standardised features: smoother
+                xb = xb + self.feature_noise * torch.randn_like(xb)  # boundaries, less overfit
             cb = c[bt] if self.in_channels else None
             if self.in_channels:  # flips in Y and X: the orientation carries no meaning
                 if rng.random() < 0.5:
