@@ -17,7 +17,8 @@ Reported per K (mean ± standard deviation over the seeds), on the untouched hal
 * Cell Tracking Challenge TRA (py-ctcmetrics) of the baseline linker on the poor
   segmentation, and after each method (segmentation fixes + its linker);
 * training + inference seconds on this CPU;
-* meta network vs a fixed schedule (300 steps per round): five presses of T, each after
+* meta network vs a fixed schedule (every round as long as the meta controller's first,
+  200 steps, at the same learning rate): five presses of T, each after
   K/5 more corrections of each kind; total optimiser steps and mean held-out accuracy.
 
 Run ``python benchmarks/learning.py`` (``--quick`` for a smoke run); ``--timing`` measures
