@@ -216,11 +216,18 @@ def test_cancel_keeps_partials_and_never_touches_an_older_output(tmp_path):
 
 
 _CRASH = r"""
-import os, sys
+import json, os, sys, time
+from pathlib import Path
 from neuroglia5d import segment
 def progress(p):
     if p.stage == "timepoint" and p.done == int(sys.argv[3]):
-        import time; time.sleep(1.0)  # let the writer thread finish what is queued
+        # let the writer thread put at least one timepoint on disk (slow on a busy machine)
+        state = next(Path(sys.argv[2]).glob("*/*_run.partial"), Path("-")) / "state.json"
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            if state.exists() and json.loads(state.read_text())["done"]:
+                break
+            time.sleep(0.1)
         os.kill(os.getpid(), 9)
 segment(sys.argv[1], sys.argv[2], formats="tif,ome.zarr,ng5d", progress=progress)
 """
