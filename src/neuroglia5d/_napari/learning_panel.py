@@ -313,7 +313,7 @@ class LearningPanel(QWidget):
 
     def _refresh_view(self, ar: Any) -> None:
         d = self._dock()
-        after = getattr(d, "_after_op", None)
+        after = getattr(d, "after_operation", None) or getattr(d, "_after_op", None)
         for op in ar.ops:
             if after is not None:
                 after(op)
