@@ -149,6 +149,7 @@ class KeyOverride:
         self.callback = callback
         self.priority = priority
         self._layers = [weakref.ref(ly) for ly in layers or []]
+        self._bound: list[str] = []  # keys bound on the layers (the shortcut may change)
         self._installed = False
 
     @property
@@ -203,22 +204,25 @@ class KeyOverride:
     def _bind_layers(self) -> None:
         fire = _dispatch(self.name)
         viewer = self.viewer
+        self._bound = self._layer_keys()
         for ref in self._layers:
             layer = ref()
             if layer is None:
                 continue
-            for key in self._layer_keys():
+            for key in self._bound:
                 layer.bind_key(key, lambda _layer: fire(viewer), overwrite=True)
 
-    def _unbind_layers(self) -> None:
-        still = {id(r()) for ov in _STACKS.get(self._key, []) for r in ov._layers}
+    def _unbind_layers(self, *, keep_shared: bool = True) -> None:
+        others = [ov for ov in _STACKS.get(self._key, []) if ov is not self]
+        still = {id(r()) for ov in others for r in ov._layers} if keep_shared else set()
         for ref in self._layers:
             layer = ref()
             if layer is None or id(layer) in still:
                 continue
-            for key in self._layer_keys():
+            for key in self._bound:
                 if key in layer.keymap or _normalised(key) in {str(k) for k in layer.keymap}:
                     layer.bind_key(key, None)
+        self._bound = []
 
 
 class _WindowBinding:
@@ -285,6 +289,7 @@ class _WindowBinding:
         self._remove()
         self._add()
         for ov in _STACKS.get((id(self.viewer), self.name), []):
+            ov._unbind_layers(keep_shared=False)  # the old keys
             ov._bind_layers()
 
 
@@ -293,9 +298,3 @@ def _normalised(key: str) -> str:
 
     return str(KeyBinding.from_str(_to_app_model(key)))
 
-
-def add_layer(override: KeyOverride, layer: Any) -> None:
-    """Also bind the override's key on ``layer`` (e.g. a working layer opened later)."""
-    override._layers.append(weakref.ref(layer))
-    if override.installed:
-        override._bind_layers()
