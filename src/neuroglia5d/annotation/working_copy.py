@@ -229,10 +229,25 @@ class WorkingCopy:
     def _refresh(self, t: int, ids: Iterable[int], region: Box) -> None:
         """Make the boxes of ``ids`` exact after a change confined to ``region``."""
         boxes = self._boxes_at(t)
+        ids = [int(v) for v in ids if int(v) != 0]
+        if len(ids) > 4:  # many labels (a machine relabel): one find_objects over them all
+            from scipy import ndimage as ndi
+
+            reg: Box | None = region
+            for lab in ids:
+                reg = _union(reg, boxes.get(lab))
+            assert reg is not None
+            o = (reg[0], reg[2], reg[4])
+            found = ndi.find_objects(self.labels[t][_slices(reg)], max_label=max(ids))
+            for lab in ids:
+                sl = found[lab - 1] if lab <= len(found) else None
+                if sl is None:
+                    boxes.pop(lab, None)
+                else:
+                    boxes[lab] = tuple(v for i in range(3) for v in
+                                       (o[i] + sl[i].start, o[i] + sl[i].stop))
+            return
         for lab in ids:
-            lab = int(lab)
-            if lab == 0:
-                continue
             reg = _union(boxes.get(lab), region)
             assert reg is not None
             nb = _tight(self.labels[t][_slices(reg)] == lab, reg)
