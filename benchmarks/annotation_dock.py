@@ -5,12 +5,16 @@ A (T, Z, Y, X) series (default 4×64×512×512) of touching box pairs (40×40 px
 is opened as a working copy in a napari viewer with the annotation dock. For ``--reps``
 different pairs it times, median and 90th percentile in ms:
 
-* a merge stroke across a pair, an erase stroke, a split (two seed strokes + Enter), a
-  temporal merge (G, clicks at three timepoints, G) and Ctrl+Z, each from the first mouse
-  event to the end of the canvas draw (operation, live stats, display);
+* each action from its input event (mouse release, key press) to the end of the first
+  canvas draw after it, with the event loop running as in napari (no forced repaint):
+  merge (release of a stroke across a pair; also the whole 6-event drag), erase (click),
+  split (Enter after two seed strokes), temporal merge (G after clicks at every
+  timepoint) and Ctrl+Z; and to the end of the draw that shows its status message on the
+  canvas (drawn in the frame after the edit);
 * one step of a merge stroke onto a new label (the live stats panel: the label's
   measurements), and the merged set's topology (computed once the stroke pauses);
-* the canvas draw alone, and napari's ``Labels.fill`` of one box (3D) with its draw;
+* napari's ``Labels.fill`` of one box (3D) to the end of its draw (the reference), and a
+  forced repaint alone;
 
     xvfb-run -a python benchmarks/annotation_dock.py [--shape 4,64,512,512] [--reps 8]
 """
@@ -62,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shape", default="4,64,512,512")
     ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--profile", default="", metavar="TEXT",
+                    help="cProfile the actions whose name contains TEXT (to the draw)")
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     assert len(shape) == 4
@@ -91,34 +97,86 @@ def main() -> None:
     dock = AnnotationDock(viewer)
     viewer.window.add_dock_widget(dock)
     app = QApplication.instance()
-    canvas = viewer.window._qt_viewer.canvas.native
+    qt_canvas = viewer.window._qt_viewer.canvas
+    canvas = qt_canvas.native
     keys = viewer.window._qt_viewer._key_map_handler
+    # the end of every canvas draw, and when the status overlay's text last changed
+    draws: list[float] = []
+    qt_canvas._scene_canvas.events.draw.connect(
+        lambda e: draws.append(time.perf_counter()), position="last")
+    overlay = viewer.canvas.overlays.text if hasattr(viewer.canvas, "overlays") \
+        else viewer._overlays["text"]
+    text_set = [0.0]
+    overlay.events.text.connect(lambda e: text_set.__setitem__(0, time.perf_counter()))
 
     def draw() -> None:
         app.processEvents()
         canvas.repaint()
         app.processEvents()
 
+    def idle(ms: float = 150) -> None:
+        end = time.perf_counter() + ms / 1e3
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.002)
+
     def w(t: int, z: int, y: int, x: int) -> tuple[float, ...]:
         return tuple(float(v) for v in layer.data_to_world((t, z, y, x)))
 
+    def press(p: tuple[float, ...]) -> None:
+        mouse_press_callbacks(layer, ReadOnlyWrapper(Ev("mouse_press", p)))
+
+    def move(p: tuple[float, ...]) -> None:
+        mouse_move_callbacks(layer, ReadOnlyWrapper(Ev("mouse_move", p, True)))
+
+    def release(p: tuple[float, ...]) -> None:
+        mouse_release_callbacks(layer, ReadOnlyWrapper(Ev("mouse_release", p)))
+
     def drag(points: list[tuple[float, ...]]) -> None:
-        mouse_press_callbacks(layer, ReadOnlyWrapper(Ev("mouse_press", points[0])))
+        press(points[0])
         for p in points[1:]:
-            mouse_move_callbacks(layer, ReadOnlyWrapper(Ev("mouse_move", p, True)))
-        mouse_release_callbacks(layer, ReadOnlyWrapper(Ev("mouse_release", points[-1])))
+            move(p)
+        release(points[-1])
 
     def key(k: str) -> None:
         keys.press_key(k)
         keys.release_key(k)
 
     res: dict[str, list[float]] = {}
+    import cProfile
 
-    def timed(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+    profiler = cProfile.Profile()
+
+    def timed(name: str, fn, status: bool = True) -> None:  # type: ignore[no-untyped-def]
+        """Time ``fn`` (an action) to the end of the first canvas draw after it (the
+        edit on screen), and to the end of the draw showing its status message; the
+        event loop runs as napari's would (no forced repaint)."""
+        idle(60)
+        prof = profiler if args.profile and args.profile in name else None
+        if prof is not None:
+            prof.enable()
         t0 = time.perf_counter()
         fn()
-        draw()
-        res.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+        t_fn = time.perf_counter()
+        t_edit = t_status = None
+        deadline = t_fn + 5.0
+        while time.perf_counter() < deadline:
+            app.processEvents()
+            if t_edit is None:
+                t_edit = next((d for d in draws if d > t_fn), None)
+            if status and t_status is None and overlay.text == dock.messages[-1]:
+                t_status = next((d for d in draws if d > max(text_set[0], t_fn)), None)
+            if t_edit is not None and (t_status is not None or not status):
+                break
+            time.sleep(0.001)
+        if prof is not None:
+            prof.disable()
+        if t_edit is None:  # nothing was redrawn: the action ended with ``fn``
+            t_edit = t_fn
+        res.setdefault(name, []).append((t_edit - t0) * 1e3)
+        if status:
+            key_s = f"{name}: status message on the canvas"
+            res.setdefault(key_s, []).append(((t_status or deadline) - t0) * 1e3)
 
     T = shape[0]
     pairs = [(y, x) for y in range(8, shape[2] - 40, 56) for x in range(8, shape[3] - 80, 96)]
@@ -130,7 +188,10 @@ def main() -> None:
     def rep(t: int, y: int, x: int) -> None:
         viewer.dims.current_step = (t, z, 0, 0)
         draw()
-        timed("draw alone", lambda: None)
+        t0 = time.perf_counter()
+        draw()
+        res.setdefault("draw alone (forced repaint)", []).append(
+            (time.perf_counter() - t0) * 1e3)
         key("m")
         # one stroke step onto a new label: the live stats panel
         st = Stroke(t, z, shape[2:], 5)
@@ -143,45 +204,51 @@ def main() -> None:
         dock.flush_topology()
         res.setdefault("merged-set topology (when the stroke pauses)", []).append(
             (time.perf_counter() - t0) * 1e3)
-        timed("merge stroke", lambda: drag([w(t, z, y + 20, x + 20 + 8 * k)
-                                            for k in range(6)]))
+        pts = [w(t, z, y + 20, x + 20 + 8 * k) for k in range(6)]
+        press(pts[0])
+        for p in pts[1:]:
+            move(p)
+        idle()
+        timed("merge (mouse release -> merged label shown)", lambda: release(pts[-1]))
+        timed("undo (Ctrl+Z)", lambda: key("Control-Z"))
+        timed("merge stroke (whole drag, 6 mouse events)", lambda: drag(pts))
         timed("undo (Ctrl+Z)", lambda: key("Control-Z"))
         key("e")
-        timed("erase stroke", lambda: drag([w(t, z, y + 20, x + 60)]))
+        timed("erase (click)", lambda: drag([w(t, z, y + 20, x + 60)]))
         key("s")
-
-        def split() -> None:
-            drag([w(t, z, y + 20, x + 5)])
-            drag([w(t, z, y + 20, x + 35)])
-            key("Enter")
-
-        timed("split (2 seeds + Enter)", split)
-
-        def temporal() -> None:
+        drag([w(t, z, y + 20, x + 5)])
+        drag([w(t, z, y + 20, x + 35)])
+        timed("split (Enter, after 2 seed strokes)", lambda: key("Enter"))
+        if T > 1:
             key("g")
             for tt in range(T):
                 viewer.dims.current_step = (tt, z, 0, 0)
                 drag([w(tt, z, y + 20, x + 20)])
-            key("g")
-
-        if T > 1:
-            timed(f"temporal merge ({T} clicks, incl. {T} timepoint switches)", temporal)
+            viewer.dims.current_step = (t, z, 0, 0)
+            draw()
+            timed(f"temporal merge (G, after clicks at {T} timepoints)", lambda: key("g"))
         viewer.dims.current_step = (t, z, 0, 0)
         draw()
         dock._recording_paint = True  # napari alone: the dock does not record this fill
         timed("napari Labels.fill (reference)",
-              lambda: layer.fill((t, z, y + 20, x + 20), 9999))
+              lambda: layer.fill((t, z, y + 20, x + 20), 9999), status=False)
         layer.undo()
         dock._recording_paint = False
 
     for i in range(min(args.reps, len(pairs))):
         rep(1 + i % max(1, T - 2), *pairs[i])
-    print(f"shape {shape}, {len(res['draw alone'])} repetitions; median (p90) ms")
-    print("| action (to the end of the draw) | median | p90 |")
+    print(f"shape {shape}, {len(res['draw alone (forced repaint)'])} repetitions; median (p90) ms")
+    print("| action (to the end of the canvas draw) | median | p90 |")
     print("|---|---:|---:|")
     for name, v in res.items():
         p90 = float(np.percentile(v, 90))
         print(f"| {name} | {statistics.median(v):.1f} | {p90:.1f} |")
+    if args.profile:
+        import pstats
+
+        st = pstats.Stats(profiler).sort_stats("cumulative")
+        st.print_stats(40)
+        st.print_callees("_apply|_after_op|_finish_stroke")
     viewer.close()
 
 

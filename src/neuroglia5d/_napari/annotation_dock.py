@@ -8,7 +8,7 @@ each operation, so the Tiles dock's write-back never undoes one.
 
 Keys (on the working layer, its intensity layer and the viewer) and mouse actions are
 listed in :data:`HELP`. Every key press and click is echoed as a one-line status message
-(green text at the bottom left of the canvas, napari's status bar and the dock).
+(green text at the bottom left of the canvas, and a line in the dock).
 
 Recording: every operation goes to the journal ``<stem>_auto_annotations.jsonl`` (opened
 when the dock attaches; operations after the last save are offered for replay), regions
@@ -37,7 +37,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QRadioButton,
-    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -47,6 +46,7 @@ from .annotation_mouse import MouseMixin, _ids
 from .annotation_session import SessionMixin, _first_per_idx
 from .render4d import render_volume, show_render
 from .stats_panel import LabelStatsCache, StatsPanel
+from .status_line import StatusLine
 from .strokes import LayerView
 
 #: brushes: name -> (button text, key)
@@ -59,6 +59,10 @@ BRUSHES: dict[str, tuple[str, str]] = {
 
 #: the merged set's topology is computed once the stroke pauses this long (ms)
 TOPOLOGY_DELAY_MS = 80
+
+#: the canvas status overlay follows a message this much later (ms): after the frame
+#: that shows the edit
+OVERLAY_DELAY_MS = 30
 
 #: keys and mouse actions (shown in the dock and in the README)
 HELP: tuple[tuple[str, str], ...] = (
@@ -219,12 +223,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         lay.addWidget(self.replay_box)
         self.panel = StatsPanel()
         lay.addWidget(self.panel)
-        self.status = QLabel("")
-        # fixed size: a new message must not re-layout the dock (and napari's window)
-        self.status.setStyleSheet("color: #3c3")
-        self.status.setFixedHeight(self.status.fontMetrics().height() * 2 + 4)
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        # a new message repaints this line only (a QLabel would re-lay out napari's window)
+        self.status = StatusLine("#3c3")
         lay.addWidget(self.status)
         keys = QLabel("<b>Keys and mouse</b><br>" + "<br>".join(
             f"<b>{k}</b>: {v}" for k, v in HELP))
@@ -241,20 +241,22 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
 
     # ------------------------------------------------------------------ status
     def message(self, text: str) -> None:
-        """Show a one-line status message (canvas overlay, status bar, dock).
+        """Show a one-line status message (on the canvas and in the dock).
 
-        The canvas overlay is updated once per turn of the event loop (several messages
-        of one action draw its text once)."""
+        The dock's line repaints at once. The canvas overlay follows
+        :data:`OVERLAY_DELAY_MS` later, once per burst of messages: the frame showing
+        an edit is drawn first, the message's text in the frame after it (a new text
+        costs the canvas a redraw, and on software OpenGL a shader rebuild). napari's
+        status bar is left to napari, which rewrites it on every mouse move.
+        """
         from qtpy.QtCore import QTimer
 
         self.messages.append(text)
         del self.messages[:-1000]  # the last thousand are plenty
         self.status.setText(text)
-        with contextlib.suppress(AttributeError, TypeError):
-            self.viewer.status = text
         if not self._overlay_due:
             self._overlay_due = True
-            QTimer.singleShot(0, self._flush_overlay)
+            QTimer.singleShot(OVERLAY_DELAY_MS, self._flush_overlay)
 
     def _flush_overlay(self) -> None:
         self._overlay_due = False

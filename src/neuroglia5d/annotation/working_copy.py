@@ -2,7 +2,7 @@
 
 Every operation acts on one timepoint's 3D volume (or one plane when z-locked), on whole
 labels, and touches only the bounding boxes of the labels involved: the per-timepoint
-boxes come from :func:`scipy.ndimage.find_objects` once, on the first touch of that
+boxes come from :func:`~.label_boxes.label_boxes` once, on the first touch of that
 timepoint, and every op keeps them exact afterwards. What an op changed is kept as a
 compact delta (per changed box: the packed mask of changed voxels, the values before and
 after), so undo and redo restore the exact voxels and cost only the changed voxels.
@@ -175,7 +175,7 @@ class WorkingCopy:
         self.n_changes = 0  # counts label changes; changed_at[(t, id)] = count when last changed
         self.changed_at: dict[tuple[int, int], int] = {}
         self._boxes: dict[int, dict[int, Box]] = {}
-        self._orig_boxes: dict[int, list[Any]] = {}
+        self._orig_boxes: dict[int, dict[int, Box]] = {}
         self._deltas: dict[int, list[_Delta]] = {}
         hi = int(labels.max()) if labels.size else 0
         for op in self.operations:
@@ -192,13 +192,9 @@ class WorkingCopy:
     def _boxes_at(self, t: int) -> dict[int, Box]:
         b = self._boxes.get(t)
         if b is None:
-            from scipy import ndimage as ndi
+            from .label_boxes import label_boxes
 
-            b = {}
-            for i, sl in enumerate(ndi.find_objects(self.labels[t])):
-                if sl is not None:
-                    b[i + 1] = (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop,
-                                sl[2].start, sl[2].stop)
+            b = label_boxes(np.asarray(self.labels[t]))
             self._boxes[t] = b
         return b
 
@@ -215,16 +211,13 @@ class WorkingCopy:
     def _orig_bbox(self, t: int, label: int) -> Box | None:
         if self.original is None:
             return None
-        sl = self._orig_boxes.get(t)
-        if sl is None:
-            from scipy import ndimage as ndi
+        boxes = self._orig_boxes.get(t)
+        if boxes is None:
+            from .label_boxes import label_boxes
 
-            sl = ndi.find_objects(np.asarray(self.original[t]))
-            self._orig_boxes[t] = sl
-        if label <= 0 or label > len(sl) or sl[label - 1] is None:
-            return None
-        s = sl[label - 1]
-        return (s[0].start, s[0].stop, s[1].start, s[1].stop, s[2].start, s[2].stop)
+            boxes = label_boxes(np.asarray(self.original[t]))
+            self._orig_boxes[t] = boxes
+        return boxes.get(int(label))
 
     def _refresh(self, t: int, ids: Iterable[int], region: Box) -> None:
         """Make the boxes of ``ids`` exact after a change confined to ``region``."""
