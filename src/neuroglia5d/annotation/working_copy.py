@@ -815,26 +815,40 @@ class WorkingCopy:
         return self._commit(op, deltas)
 
     def _apply_relabel(self, op: Operation) -> list[_Delta]:
+        """One delta per relabelled label, on its own box (a relabel of labels spread over
+        the frame touches only their voxels); the boxes follow without a rescan."""
         t = int(op.t)  # type: ignore[arg-type]
         for c in op.created:
             self.next_id = max(self.next_id, int(c) + 1)
-        reg: Box | None = None
-        for a, _ in op.mapping:
-            reg = _union(reg, self.bbox(t, a))
-        if reg is None:
+        boxes = self._boxes_at(t)
+        items = [(int(a), int(b), boxes[int(a)]) for a, b in op.mapping if int(a) in boxes]
+        if not items:
             return []
-        crop = self.labels[t][_slices(reg)]
-        old = np.asarray([a for a, _ in op.mapping], dtype=crop.dtype)
-        new = np.asarray([b for _, b in op.mapping], dtype=crop.dtype)
-        m = np.isin(crop, old)
-        vals = crop[m]
-        idx = np.searchsorted(old, vals)  # old is sorted
-        ids = set(old.tolist()) | set(new.tolist())
-        d = self._write(t, reg, m, new[idx], ids=ids)
-        if d is None:
+        # every mask before any write: a swap (a -> b, b -> a) must see the old IDs
+        masks = [self.labels[t][_slices(bx)] == a for a, _, bx in items]
+        deltas = []
+        for (a, b, bx), m in zip(items, masks, strict=True):
+            d = self._write(t, bx, m, b, ids=(a, b))
+            if d is not None:
+                deltas.append(d)
+        if not deltas:
             return []
-        self._refresh(t, d.ids, reg)
-        return [d]
+        moved: dict[int, Box] = {}
+        sources = {a for a, _, _ in items}
+        for _a, b, bx in items:  # a whole label moves: its box goes with it
+            if b != 0:
+                nb = _union(moved.get(b), bx)
+                assert nb is not None
+                moved[b] = nb
+        for b in list(moved):
+            if b not in sources and b in boxes:
+                nb = _union(moved[b], boxes[b])
+                assert nb is not None
+                moved[b] = nb
+        for a in sources:
+            boxes.pop(a, None)
+        boxes.update(moved)
+        return deltas
 
     def mark_reviewed(self, t: int, box: Sequence[int], *, source: str = "user") -> Operation:
         """Record that the user reviewed region ``box`` (z0, z1, y0, y1, x0, x1) at ``t``."""
