@@ -25,7 +25,7 @@ from .features import (
     LINK_FEATURES,
     PAIR_FEATURES,
     FrameFeatures,
-    crop_around,
+    crops_at,
     frame_features,
     label_matrix,
     link_candidates,
@@ -63,14 +63,20 @@ class Frame:
         (Z, Y, X) intensity.
     spacing_um : sequence of float
         Voxel size (z, y, x), µm.
+    links_only : bool
+        Measure only what linking needs (:func:`~.features.frame_features`).
+    copy : bool
+        Keep a copy of ``labels`` (False: the frame refers to the caller's array, which
+        must then not change while the frame is used).
     """
 
     def __init__(self, labels: np.ndarray, intensity: np.ndarray | None,
                  spacing_um: Sequence[float], *,
                  border_faces: Sequence[tuple[int, int]] | None = None,
                  normalised: np.ndarray | None = None,
-                 origin: Sequence[int] = (0, 0, 0)) -> None:
-        self.labels = np.array(labels, copy=True)
+                 origin: Sequence[int] = (0, 0, 0), links_only: bool = False,
+                 copy: bool = True) -> None:
+        self.labels = np.array(labels, copy=True) if copy else np.asarray(labels)
         self.inten = (normalise_intensity(self.labels, intensity) if normalised is None
                       else np.asarray(normalised, np.float32))
         if self.inten is None:
@@ -79,7 +85,8 @@ class Frame:
         self.origin = tuple(int(v) for v in origin)
         self.ff: FrameFeatures = frame_features(self.labels, None, self.spacing,
                                                 normalised=self.inten,
-                                                border_faces=border_faces)
+                                                border_faces=border_faces,
+                                                links_only=links_only)
 
     @classmethod
     def local(cls, labels: np.ndarray, norm_intensity: np.ndarray, spacing_um: Sequence[float],
@@ -139,24 +146,20 @@ class Frame:
         return int(label) in self.ff.index
 
 
-def _local(frame: Frame, center: np.ndarray, spec: CropSpec) -> tuple[np.ndarray,
-                                                                       np.ndarray]:
-    """Intensity and labels crops around ``center`` (before the masks are derived)."""
-    both = crop_around([frame.inten, frame.labels], center, spec.size,
-                       spec.step)
-    return both[0], both[1]
-
-
 def label_inputs(frame: Frame, labels: Sequence[int], spec: CropSpec
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Features and crops of ``labels`` (all present in ``frame``)."""
     x = label_matrix(frame.ff, labels)
-    c = np.zeros((len(labels), 3, *spec.size), np.float32)
-    for i, lab in enumerate(labels):
-        inten, lb = _local(frame, frame.center_vox(lab), spec)
-        c[i, 0] = inten
-        c[i, 1] = lb == lab
-        c[i, 2] = (lb != 0) & (lb != lab)
+    lab = np.asarray([int(v) for v in labels], np.int64)
+    rows = np.asarray([frame.ff.row(v) for v in lab], np.int64)
+    cen = frame.ff.centroid_um[rows] / np.asarray(frame.spacing) if len(rows) else \
+        np.zeros((0, 3))
+    inten, lb = crops_at([frame.inten, frame.labels], cen, spec.size, spec.step)
+    own = lab.reshape(-1, 1, 1, 1)
+    c = np.empty((len(lab), 3, *spec.size), np.float32)
+    c[:, 0] = inten
+    c[:, 1] = lb == own
+    c[:, 2] = (lb != 0) & (lb != own)
     return x, c
 
 
@@ -165,15 +168,18 @@ def pair_inputs(frame: Frame, pairs: Sequence[Sequence[int]], spec: CropSpec
     """Features and crops of adjacent pairs; ``found`` marks the pairs that touch (only
     those get rows)."""
     x, found = pair_matrix(frame.ff, pairs)
-    kept = [p for p, f in zip(pairs, found, strict=True) if f]
-    c = np.zeros((len(kept), 3, *spec.size), np.float32)
-    for i, (a, b) in enumerate(kept):
-        a, b = sorted((int(a), int(b)))
-        center = 0.5 * (frame.center_vox(a) + frame.center_vox(b))
-        inten, lb = _local(frame, center, spec)
-        c[i, 0] = inten
-        c[i, 1] = lb == a
-        c[i, 2] = lb == b
+    kept = np.asarray([sorted((int(a), int(b))) for (a, b), f in
+                       zip(pairs, found, strict=True) if f], np.int64).reshape(-1, 2)
+    sp = np.asarray(frame.spacing)
+    ra = np.asarray([frame.ff.row(v) for v in kept[:, 0]], np.int64)
+    rb = np.asarray([frame.ff.row(v) for v in kept[:, 1]], np.int64)
+    cen = (0.5 * (frame.ff.centroid_um[ra] / sp + frame.ff.centroid_um[rb] / sp)
+           if len(kept) else np.zeros((0, 3)))
+    inten, lb = crops_at([frame.inten, frame.labels], cen, spec.size, spec.step)
+    c = np.empty((len(kept), 3, *spec.size), np.float32)
+    c[:, 0] = inten
+    c[:, 1] = lb == kept[:, 0].reshape(-1, 1, 1, 1)
+    c[:, 2] = lb == kept[:, 1].reshape(-1, 1, 1, 1)
     return x, c, found
 
 
@@ -184,14 +190,19 @@ def link_inputs(f0: Frame, f1: Frame, cand: np.ndarray, spec: CropSpec,
     if ov is None:
         ov = overlaps(f0.labels, f1.labels)
     x = link_matrix(f0.ff, f1.ff, cand, ov, drift_um)
-    c = np.zeros((len(cand), 4, *spec.size), np.float32)
+    cand = np.asarray(cand, np.int64).reshape(-1, 2)
     sp = np.asarray(f0.spacing)
-    for k, (i, j) in enumerate(cand):
-        a, b = int(f0.ff.ids[i]), int(f1.ff.ids[j])
-        center = 0.5 * (f0.ff.centroid_um[i] + f1.ff.centroid_um[j]) / sp
-        i0, l0 = _local(f0, center, spec)
-        i1, l1 = _local(f1, center, spec)
-        c[k] = (i0, i1, l0 == a, l1 == b)
+    center = 0.5 * (f0.ff.centroid_um[cand[:, 0]] + f1.ff.centroid_um[cand[:, 1]]) / sp \
+        if len(cand) else np.zeros((0, 3))
+    i0, l0 = crops_at([f0.inten, f0.labels], center, spec.size, spec.step)
+    i1, l1 = crops_at([f1.inten, f1.labels], center, spec.size, spec.step)
+    a = f0.ff.ids[cand[:, 0]].reshape(-1, 1, 1, 1)
+    b = f1.ff.ids[cand[:, 1]].reshape(-1, 1, 1, 1)
+    c = np.empty((len(cand), 4, *spec.size), np.float32)
+    c[:, 0] = i0
+    c[:, 1] = i1
+    c[:, 2] = l0 == a
+    c[:, 3] = l1 == b
     return x, c
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,7 @@ __all__ = [
     "PAIR_FEATURES",
     "FrameFeatures",
     "crop_around",
+    "crops_at",
     "frame_features",
     "label_matrix",
     "link_candidates",
@@ -98,24 +100,6 @@ class FrameFeatures:
         return self.index[int(label)]
 
 
-def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels renumbered 1..N in ID order (0 kept; int32) and the original ID of each new
-    one (index 0 = 0)."""
-    import fastremap
-
-    lab = np.ascontiguousarray(labels)
-    u = fastremap.unique(lab)
-    ids = np.concatenate([[0], u[u != 0]]).astype(np.int64)
-    hi = int(ids[-1]) if len(ids) else 0
-    if hi < 1 << 26:  # a lookup table: one gather
-        lut = np.zeros(hi + 1, np.int32)
-        lut[ids] = np.arange(len(ids), dtype=np.int32)
-        return lut[lab], ids
-    ren = fastremap.remap(lab, {int(v): i for i, v in enumerate(ids)},
-                          preserve_missing_labels=True, in_place=False)
-    return ren.astype(np.int32, copy=False), ids
-
-
 def _group_min(keys: np.ndarray, vals: np.ndarray, n: int, largest: bool = False
                ) -> np.ndarray:
     """Minimum (or maximum) of ``vals`` per key ``0..n-1`` (inf / -inf where absent)."""
@@ -131,39 +115,73 @@ def _group_min(keys: np.ndarray, vals: np.ndarray, n: int, largest: bool = False
     return out
 
 
-def _faces(ren: np.ndarray, inten: np.ndarray | None, spacing: Sequence[float], n: int
-           ) -> dict[str, np.ndarray]:
-    """One pass per axis over the voxel faces: label-label contacts (pairs, area, boundary
-    intensity sum and minimum), surface area of every label, and the mean intensity of
-    the background voxels face-adjacent to each label (its shell)."""
-    keys_all, area_all, isum_all = [], [], []
+def _voxels(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Foreground voxels of ``lab`` grouped by label: their flat indices (sorted by label,
+    then raster order), their compact label 1..N, the original ID of each compact label
+    (index 0 = 0) and the start of each label's run."""
+    flat = lab.ravel()
+    fg = np.flatnonzero(flat)
+    v = flat[fg]
+    if v.dtype == np.uint64:  # bincount takes signed integers
+        v = v.astype(np.int64)
+    hi = int(v.max()) if v.size else 0
+    if hi < max(1 << 20, 8 * v.size):  # IDs small enough for a count table
+        present = np.flatnonzero(np.bincount(v, minlength=hi + 1))
+        present = present[present != 0]
+        lut = np.zeros(hi + 1, np.int32)
+        lut[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+        comp = lut[v]
+    else:
+        present, comp = np.unique(v, return_inverse=True)
+        comp = (comp + 1).astype(np.int32)
+    ids = np.concatenate([[0], present]).astype(np.int64)
+    order = np.argsort(comp, kind="stable")
+    fg, comp = fg[order], comp[order]
+    starts = np.flatnonzero(np.r_[True, comp[1:] != comp[:-1]]) if comp.size else \
+        np.zeros(0, np.int64)
+    return fg, comp, ids, starts
+
+
+def _faces_fg(flat: np.ndarray, fg: np.ndarray, comp: np.ndarray, zyx: Sequence[np.ndarray],
+              shape: Sequence[int], ids_lut: Any, inten: np.ndarray | None,
+              spacing: Sequence[float], n: int) -> dict[str, np.ndarray]:
+    """Faces of the foreground voxels with their 6 neighbours (inside the volume): the
+    label-label contacts (pairs, area, boundary intensity sum and minimum), each label's
+    surface and the mean intensity of the background voxels face-adjacent to it."""
+    strides = (shape[1] * shape[2], shape[2], 1)
+    areas = (spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1])
+    iflat = inten.ravel() if inten is not None else None
     surf = np.zeros(n)
     sh_sum = np.zeros(n)
     sh_cnt = np.zeros(n)
-    for ax, face in ((0, spacing[1] * spacing[2]), (1, spacing[0] * spacing[2]),
-                     (2, spacing[0] * spacing[1])):
-        a = np.moveaxis(ren, ax, 0)
-        lo, hi = a[:-1], a[1:]
-        d = lo != hi
-        ll, hh = lo[d], hi[d]
-        surf += (np.bincount(ll, minlength=n) + np.bincount(hh, minlength=n)) * face
-        if inten is not None:
-            ia = np.moveaxis(inten, ax, 0)
-            il, ih = ia[:-1][d], ia[1:][d]
-        else:
-            il = ih = np.zeros(ll.shape, np.float32)
-        both = (ll != 0) & (hh != 0)
-        la, lb = ll[both], hh[both]
-        keys_all.append(np.minimum(la, lb).astype(np.int64) * n + np.maximum(la, lb))
-        area_all.append(np.full(la.shape, face))
-        isum_all.append(0.5 * (il[both] + ih[both]))
-        for lab_side, bg_side, ibg in ((hh, ll, il), (ll, hh, ih)):
-            m = (bg_side == 0) & (lab_side != 0)
-            sh_sum += np.bincount(lab_side[m], weights=ibg[m], minlength=n)
-            sh_cnt += np.bincount(lab_side[m], minlength=n)
+    keys_all, area_all, isum_all = [], [], []
+    for ax in range(3):
+        for d in (1, -1):
+            ok = zyx[ax] < shape[ax] - 1 if d == 1 else zyx[ax] > 0
+            src = np.flatnonzero(ok)
+            nb = fg[src] + d * strides[ax]
+            nbl = ids_lut(flat[nb])  # compact label of the neighbour (0 background)
+            own = comp[src]
+            diff = nbl != own
+            src, nb, nbl, own = src[diff], nb[diff], nbl[diff], own[diff]
+            surf += np.bincount(own, minlength=n) * areas[ax]
+            bg = nbl == 0
+            if iflat is not None:
+                sh_sum += np.bincount(own[bg], weights=iflat[nb[bg]], minlength=n)
+            sh_cnt += np.bincount(own[bg], minlength=n)
+            if d == 1:  # each label-label face once
+                lb = ~bg
+                a, b = own[lb], nbl[lb]
+                keys_all.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+                area_all.append(np.full(a.shape, areas[ax]))
+                if iflat is not None:
+                    isum_all.append(0.5 * (iflat[fg[src[lb]]].astype(np.float64)
+                                           + iflat[nb[lb]]))
+                else:
+                    isum_all.append(np.zeros(a.shape))
     surf[0] = 0.0
-    keys = np.concatenate(keys_all)
     out = {"surface": surf, "shell": sh_sum / np.maximum(sh_cnt, 1)}
+    keys = np.concatenate(keys_all) if keys_all else np.zeros(0, np.int64)
     if keys.size == 0:
         e = np.zeros(0)
         out.update(pairs=np.zeros((0, 2), np.int64), area=e, bsum=e, bmin=e)
@@ -177,39 +195,16 @@ def _faces(ren: np.ndarray, inten: np.ndarray | None, spacing: Sequence[float], 
     return out
 
 
-def _moments(ren: np.ndarray, n: int, spacing: Sequence[float]
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Voxel counts, centroids (µm), covariance eigenvalues (µm², descending), boxes, and
-    the flat indices of the foreground voxels (all from the foreground voxels only)."""
-    flat = ren.ravel()
-    fg = np.flatnonzero(flat)
-    lab = flat[fg]
-    cnt = np.bincount(lab, minlength=n).astype(np.float64)
-    zyx = np.unravel_index(fg, ren.shape)
-    coords = [zyx[i].astype(np.float64) * spacing[i] for i in range(3)]
-    safe = np.maximum(cnt, 1)
-    mean = np.stack([np.bincount(lab, weights=c, minlength=n) / safe for c in coords], 1)
-    cov = np.zeros((n, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            sij = np.bincount(lab, weights=coords[i] * coords[j], minlength=n) / safe
-            cov[:, i, j] = cov[:, j, i] = sij - mean[:, i] * mean[:, j]
-    eig = np.linalg.eigvalsh(cov + np.eye(3) * 1e-6)[:, ::-1]
-    from scipy import ndimage as ndi
-
-    bbox = np.zeros((n, 6), np.int64)
-    for k, sl in enumerate(ndi.find_objects(ren), start=1):
-        if sl is not None:
-            bbox[k] = [sl[0].start, sl[0].stop, sl[1].start, sl[1].stop, sl[2].start,
-                       sl[2].stop]
-    return cnt, mean, np.maximum(eig, 1e-6), bbox, fg
-
-
 def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
                    spacing_um: Sequence[float], *,
                    normalised: np.ndarray | None = None,
-                   border_faces: Sequence[tuple[int, int]] | None = None) -> FrameFeatures:
+                   border_faces: Sequence[tuple[int, int]] | None = None,
+                   links_only: bool = False) -> FrameFeatures:
     """Measure every label and every adjacent pair of one 3D timepoint.
+
+    Everything is computed from the list of foreground voxels (grouped by label once) and
+    their six neighbours, so the cost follows the number of labelled voxels, not the
+    volume.
 
     Parameters
     ----------
@@ -218,55 +213,93 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
     intensity : numpy.ndarray or None
         (Z, Y, X) intensity (any units; features use it relative to the frame's
         background level and spread).
+    spacing_um : sequence of float
+        Voxel size (z, y, x) in µm.
     normalised : numpy.ndarray, optional
         The result of :func:`normalise_intensity` when the caller has it already.
     border_faces : sequence of (axis, side), optional
         Faces of the array that are the volume's real border (side 0 or -1); all six
         when omitted. A crop passes only the faces it shares with the volume.
-    spacing_um : sequence of float
-        Voxel size (z, y, x) in µm.
+    links_only : bool
+        Only what linking across time needs (IDs, voxel counts, centroids, boxes, mean
+        and maximum intensity): ``label_x`` has no columns and there are no pairs.
 
     Returns
     -------
     FrameFeatures
     """
     sp = tuple(float(s) for s in spacing_um)
-    lab = np.asarray(labels)
-    ren, ids = _compact(lab)
-    n = len(ids)
+    lab = np.ascontiguousarray(labels)
+    if lab.dtype.kind not in "ui":
+        lab = lab.astype(np.int64)
     inten = normalise_intensity(lab, intensity) if normalised is None else normalised
-    cnt, cen, eig, bbox, fg = _moments(ren, n, sp)
-    lab_fg = ren.ravel()[fg]
+    if inten is not None:
+        inten = np.ascontiguousarray(inten)
+    shape = lab.shape
+    fg, comp, ids, starts = _voxels(lab)
+    n = len(ids)
+    flat = lab.ravel()
+    hi = int(ids[-1])
+    if hi < max(1 << 20, 8 * max(len(fg), 1)):
+        lut = np.zeros(hi + 1, np.int32)
+        lut[ids] = np.arange(n, dtype=np.int32)
+
+        def ids_lut(v: np.ndarray) -> np.ndarray:
+            return lut[v]
+    else:
+        def ids_lut(v: np.ndarray) -> np.ndarray:
+            return np.searchsorted(ids, v).astype(np.int32)
+    yx = shape[1] * shape[2]
+    z = fg // yx
+    rem = fg - z * yx
+    y = rem // shape[2]
+    x = rem - y * shape[2]
+    zyx = (z, y, x)
+    cnt = np.bincount(comp, minlength=n).astype(np.float64)
     safe = np.maximum(cnt, 1)
-    fc = _faces(ren, inten, sp, n)
+    coords = [zyx[i].astype(np.float64) * sp[i] for i in range(3)]
+    cen = np.stack([np.bincount(comp, weights=c, minlength=n) / safe for c in coords], 1)
+    if links_only:
+        return _links_only(lab, inten, fg, comp, ids, starts, zyx, cnt, cen, sp)
+    cov = np.zeros((n, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            sij = np.bincount(comp, weights=coords[i] * coords[j], minlength=n) / safe
+            cov[:, i, j] = cov[:, j, i] = sij - cen[:, i] * cen[:, j]
+    eig = np.maximum(np.linalg.eigvalsh(cov + np.eye(3) * 1e-6)[:, ::-1], 1e-6)
+    bbox = np.zeros((n, 6), np.int64)
+    rows = comp[starts] if len(starts) else np.zeros(0, np.int64)
+    for i in range(3):
+        if len(starts):
+            bbox[rows, 2 * i] = np.minimum.reduceat(zyx[i], starts)
+            bbox[rows, 2 * i + 1] = np.maximum.reduceat(zyx[i], starts) + 1
+    fc = _faces_fg(flat, fg, comp, zyx, shape, ids_lut, inten, sp, n)
+    max_i = np.full(n, -np.inf)
     if inten is not None:
         iv = inten.ravel()[fg].astype(np.float64)
-        mean_i = np.bincount(lab_fg, weights=iv, minlength=n) / safe
-        sq = np.bincount(lab_fg, weights=iv ** 2, minlength=n) / safe
+        mean_i = np.bincount(comp, weights=iv, minlength=n) / safe
+        sq = np.bincount(comp, weights=iv ** 2, minlength=n) / safe
         std_i = np.sqrt(np.maximum(sq - mean_i ** 2, 0))
-        max_i = np.full(n, -np.inf)
-        if lab_fg.size:
-            order = np.argsort(lab_fg, kind="stable")
-            srt = lab_fg[order]
-            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
-            max_i[srt[starts]] = np.maximum.reduceat(iv[order], starts)
+        if len(starts):
+            max_i[rows] = np.maximum.reduceat(iv, starts)
         contrast = (mean_i - fc["shell"]) / np.maximum(np.abs(mean_i), 1e-3)
     else:
-        mean_i = std_i = max_i = contrast = np.zeros(n)
+        mean_i = std_i = contrast = np.zeros(n)
     pairs, area, bsum, bmin = fc["pairs"], fc["area"], fc["bsum"], fc["bmin"]
     surf = fc["surface"]
     touch = np.zeros(n)
     nnb = np.zeros(n)
     if len(pairs):
-        np.add.at(touch, pairs[:, 0], area)
-        np.add.at(touch, pairs[:, 1], area)
-        np.add.at(nnb, pairs[:, 0], 1)
-        np.add.at(nnb, pairs[:, 1], 1)
+        touch += np.bincount(pairs[:, 0], weights=area, minlength=n)
+        touch += np.bincount(pairs[:, 1], weights=area, minlength=n)
+        nnb += np.bincount(pairs[:, 0], minlength=n)
+        nnb += np.bincount(pairs[:, 1], minlength=n)
     border = np.zeros(n)
     faces = border_faces if border_faces is not None else [(a, s) for a in range(3)
                                                            for s in (0, -1)]
-    for ax, sl in faces:
-        border[np.unique(np.take(ren, sl, axis=ax))] = 1
+    for ax, side in faces:
+        at = zyx[ax] == (0 if side == 0 else shape[ax] - 1)
+        border[comp[at]] = 1
     border[0] = 0
     nn = _nn_dist(cen[1:])
     ext = (bbox[:, 1::2] - bbox[:, ::2]) * np.asarray(sp)
@@ -278,12 +311,7 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
         cnt / bb_vol, mean_i, std_i, np.where(np.isfinite(max_i), max_i, 0), contrast, nnb,
         touch / np.maximum(surf, 1e-6), np.concatenate([[0], nn]), border,
     ], axis=1).astype(np.float32)[1:]
-    if len(pairs):  # rows ordered by original IDs, a < b
-        oa, ob = ids[pairs[:, 0]], ids[pairs[:, 1]]
-        swap = oa > ob
-        pairs[swap] = pairs[swap][:, ::-1]
-        order = np.lexsort((ids[pairs[:, 1]], ids[pairs[:, 0]]))
-        pairs, area, bsum, bmin = pairs[order], area[order], bsum[order], bmin[order]
+    # compact labels follow the ID order, so pairs (a < b) are already in ID order
     px = _pair_matrix(pairs, area, bsum, bmin, cnt, cen, mean_i, bbox, sp)
     real = ids[1:]
     ff = FrameFeatures(
@@ -292,6 +320,33 @@ def frame_features(labels: np.ndarray, intensity: np.ndarray | None,
         pairs=np.stack([ids[pairs[:, 0]], ids[pairs[:, 1]]], 1) if len(pairs)
         else np.zeros((0, 2), np.int64),
         pair_x=px, spacing_um=sp)
+    ff.index = {int(v): i for i, v in enumerate(real)}
+    return ff
+
+
+def _links_only(lab: np.ndarray, inten: np.ndarray | None, fg: np.ndarray, comp: np.ndarray,
+                ids: np.ndarray, starts: np.ndarray, zyx: Sequence[np.ndarray],
+                cnt: np.ndarray, cen: np.ndarray, sp: tuple[float, ...]) -> FrameFeatures:
+    """The part of :func:`frame_features` that linking needs."""
+    n = len(ids)
+    rows = comp[starts] if len(starts) else np.zeros(0, np.int64)
+    bbox = np.zeros((n, 6), np.int64)
+    mean_i = np.zeros(n)
+    max_i = np.zeros(n)
+    if len(starts):
+        for i in range(3):
+            bbox[rows, 2 * i] = np.minimum.reduceat(zyx[i], starts)
+            bbox[rows, 2 * i + 1] = np.maximum.reduceat(zyx[i], starts) + 1
+        if inten is not None:
+            iv = inten.ravel()[fg].astype(np.float64)
+            mean_i = np.bincount(comp, weights=iv, minlength=n) / np.maximum(cnt, 1)
+            max_i[rows] = np.maximum.reduceat(iv, starts)
+    real = ids[1:]
+    ff = FrameFeatures(
+        ids=real, volume_vox=cnt[1:].astype(np.int64), centroid_um=cen[1:], bbox=bbox[1:],
+        mean_int=mean_i[1:], max_int=max_i[1:], label_x=np.zeros((len(real), 0), np.float32),
+        pairs=np.zeros((0, 2), np.int64), pair_x=np.zeros((0, len(PAIR_FEATURES)), np.float32),
+        spacing_um=sp)
     ff.index = {int(v): i for i, v in enumerate(real)}
     return ff
 
@@ -470,4 +525,51 @@ def crop_around(volumes: Sequence[np.ndarray], center_zyx: Sequence[float],
         dst.append(slice(k0, k1))
     for k, v in enumerate(volumes):
         out[(k, *dst)] = v[tuple(src)]
+    return out
+
+
+def crops_at(volumes: Sequence[np.ndarray], centers_zyx: np.ndarray,
+             size_zyx: Sequence[int], step_zyx: Sequence[int] = (1, 1, 1)
+             ) -> list[np.ndarray]:
+    """Many crops at once: :func:`crop_around` of every centre, gathered in one indexing
+    operation per volume (zero-padded at the borders).
+
+    Parameters
+    ----------
+    volumes : sequence of numpy.ndarray
+        (Z, Y, X) arrays of the same shape.
+    centers_zyx : numpy.ndarray
+        (N, 3) centres in voxels.
+    size_zyx, step_zyx : sequence of int
+        Crop size in output voxels and subsampling of the source.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One (N, *size_zyx) array per volume, of the volume's dtype.
+    """
+    cen = np.asarray(centers_zyx, np.float64).reshape(-1, 3)
+    n = len(cen)
+    size = tuple(int(v) for v in size_zyx)
+    if n == 0:
+        return [np.zeros((0, *size), np.asarray(v).dtype) for v in volumes]
+    shape = volumes[0].shape
+    idx, ok = [], []
+    for ax in range(3):
+        s, st = size[ax], int(step_zyx[ax])
+        lo = np.round(cen[:, ax]).astype(np.intp) - (s * st) // 2
+        c = lo[:, None] + np.arange(s) * st
+        good = (c >= 0) & (c < shape[ax])
+        idx.append(np.clip(c, 0, shape[ax] - 1))
+        ok.append(good)
+    zi, yi, xi = idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]
+    pad = not all(o.all() for o in ok)
+    invalid = ~(ok[0][:, :, None, None] & ok[1][:, None, :, None]
+                & ok[2][:, None, None, :]) if pad else None
+    out = []
+    for v in volumes:
+        g = np.asarray(v)[zi, yi, xi]
+        if invalid is not None:
+            g[invalid] = 0
+        out.append(g)
     return out

@@ -280,8 +280,11 @@ class Learner:
                 continue
             inside = fr.ff.ids[self._in_box(fr, box)]
             gone: dict[int, int] = {}
+            lx = lc = None
+            if "artefact" in self.models or "split" in self.models:  # one set of crops
+                lx, lc = label_inputs(fr, inside.tolist(), self.spec)
             if "artefact" in self.models:
-                x, c = label_inputs(fr, inside.tolist(), self.spec)
+                x, c = lx, lc
                 p = self.models["artefact"].predict_proba(x, c)
                 gone = {int(v): 0 for v, pv in zip(inside, p, strict=True)
                         if pv >= self.thresholds["artefact"]}
@@ -298,10 +301,11 @@ class Learner:
             split_ids: list[int] = []
             if "split" in self.models:
                 merged = set(mapping) | set(mapping.values())
-                cand = [int(v) for v in inside if int(v) not in gone and int(v) not in merged]
-                if cand:
-                    x, c = label_inputs(fr, cand, self.spec)
-                    p = self.models["split"].predict_proba(x, c)
+                keep = np.array([int(v) not in gone and int(v) not in merged for v in inside],
+                                bool)
+                cand = [int(v) for v in inside[keep]]
+                if cand and lx is not None and lc is not None:
+                    p = self.models["split"].predict_proba(lx[keep], lc[keep])
                     split_ids = [v for v, pv in zip(cand, p, strict=True)
                                  if pv >= self.thresholds["split"]]
             changed = False
@@ -325,7 +329,8 @@ class Learner:
                     rep.split += 1
                     changed = True
             if changed:  # the state the linker sees
-                frames[t] = Frame(wc.labels[t], None, wc.spacing_um, normalised=fr.inten)
+                frames[t] = Frame(wc.labels[t], None, wc.spacing_um, normalised=fr.inten,
+                                  links_only=True)
         if relink and "track" in self.models and tb > ta:
             from .tracking import link_series
 

@@ -193,7 +193,7 @@ class ObjectClassifier:
             return np.zeros(0, np.float32)
         self.net.eval()
         out = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for i in range(0, len(x), batch):
                 xb = to_tensor((x[i:i + batch] - self.mean) / self.std, self.dev)
                 cb = to_tensor(c[i:i + batch], self.dev) if self.in_channels else None
@@ -303,7 +303,7 @@ class BoundaryModel:
         import torch
 
         self.net.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             return torch.sigmoid(self.net(to_tensor(inp[None], self.dev)))[0].cpu().numpy()
 
     def state(self) -> dict[str, Any]:
