@@ -49,7 +49,8 @@ class Ev:
 
 
 def make_labels(shape: tuple[int, int, int, int]) -> np.ndarray:
-    """Touching pairs of 40×40×16 boxes (IDs 2k+1 | 2k+2), the same at every timepoint."""
+    """Touching pairs of 40×40×16 boxes (IDs 2k+1 | 2k+2 at t = 0, plus 10000 t at t):
+    the same boxes at every timepoint, each with a new ID (a temporal merge to do)."""
     _T, Z, Y, X = shape
     lab = np.zeros(shape, np.uint32)
     k = 1
@@ -59,6 +60,8 @@ def make_labels(shape: tuple[int, int, int, int]) -> np.ndarray:
                 lab[:, z:z + 16, y:y + 40, x:x + 40] = k
                 lab[:, z:z + 16, y:y + 40, x + 40:x + 80] = k + 1
                 k += 2
+    for t in range(1, _T):
+        lab[t][lab[t] > 0] += 10000 * t
     return lab
 
 

@@ -181,6 +181,12 @@ def test_merge_stroke_merges_whole_labels_and_shows_stats(make_napari_viewer, se
     # after the merge the merged label is re-measured on its crop: 2x the volume
     row = dock.stats.get(1, 1)
     assert row["volume_um3"] == pytest.approx(2 * vol1)
+    # napari's hover features follow (label 1: vol1, 2 vol1, vol1 over t = 0, 1, 2)
+    qtbot.waitUntil(lambda: not dock._stale, timeout=5000)
+    f = lab.features.set_index("index")
+    assert f.loc[1, "volume_um3"] == pytest.approx(4 / 3 * vol1, abs=1e-3)
+    assert f.loc[1, "timepoints"] == 3 and f.loc[2, "timepoints"] == 2
+    assert f.loc[2, "volume_um3"] == pytest.approx(vol1, abs=1e-3)
     qtbot.waitUntil(lambda: dock.panel.topo is not None, timeout=5000)  # once it pauses
     assert dock.panel.topo["components"] == 1
     assert "components 1" in dock.panel.topology.text()

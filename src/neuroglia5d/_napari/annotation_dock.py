@@ -123,6 +123,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._preview_time = 0.0
         self._preview_ly: Any = None
         self._overlay_due = False
+        self._stale: dict[int, set[int]] = {}  # labels to re-measure, per timepoint
+        self._stats_due = False
         self._topo_request: tuple[int, list[int]] | None = None
         self._topo_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._cleanup: list[Callable[[], None]] = []
@@ -364,6 +366,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self.layer = None
         self.view = None
         self.wc = None
+        self._stale = {}
 
     def closeEvent(self, event: Any) -> None:
         """Give napari its keys back when the dock closes."""
@@ -582,15 +585,73 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._after_op(op)
 
     def _after_op(self, op: Any, n_before: int | None = None) -> None:
+        from qtpy.QtCore import QTimer
+
         boxes = list(getattr(op, "changed_boxes", None) or [])
         assert self.view is not None and self.stats is not None
         if boxes:
             self.view.refresh(boxes, shown=self._shown())
+        # the changed labels' measurements (and the layer's hover features) follow in the
+        # frame after the edit; the stats panel re-measures what it shows at once
         for t, ids in self._changed_labels(op, boxes, n_before).items():
-            self._update_stats(t, ids)
+            self._stale.setdefault(int(t), set()).update(int(i) for i in ids)
+        if self._stale and not self._stats_due:
+            self._stats_due = True
+            QTimer.singleShot(OVERLAY_DELAY_MS, self.flush_stats)
         if self.stroke_labels:
             t = self.current_t()
             self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
+
+    def flush_stats(self) -> None:
+        """Re-measure the labels edits changed (all timepoints), then refresh the hover
+        features of the working layer (napari's status shows them under the mouse)."""
+        self._stats_due = False
+        stale, self._stale = self._stale, {}
+        if self.wc is None or not stale:
+            return
+        for t in sorted(stale):
+            self._update_stats(t, stale[t])
+        changed: set[int] = set().union(*stale.values())
+        self._refresh_features(changed)
+
+    def _flush_stats_at(self, t: int) -> None:
+        ids = self._stale.pop(int(t), None)
+        if ids:
+            self._update_stats(int(t), ids)
+            self._refresh_features(ids)
+
+    def _refresh_features(self, labels: set[int]) -> None:
+        """Rewrite the hover-feature rows of ``labels`` from the live measurements
+        (averaged over the timepoints each label is in, as the reader's table)."""
+        if self.layer is None or self.stats is None:
+            return
+        try:
+            feats = self.layer.features
+        except AttributeError:
+            return
+        if feats is None or "index" not in getattr(feats, "columns", ()):
+            return
+        import pandas as pd
+
+        rows = []
+        for lab in sorted(labels):
+            per_t = [(t, r[lab]) for t, r in self.stats.rows.items() if lab in r]
+            if not per_t:
+                continue
+            row: dict[str, float] = {"index": lab}
+            for col in feats.columns:
+                if col in ("index", "t_first", "t_last", "timepoints"):
+                    continue
+                v = np.array([r.get(col, np.nan) for _, r in per_t], dtype=float)
+                v = v[np.isfinite(v)]
+                row[col] = round(float(v.mean()), 3) if v.size else np.nan
+            ts = [t for t, _ in per_t]
+            row.update(t_first=min(ts), t_last=max(ts), timepoints=len(ts))
+            rows.append(row)
+        keep = feats[~feats["index"].isin(list(labels))]
+        new = pd.DataFrame(rows, columns=list(feats.columns)) if rows else None
+        out = keep if new is None or new.empty else pd.concat([keep, new], ignore_index=True)
+        self.layer.features = out.reset_index(drop=True)
 
     def _shown(self) -> tuple[int, int | None]:
         """(t, z) on screen; z None in a 3D view."""
@@ -622,6 +683,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
 
     def _show_stats(self, t: int, ids: Sequence[int], topology: bool = True) -> None:
         assert self.stats is not None and self.wc is not None
+        if int(t) in self._stale and self._stale[int(t)] & {int(i) for i in ids}:
+            self._flush_stats_at(t)
         missing = [i for i in ids if self.stats.get(t, i) is None]
         if missing:
             self._update_stats(t, missing)

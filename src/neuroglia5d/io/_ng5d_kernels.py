@@ -219,82 +219,127 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
     rank += popc(m & ((np.int64(1) << bit) - 1))
     return base + 1 + get_bits(data, ((off + nmask + npre) << 5) + rank * w, w)
 
-@_plain
-def bp_brick(flat: Any, corner: int, lin: Any, bx: int, mode: int, w: int, base: int,
-             off: int, nmask: int, npre: int, data: Any) -> None:
-    """Decode one whole brick: voxel ``i`` goes to ``flat[corner + lin[i]]``.
+#: array indices of the CPU decode loops are unsigned: numba then skips the negative-index
+#: wrap-around test it emits for every signed index (a select per load and store, which also
+#: keeps LLVM from combining the stores); decoding runs about 1.7x faster
+U64 = np.uint64
 
-    Dense: one sequential unpack (2 or 4 values per refill when they fit in 32 bits);
-    sparse: the base everywhere, then the set mask bits visited in order (values in rank
-    order); constant: the base.
-    """
-    n = lin.shape[0]
-    if mode == 0 or mode == 2:
-        for i in range(0, n, bx):  # rows of the brick
-            c0 = corner + lin[i]
-            for x in range(bx):
-                flat[c0 + x] = base
-        if mode == 0:
-            return
-    mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
-    uw = np.uint64(w)
-    buf = np.uint64(0)
+
+@_plain
+def row_offsets(bz: int, by: int, oy: int, ox: int) -> Any:
+    """Offset of every brick row (z, y) from the brick's corner in a C-contiguous
+    (·, oy, ox) output (uint64)."""
+    rows = np.empty(bz * by, np.uint64)
+    for z in range(bz):
+        for y in range(by):
+            rows[z * by + y] = z * oy * ox + y * ox
+    return rows
+
+
+@_plain
+def bp_fill(flat: Any, corner: Any, rows: Any, bx: int, value: Any) -> None:
+    """Write ``value`` to every voxel of a brick (rows of ``bx`` voxels at
+    ``corner + rows[r]``)."""
+    for r in range(rows.shape[0]):
+        d = corner + rows[U64(r)]
+        for x in range(bx):
+            flat[d + U64(x)] = value
+
+
+@_plain
+def bp_dense(flat: Any, corner: Any, rows: Any, bx: int, w: int, base: Any, off: Any,
+             data: Any) -> None:
+    """Unpack a dense brick row by row: a 64-bit bit reader refilled 32 bits at a time,
+    4 values per refill test when ``w <= 8``, 2 when ``w <= 16``, else 1."""
+    mask = (U64(1) << U64(w)) - U64(1)
+    uw = U64(w)
+    buf = U64(0)
     avail = 0
-    if mode == 1:
-        k = off
-        if w <= 8 and bx % 4 == 0:
-            w4 = 4 * w
-            uw2 = np.uint64(2 * w)
-            uw3 = np.uint64(3 * w)
-            uw4 = np.uint64(w4)
-            for i in range(0, n, 4):
-                if avail < w4:  # refill the bit reader with the next word
-                    buf |= np.uint64(data[k]) << np.uint64(avail)
-                    k += 1
+    k = U64(off)
+    nr = rows.shape[0]
+    if w <= 8 and bx % 4 == 0:
+        w4 = 4 * w
+        uw2, uw3, uw4 = U64(2 * w), U64(3 * w), U64(w4)
+        for r in range(nr):
+            d = corner + rows[U64(r)]
+            for x in range(0, bx, 4):
+                if avail < w4:
+                    buf |= U64(data[k]) << U64(avail)
+                    k += U64(1)
                     avail += 32
-                c0 = corner + lin[i]
-                flat[c0] = base + np.int64(buf & mask)
-                flat[c0 + 1] = base + np.int64((buf >> uw) & mask)
-                flat[c0 + 2] = base + np.int64((buf >> uw2) & mask)
-                flat[c0 + 3] = base + np.int64((buf >> uw3) & mask)
+                dd = d + U64(x)
+                flat[dd] = base + (buf & mask)
+                flat[dd + U64(1)] = base + ((buf >> uw) & mask)
+                flat[dd + U64(2)] = base + ((buf >> uw2) & mask)
+                flat[dd + U64(3)] = base + ((buf >> uw3) & mask)
                 buf >>= uw4
                 avail -= w4
-        elif w <= 16 and n % 2 == 0:
-            w2 = 2 * w
-            uw2 = np.uint64(w2)
-            for i in range(0, n, 2):
+    elif w <= 16 and bx % 2 == 0:
+        w2 = 2 * w
+        uw2 = U64(w2)
+        for r in range(nr):
+            d = corner + rows[U64(r)]
+            for x in range(0, bx, 2):
                 if avail < w2:
-                    buf |= np.uint64(data[k]) << np.uint64(avail)
-                    k += 1
+                    buf |= U64(data[k]) << U64(avail)
+                    k += U64(1)
                     avail += 32
-                flat[corner + lin[i]] = base + np.int64(buf & mask)
-                flat[corner + lin[i + 1]] = base + np.int64((buf >> uw) & mask)
+                dd = d + U64(x)
+                flat[dd] = base + (buf & mask)
+                flat[dd + U64(1)] = base + ((buf >> uw) & mask)
                 buf >>= uw2
                 avail -= w2
-        else:
-            for i in range(n):
+    else:
+        for r in range(nr):
+            d = corner + rows[U64(r)]
+            for x in range(bx):
                 if avail < w:
-                    buf |= np.uint64(data[k]) << np.uint64(avail)
-                    k += 1
+                    buf |= U64(data[k]) << U64(avail)
+                    k += U64(1)
                     avail += 32
-                flat[corner + lin[i]] = base + np.int64(buf & mask)
+                flat[d + U64(x)] = base + (buf & mask)
                 buf >>= uw
                 avail -= w
-        return
-    k = off + nmask + npre
-    b1 = base + 1
+
+
+@_plain
+def bp_sparse(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base: Any,
+              off: Any, nmask: int, npre: int, data: Any) -> None:
+    """Decode a sparse brick: the base everywhere, then the voxels of the set mask bits,
+    visited in order (their values are stored in rank order)."""
+    bp_fill(flat, corner, rows, bx, base)
+    mask = (U64(1) << U64(w)) - U64(1)
+    uw = U64(w)
+    buf = U64(0)
+    avail = 0
+    k = U64(off + nmask + npre)
+    b1 = base + U64(1)
     for wi in range(nmask):
-        m = np.uint64(data[off + wi])
+        m = U64(data[U64(off + wi)])
+        i0 = U64(wi * 32)
         while m:
-            i = wi * 32 + np.int64(cttz(m))
+            i = i0 + cttz(m)
             if avail < w:
-                buf |= np.uint64(data[k]) << np.uint64(avail)
-                k += 1
+                buf |= U64(data[k]) << U64(avail)
+                k += U64(1)
                 avail += 32
-            flat[corner + lin[i]] = b1 + np.int64(buf & mask)
+            flat[corner + lin[i]] = b1 + (buf & mask)
             buf >>= uw
             avail -= w
-            m &= m - np.uint64(1)
+            m &= m - U64(1)
+
+
+@_plain
+def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w: int,
+             base: Any, off: Any, nmask: int, npre: int, data: Any) -> None:
+    """Decode one whole brick into ``flat``: its row ``r`` goes to ``corner + rows[r]``,
+    its voxel ``i`` to ``corner + lin[i]`` (all uint64)."""
+    if mode == 0:
+        bp_fill(flat, corner, rows, bx, base)
+    elif mode == 1:
+        bp_dense(flat, corner, rows, bx, w, base, off, data)
+    else:
+        bp_sparse(flat, corner, rows, lin, bx, w, base, off, nmask, npre, data)
 
 
 @_par
@@ -311,36 +356,40 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     npre = (nmask + 7) // 8
     gy, gx = grid[1], grid[2]
     flat = out.reshape(-1)
-    lin = flat_offsets(bz, by, bx, oy, ox)
-    own = flat_offsets(bz, by, bx, by, bx)  # C order within the brick
+    lin = flat_offsets(bz, by, bx, oy, ox).astype(np.uint64)
+    rows = row_offsets(bz, by, oy, ox)
+    own = flat_offsets(bz, by, bx, by, bx).astype(np.uint64)  # C order within the brick
+    own_rows = row_offsets(bz, by, by, bx)
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby * nbx):
         iz = bz0 + j // (nby * nbx)
         iy = by0 + (j // nbx) % nby
         ix = bx0 + j % nbx
-        b = (iz * gy + iy) * gx + ix
-        mode, w, base, off = modes[b], np.int64(widths[b]), np.int64(bases[b]), np.int64(offsets[b])
+        b = U64((iz * gy + iy) * gx + ix)
+        mode, w = np.int64(modes[b]), np.int64(widths[b])
+        base, off = U64(bases[b]), np.int64(offsets[b])
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
         xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
         if (zb - za == bz) and (yb - ya == by) and (xb - xa == bx):
-            corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
-            bp_brick(flat, corner, lin, bx, mode, w, base, off, nmask, npre, data)
+            corner = U64(((za - z0) * oy + (ya - y0)) * ox + (xa - x0))
+            bp_brick(flat, corner, rows, lin, bx, mode, w, base, off, nmask, npre, data)
         elif mode == 0:
             for z in range(za, zb):
                 for y in range(ya, yb):
                     rs = ((z - z0) * oy + (y - y0)) * ox - x0
                     for x in range(xa, xb):
-                        flat[rs + x] = base
+                        flat[U64(rs + x)] = base
         else:
             tmp = np.empty(n, out.dtype)
-            bp_brick(tmp, 0, own, bx, mode, w, base, off, nmask, npre, data)
+            bp_brick(tmp, U64(0), own_rows, own, bx, mode, w, base, off, nmask, npre,
+                     data)
             for z in range(za, zb):
                 for y in range(ya, yb):
                     rs = ((z - z0) * oy + (y - y0)) * ox - x0
                     rb = ((z - iz * bz) * by + (y - iy * by)) * bx - ix * bx
                     for x in range(xa, xb):
-                        flat[rs + x] = tmp[rb + x]
+                        flat[U64(rs + x)] = tmp[U64(rb + x)]
 
 # ---------------- palette
 @_par

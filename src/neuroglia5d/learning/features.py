@@ -562,13 +562,17 @@ def crops_at(volumes: Sequence[np.ndarray], centers_zyx: np.ndarray,
         good = (c >= 0) & (c < shape[ax])
         idx.append(np.clip(c, 0, shape[ax] - 1))
         ok.append(good)
-    zi, yi, xi = idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]
+    # flat indices once, shared by every volume (same shape): one take per volume
+    flat = ((idx[0] * (shape[1] * shape[2]))[:, :, None, None]
+            + (idx[1] * shape[2])[:, None, :, None] + idx[2][:, None, None, :])
     pad = not all(o.all() for o in ok)
     invalid = ~(ok[0][:, :, None, None] & ok[1][:, None, :, None]
                 & ok[2][:, None, None, :]) if pad else None
     out = []
     for v in volumes:
-        g = np.asarray(v)[zi, yi, xi]
+        a = np.asarray(v)
+        g = np.take(a.ravel() if a.flags.c_contiguous else np.ascontiguousarray(a).ravel(),
+                    flat)
         if invalid is not None:
             g[invalid] = 0
         out.append(g)
