@@ -13,8 +13,9 @@ different pairs it times, median and 90th percentile in ms:
   canvas (drawn in the frame after the edit);
 * one step of a merge stroke onto a new label (the live stats panel: the label's
   measurements), and the merged set's topology (computed once the stroke pauses);
-* napari's ``Labels.fill`` of one box (3D) to the end of its draw (the reference), and a
-  forced repaint alone;
+* napari's ``Labels.fill`` of one box to the end of its draw: of the whole 3D object (the
+  reference: our brushes act on whole 3D labels) and, napari's default, of the plane on
+  screen only; and a forced repaint alone;
 
     xvfb-run -a python benchmarks/annotation_dock.py [--shape 4,64,512,512] [--reps 8]
 """
@@ -196,6 +197,7 @@ def main() -> None:
         res.setdefault("draw alone (forced repaint)", []).append(
             (time.perf_counter() - t0) * 1e3)
         key("m")
+        idle()  # (the last action's follow-up: statistics, status text)
         # one stroke step onto a new label: the live stats panel
         st = Stroke(t, z, shape[2:], 5)
         dock.stroke_labels = []
@@ -233,7 +235,12 @@ def main() -> None:
         viewer.dims.current_step = (t, z, 0, 0)
         draw()
         dock._recording_paint = True  # napari alone: the dock does not record this fill
-        timed("napari Labels.fill (reference)",
+        layer.n_edit_dimensions = 3  # the whole 3D object, as our brushes act
+        timed("napari Labels.fill of the 3D object (reference)",
+              lambda: layer.fill((t, z, y + 20, x + 20), 9999), status=False)
+        layer.undo()
+        layer.n_edit_dimensions = 2  # napari's default: the plane on screen only
+        timed("napari Labels.fill in the plane on screen (napari's default)",
               lambda: layer.fill((t, z, y + 20, x + 20), 9999), status=False)
         layer.undo()
         dock._recording_paint = False
@@ -251,7 +258,7 @@ def main() -> None:
 
         st = pstats.Stats(profiler).sort_stats("cumulative")
         st.print_stats(40)
-        st.print_callees("_apply|_after_op|_finish_stroke")
+        st.print_callees("_apply|_after_op|_finish_stroke|_partial_refresh|_partial_labels_refresh")
     viewer.close()
 
 

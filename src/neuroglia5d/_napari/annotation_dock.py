@@ -124,6 +124,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._preview_ly: Any = None
         self._overlay_due = False
         self._stale: dict[int, set[int]] = {}  # labels to re-measure, per timepoint
+        self._features_due: set[int] = set()  # labels whose hover features to rewrite
+        self._panel_due = False
         self._stats_due = False
         self._topo_request: tuple[int, list[int]] | None = None
         self._topo_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -367,6 +369,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self.view = None
         self.wc = None
         self._stale = {}
+        self._features_due = set()
 
     def closeEvent(self, event: Any) -> None:
         """Give napari its keys back when the dock closes."""
@@ -591,34 +594,38 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         assert self.view is not None and self.stats is not None
         if boxes:
             self.view.refresh(boxes, shown=self._shown())
-        # the changed labels' measurements (and the layer's hover features) follow in the
-        # frame after the edit; the stats panel re-measures what it shows at once
+        # the changed labels' measurements, the stats panel and the layer's hover
+        # features follow in the frame after the edit (the edit is drawn first)
         for t, ids in self._changed_labels(op, boxes, n_before).items():
             self._stale.setdefault(int(t), set()).update(int(i) for i in ids)
-        if self._stale and not self._stats_due:
+        self._panel_due = bool(self.stroke_labels)
+        if (self._stale or self._panel_due) and not self._stats_due:
             self._stats_due = True
             QTimer.singleShot(OVERLAY_DELAY_MS, self.flush_stats)
-        if self.stroke_labels:
-            t = self.current_t()
-            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
 
     def flush_stats(self) -> None:
-        """Re-measure the labels edits changed (all timepoints), then refresh the hover
-        features of the working layer (napari's status shows them under the mouse)."""
+        """Re-measure the labels edits changed (all timepoints), show the stroke's labels
+        in the stats panel, then refresh the hover features of the working layer
+        (napari's status bar shows them under the mouse)."""
         self._stats_due = False
-        stale, self._stale = self._stale, {}
-        if self.wc is None or not stale:
+        if self.wc is None:
+            self._stale = {}
             return
-        for t in sorted(stale):
-            self._update_stats(t, stale[t])
-        changed: set[int] = set().union(*stale.values())
-        self._refresh_features(changed)
+        for t in sorted(self._stale):
+            self._flush_stats_at(t)
+        if self._panel_due and self.stroke_labels:
+            t = self.current_t()
+            self._show_stats(t, [i for i in self.stroke_labels if self.wc.bbox(t, i)])
+        self._panel_due = False
+        feats, self._features_due = self._features_due, set()
+        if feats:
+            self._refresh_features(feats)
 
     def _flush_stats_at(self, t: int) -> None:
         ids = self._stale.pop(int(t), None)
         if ids:
             self._update_stats(int(t), ids)
-            self._refresh_features(ids)
+            self._features_due |= ids
 
     def _refresh_features(self, labels: set[int]) -> None:
         """Rewrite the hover-feature rows of ``labels`` from the live measurements

@@ -310,22 +310,16 @@ def bp_sparse(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base
     bp_fill(flat, corner, rows, bx, base)
     mask = (U64(1) << U64(w)) - U64(1)
     uw = U64(w)
-    buf = U64(0)
-    avail = 0
-    k = U64(off + nmask + npre)
+    p = U64(off + nmask + npre) << U64(5)  # bit position of the next stored value
     b1 = base + U64(1)
     for wi in range(nmask):
         m = U64(data[U64(off + wi)])
         i0 = U64(wi * 32)
         while m:
-            i = i0 + cttz(m)
-            if avail < w:
-                buf |= U64(data[k]) << U64(avail)
-                k += U64(1)
-                avail += 32
-            flat[corner + lin[i]] = b1 + (buf & mask)
-            buf >>= uw
-            avail -= w
+            k = p >> U64(5)
+            win = U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))
+            flat[corner + lin[i0 + cttz(m)]] = b1 + ((win >> (p & U64(31))) & mask)
+            p += uw
             m &= m - U64(1)
 
 
@@ -482,28 +476,28 @@ def pal_voxel(i: int, word: int, top: int, ext_w: Any, ext_lut: Any, ext_data: A
     return np.int64(lut[min(np.int64(ext_lut[e]) + li, lut.shape[0] - 1)])
 
 @_plain
-def pal_brick(flat: Any, corner: int, lin: Any, bx: int, w: int, d0: int, vals: Any,
+def pal_brick(flat: Any, corner: Any, lin: Any, bx: int, w: int, d0: int, vals: Any,
               data: Any) -> None:
     """Decode one whole mixed brick (local indices of ``w`` bits from word ``d0``, ``vals``
-    their values): voxel ``i`` goes to ``flat[corner + lin[i]]``."""
+    their values): voxel ``i`` goes to ``flat[corner + lin[i]]`` (uint64 offsets)."""
     n = lin.shape[0]
     mask = np.uint32((1 << w) - 1)
     per_word = 32 // w  # w divides 32
     uw = np.uint32(w)
     if per_word % bx == 0 and n % per_word == 0:  # whole rows per word (8 voxels at w <= 4)
         for wi in range(n // per_word):
-            m = data[d0 + wi]
+            m = data[U64(d0 + wi)]
             for i in range(wi * per_word, (wi + 1) * per_word, bx):
-                c0 = corner + lin[i]
+                c0 = corner + lin[U64(i)]
                 for x in range(bx):
-                    flat[c0 + x] = vals[m & mask]
+                    flat[c0 + U64(x)] = vals[U64(m & mask)]
                     m >>= uw
         return
     for wi in range((n + per_word - 1) // per_word):
-        m = data[d0 + wi]
+        m = data[U64(d0 + wi)]
         i0 = wi * per_word
         for i in range(i0, min(i0 + per_word, n)):
-            flat[corner + lin[i]] = vals[m & mask]
+            flat[corner + lin[U64(i)]] = vals[U64(m & mask)]
             m >>= uw
 
 
@@ -522,8 +516,8 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
     npal = palette.shape[0]
     nl = lut.shape[0]
     flat = out.reshape(-1)
-    lin = flat_offsets(bz, by, bx, oy, ox)
-    own = flat_offsets(bz, by, bx, by, bx)  # C order within the brick
+    lin = flat_offsets(bz, by, bx, oy, ox).astype(np.uint64)
+    own = flat_offsets(bz, by, bx, by, bx).astype(np.uint64)  # C order within the brick
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in prange(nbz * nby):
         iz = bz0 + j // nby
@@ -536,43 +530,44 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
         jx = 0
         while jx < nbx:
             ix = bx0 + jx
-            word = np.int64(words[row0 + ix])
+            word = np.int64(words[U64(row0 + ix)])
             xa = max(ix * bx, x0)
             if word < top:  # single-valued: extend over the following bricks of this value
                 jy = jx + 1
-                while jy < nbx and np.int64(words[row0 + bx0 + jy]) == word:
+                while jy < nbx and np.int64(words[U64(row0 + bx0 + jy)]) == word:
                     jy += 1
                 xb = min((bx0 + jy) * bx, x0 + ox)
-                val = palette[min(word, npal - 1)]
+                val = palette[U64(min(word, npal - 1))]
                 for z in range(za, zb):
                     for y in range(ya, yb):
-                        rs = ((z - z0) * oy + (y - y0)) * ox - x0
-                        for x in range(xa, xb):
-                            flat[rs + x] = val
+                        rs = U64(((z - z0) * oy + (y - y0)) * ox + xa - x0)
+                        for x in range(xb - xa):
+                            flat[rs + U64(x)] = val
                 jx = jy
                 continue
             jx += 1
             xb = min((ix + 1) * bx, x0 + ox)
-            e = word - top
+            e = U64(word - top)
             w = np.int64(ext_w[e])
             lb = np.int64(ext_lut[e])
             full = (zb - za == bz) and (yb - ya == by) and (xb - xa == bx)
             nv = np.int64(1) << w
             if nv <= vals.shape[0]:
                 for q in range(nv):  # every local index -> its value, clamped like pal_voxel
-                    vals[q] = palette[min(np.int64(lut[min(lb + q, nl - 1)]), npal - 1)]
+                    vals[U64(q)] = palette[U64(min(np.int64(lut[U64(min(lb + q, nl - 1))]),
+                                                   npal - 1))]
                 d0 = np.int64(ext_data[e])
                 if full:
-                    corner = ((za - z0) * oy + (ya - y0)) * ox + (xa - x0)
+                    corner = U64(((za - z0) * oy + (ya - y0)) * ox + (xa - x0))
                     pal_brick(flat, corner, lin, bx, w, d0, vals, data)
                 else:  # cut by the region: the whole brick into a scratch brick first
-                    pal_brick(tmp, 0, own, bx, w, d0, vals, data)
+                    pal_brick(tmp, U64(0), own, bx, w, d0, vals, data)
                     for z in range(za, zb):
                         for y in range(ya, yb):
                             rs = ((z - z0) * oy + (y - y0)) * ox - x0
                             rb = ((z - iz * bz) * by + (y - iy * by)) * bx - ix * bx
                             for x in range(xa, xb):
-                                flat[rs + x] = tmp[rb + x]
+                                flat[U64(rs + x)] = tmp[U64(rb + x)]
                 continue
             for z in range(za, zb):
                 for y in range(ya, yb):

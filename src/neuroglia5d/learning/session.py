@@ -269,12 +269,24 @@ class Learner:
         ta, tb = t_range if t_range is not None else (0, n_t - 1)
         inten = wc.intensity
         frames: dict[int, Frame] = {}
+
+        def measure(t: int) -> Frame:
+            it = None if inten is None else np.asarray(inten[t])
+            return Frame(wc.labels[t], it, wc.spacing_um)
+
+        # timepoint t + 1 is measured on a second thread while t is decided and changed
+        # (ops at t never touch t + 1; numpy releases the GIL in the heavy parts)
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
+        nxt = pool.submit(measure, ta)
         for t in range(ta, tb + 1):
             if progress is not None:
                 progress("apply", (t - ta) / max(tb - ta + 1, 1), f"timepoint {t}")
-            it = None if inten is None else np.asarray(inten[t])
             # one measurement per timepoint: every network decides on the same state
-            fr = Frame(wc.labels[t], it, wc.spacing_um)
+            fr = nxt.result()
+            if t < tb:
+                nxt = pool.submit(measure, t + 1)
             frames[t] = fr
             if not len(fr.ff.ids):
                 continue
@@ -309,6 +321,7 @@ class Learner:
                     split_ids = [v for v, pv in zip(cand, p, strict=True)
                                  if pv >= self.thresholds["split"]]
             changed = False
+            split_ops: list[Any] = []
             if gone:
                 op = wc.relabel(t, gone, source="model", weights_id=wid)
                 if op is not None:
@@ -327,10 +340,11 @@ class Learner:
                 if op is not None:
                     rep.ops.append(op)
                     rep.split += 1
+                    split_ops.append(op)
                     changed = True
-            if changed:  # the state the linker sees
-                frames[t] = Frame(wc.labels[t], None, wc.spacing_um, normalised=fr.inten,
-                                  links_only=True)
+            if changed:  # the state the linker sees, measured again only where it changed
+                frames[t] = _frame_after(fr, wc.labels[t], gone, mapping, split_ops)
+        pool.shutdown()
         if relink and "track" in self.models and tb > ta:
             from .tracking import link_series
 
@@ -465,6 +479,69 @@ class Learner:
         """Names of the saved weight sets."""
         d = weight_sets_dir()
         return sorted(p.stem for p in d.glob("*.pt")) if d.is_dir() else []
+
+
+def _frame_after(fr: Frame, labels_now: np.ndarray, gone: dict[int, int],
+                 merged: dict[int, int], split_ops: Sequence[Any]) -> Frame:
+    """The frame after the erasures ``gone``, the merges ``merged`` ({label: root}) and
+    the splits ``split_ops``, with the measurements linking needs (IDs, voxel counts,
+    centroids, boxes, mean and maximum intensity): erased rows dropped, merged rows
+    combined, split labels measured again on their boxes (no pass over the frame)."""
+    import copy
+
+    from .features import FrameFeatures, frame_features
+
+    ff = fr.ff
+    sp = np.asarray(fr.spacing)
+    rows: dict[int, list[Any]] = {}
+    for i, v in enumerate(ff.ids.tolist()):
+        if v in gone:
+            continue
+        r = merged.get(v, v)
+        vol = float(ff.volume_vox[i])
+        cur = rows.get(r)
+        row = [vol, ff.centroid_um[i] * vol, ff.bbox[i].copy(), ff.mean_int[i] * vol,
+               float(ff.max_int[i])]
+        if cur is None:
+            rows[r] = row
+        else:
+            cur[0] += row[0]
+            cur[1] = cur[1] + row[1]
+            cur[2][::2] = np.minimum(cur[2][::2], row[2][::2])
+            cur[2][1::2] = np.maximum(cur[2][1::2], row[2][1::2])
+            cur[3] += row[3]
+            cur[4] = max(cur[4], row[4])
+    for op in split_ops:
+        box = op.mask["box"]
+        sl = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(3))
+        o = np.array([box[0], box[2], box[4]])
+        loc = frame_features(labels_now[sl], None, fr.spacing, normalised=fr.inten[sl],
+                             links_only=True)
+        for v in [int(op.labels[0]), *[int(c) for c in op.created]]:
+            rows.pop(v, None)
+            if v not in loc.index:
+                continue
+            i = loc.row(v)
+            vol = float(loc.volume_vox[i])
+            bb = loc.bbox[i] + np.repeat(o, 2)
+            rows[v] = [vol, (loc.centroid_um[i] + o * sp) * vol, bb, loc.mean_int[i] * vol,
+                       float(loc.max_int[i])]
+    ids = np.array(sorted(rows), np.int64)
+    vol = np.array([rows[v][0] for v in ids], np.float64)
+    safe = np.maximum(vol, 1)[:, None]
+    out = FrameFeatures(
+        ids=ids, volume_vox=vol.astype(np.int64),
+        centroid_um=np.array([rows[v][1] for v in ids]).reshape(-1, 3) / safe,
+        bbox=np.array([rows[v][2] for v in ids], np.int64).reshape(-1, 6),
+        mean_int=np.array([rows[v][3] for v in ids]) / safe[:, 0],
+        max_int=np.array([rows[v][4] for v in ids], np.float64),
+        label_x=np.zeros((len(ids), 0), np.float32), pairs=np.zeros((0, 2), np.int64),
+        pair_x=np.zeros((0, ff.pair_x.shape[1]), np.float32), spacing_um=ff.spacing_um)
+    out.index = {int(v): i for i, v in enumerate(ids)}
+    new = copy.copy(fr)
+    new.labels = np.array(labels_now, copy=True)
+    new.ff = out
+    return new
 
 
 def _union_find(pairs: Sequence[tuple[int, int]]) -> dict[int, int]:
