@@ -57,24 +57,28 @@ def make_intensity(lab: np.ndarray) -> np.ndarray:
     return img.astype(np.uint16)
 
 
-@pytest.fixture()
-def series(tmp_path):
-    """``s_labels.ome.tif``, ``s_fused.ome.tif`` and ``s_labelStats.csv`` in a folder."""
+def write_series(folder: Path, stem: str = "s") -> Path:
+    """``<stem>_labels.ome.tif``, ``<stem>_fused.ome.tif`` and ``<stem>_labelStats.csv``."""
     from neuroglia5d.io.convert import Outputs, write_outputs
     from neuroglia5d.processing.stats import concat_tables, label_stats, table_to_csv
 
     lab = make_labels()
     img = make_intensity(lab)
-    folder = tmp_path / "out"
-    folder.mkdir()
-    write_outputs(Outputs({"labels": lab}, SPACING, OFFSET, {}, "s"),
-                  folder / "s_labels.ome.tif", "tif")
-    write_outputs(Outputs({"intensity": img, "labels": lab}, SPACING, OFFSET, {}, "s"),
-                  folder / "s_fused.ome.tif", "tif")
+    folder.mkdir(parents=True)
+    write_outputs(Outputs({"labels": lab}, SPACING, OFFSET, {}, stem),
+                  folder / f"{stem}_labels.ome.tif", "tif")
+    write_outputs(Outputs({"intensity": img, "labels": lab}, SPACING, OFFSET, {}, stem),
+                  folder / f"{stem}_fused.ome.tif", "tif")
     tb = concat_tables([label_stats(lab[t], img[t], SPACING, t=t, offset_zyx=OFFSET)
                         for t in range(SHAPE[0])])
-    (folder / "s_labelStats.csv").write_text(table_to_csv(tb))
+    (folder / f"{stem}_labelStats.csv").write_text(table_to_csv(tb))
     return folder
+
+
+@pytest.fixture()
+def series(tmp_path):
+    """``s_labels.ome.tif``, ``s_fused.ome.tif`` and ``s_labelStats.csv`` in a folder."""
+    return write_series(tmp_path / "out")
 
 
 @dataclass
@@ -508,3 +512,29 @@ def test_ctrl_s_saves_annotations_with_or_without_the_save_dock(make_napari_view
     doc.unlink()
     ctrl_s()
     assert doc.exists()
+
+
+def test_second_working_copy_chosen_in_the_dock(make_napari_viewer, series, tmp_path):
+    """Two series open: the dock edits the one picked in its Working copy box, with that
+    series' journal; removing it moves the dock to the other."""
+    other = write_series(tmp_path / "other", stem="u")
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    viewer.open(str(other / "u_fused.ome.tif"), plugin=PLUGIN)
+    lab_u = next(ly for ly in viewer.layers if ly.__class__.__name__ == "Labels"
+                 and ly is not lab)
+    items = [dock.layer_box.itemText(i) for i in range(dock.layer_box.count())]
+    assert items == [lab.name, lab_u.name] and dock.layer_box.isEnabled()
+    assert dock.layer is lab  # the first stays attached
+    dock.layer_box.setCurrentText(lab_u.name)
+    assert dock.layer is lab_u and dock.journal_path.parent == other
+    set_t(viewer, 1)
+    press(viewer, "e")
+    click(lab_u, world(lab_u, 1, 3, 10, 46))  # label 5 of u
+    assert not (np.asarray(lab_u.data)[1] == 5).any()
+    assert (np.asarray(lab.data)[1] == 5).any()  # s untouched
+    ops_u = [json.loads(line) for line in
+             (other / "u_auto_annotations.jsonl").read_text().splitlines() if line.strip()]
+    assert [o["type"] for o in ops_u if o["type"] != "review"] == ["erase"]
+    assert not (series / "s_auto_annotations.jsonl").exists() or user_ops(series) == []
+    viewer.layers.remove(lab_u)
+    assert dock.layer is lab and dock.layer_box.count() == 1

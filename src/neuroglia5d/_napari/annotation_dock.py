@@ -32,6 +32,7 @@ import numpy as np
 from qtpy.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -147,6 +148,13 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
         lay = QVBoxLayout(self)
+        self.layer_box = QComboBox()
+        self.layer_box.setToolTip("The working copy the brushes edit (each has its own "
+                                  "journal and annotations file)")
+        self.layer_box.currentTextChanged.connect(self._layer_chosen)
+        pick = QFormLayout()
+        pick.addRow("Working copy", self.layer_box)
+        lay.addLayout(pick)
         self.target = QLabel("no working copy open")
         self.target.setWordWrap(True)
         lay.addWidget(self.target)
@@ -274,7 +282,30 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         ov.text = self.messages[-1]
 
     # ------------------------------------------------------------------ attach
+    def _sync_layer_box(self) -> None:
+        """List the viewer's working copies, the attached one current."""
+        from .save_widget import working_layers
+
+        names = [ly.name for ly in working_layers(self.viewer)]
+        self.layer_box.blockSignals(True)
+        try:
+            self.layer_box.clear()
+            self.layer_box.addItems(names)
+            if self.layer is not None and self.layer.name in names:
+                self.layer_box.setCurrentText(self.layer.name)
+            self.layer_box.setEnabled(len(names) > 1)
+        finally:
+            self.layer_box.blockSignals(False)
+
+    def _layer_chosen(self, name: str) -> None:
+        if not name or name not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[name]
+        if layer is not self.layer:
+            self.attach(layer)
+
     def _on_layer_inserted(self, event: Any) -> None:
+        self._sync_layer_box()
         if self.layer is None:
             self.attach()
         elif self.wc is not None and self.wc.intensity is None:
@@ -284,7 +315,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
                 self._bind_keys_on(img)
 
     def attach(self, layer: Any = None) -> bool:
-        """Attach to ``layer`` (default: the first working copy in the viewer).
+        """Attach to ``layer`` (default: the first working copy in the viewer; the dock's
+        "Working copy" box picks another).
 
         Opens the journal, loads ``*_labelStats.csv`` and offers replay of journal
         operations made after the last save. Returns whether a layer is attached.
@@ -341,6 +373,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self.target.setText(f"Working copy: {layer.name} ({stem}, journal "
                             f"{self.journal_path.name})")
         self.set_brush(self.brush, quiet=True)
+        self._sync_layer_box()
         self._mark_reviewed()
         edits = [o for o in self.pending if o.get("type") != "review"]
         if edits:
@@ -406,6 +439,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         if self.layer is not None and event.value is self.layer:
             self.detach()
             self.target.setText("no working copy open")
+            self.attach()  # the next working copy, if any
+        self._sync_layer_box()
 
     def _image_layer(self) -> Any:
         from .save_widget import intensity_for

@@ -107,6 +107,14 @@ class ApplyReport:
     seconds: float = 0.0
     parents: dict[int, int] = field(default_factory=dict)
     erased_labels: dict[int, list[int]] = field(default_factory=dict)
+    #: wall seconds per phase: waiting for measurements, network inference, erase and
+    #: merge ops, splits, linking
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def _tick(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - since
+        return now
 
     def summary(self) -> str:
         """One line."""
@@ -284,10 +292,12 @@ class Learner:
             if progress is not None:
                 progress("apply", (t - ta) / max(tb - ta + 1, 1), f"timepoint {t}")
             # one measurement per timepoint: every network decides on the same state
+            tick = time.perf_counter()
             fr = nxt.result()
             if t < tb:
                 nxt = pool.submit(measure, t + 1)
             frames[t] = fr
+            tick = rep._tick("measure", tick)
             if not len(fr.ff.ids):
                 continue
             inside = fr.ff.ids[self._in_box(fr, box)]
@@ -320,6 +330,7 @@ class Learner:
                     p = self.models["split"].predict_proba(lx[keep], lc[keep])
                     split_ids = [v for v, pv in zip(cand, p, strict=True)
                                  if pv >= self.thresholds["split"]]
+            tick = rep._tick("infer", tick)
             changed = False
             split_ops: list[Any] = []
             if gone:
@@ -335,6 +346,7 @@ class Learner:
                     rep.ops.append(op)
                     rep.merged += len(mapping)
                     changed = True
+            tick = rep._tick("erase_merge", tick)
             for v in split_ids:  # these labels were neither erased nor merged: fr holds them
                 op = self._split_one(wc, fr, t, v, wid)
                 if op is not None:
@@ -344,7 +356,9 @@ class Learner:
                     changed = True
             if changed:  # the state the linker sees, measured again only where it changed
                 frames[t] = _frame_after(fr, wc.labels[t], gone, mapping, split_ops)
+            rep._tick("split", tick)
         pool.shutdown()
+        tick = time.perf_counter()
         if relink and "track" in self.models and tb > ta:
             from .tracking import link_series
 
@@ -358,6 +372,7 @@ class Learner:
                               spec=self.spec, apply=do, t_range=(ta, tb), frames=frames)
             rep.divisions = res.n_divisions
             rep.parents = res.parents
+            rep._tick("link", tick)
         if progress is not None:
             progress("apply", 1.0, "done")
         rep.seconds = time.perf_counter() - t_start
