@@ -151,3 +151,21 @@ def test_ring_with_a_spur_has_two_branches_and_one_junction():
     r2 = topology_metrics(two, SP)
     assert r2["components"] == 2 and r2["loops"] == 1
     assert r2["branch_points"] == 2 and r2["end_points"] == 4 and r2["branches"] == 5
+
+
+def test_even_thickness_objects_keep_their_skeleton():
+    """scikit-image's thinning empties a 4×4-voxel rod and an even-sided box (its issues
+    #3757, #6513); ours measures the 4×4 rod like the 5×5 one and keeps a skeleton for
+    the box."""
+    res = {}
+    for w in (4, 5):
+        m = np.zeros((12, 12, 50), bool)
+        m[2:2 + w, 2:2 + w, 3:43] = True  # a rod 40 voxels long
+        res[w] = topology_metrics(m, (2.0, 0.5, 0.5))
+    assert res[4] == res[5]
+    assert res[4]["branches"] == 1 and res[4]["end_points"] == 2
+    assert 0.5 * 34 <= res[4]["length_um"] <= 0.5 * 40
+    box = np.zeros((12, 32, 32), bool)
+    box[1:11, 1:31, 1:31] = True
+    topo = topology_metrics(box, (1.0, 1.0, 1.0))
+    assert topo["components"] == 1 and topo["skeleton_voxels"] >= 1

@@ -349,6 +349,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
                               offset_zyx=offset, journal=Journal(self.journal_path),
                               next_id=next_id, prior=prior)
         self.stats = LabelStatsCache(spacing, offset, folder / f"{stem}_labelStats.csv")
+        _warm_up_in_background()
         layer.mouse_drag_callbacks.append(self._on_drag)
         layer.events.paint.connect(self._on_napari_paint)
         layer.events.mode.connect(self._on_mode)
@@ -920,6 +921,22 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
                 v = napari.Viewer(title="neuroglia5d 4D render")
             self.render_viewer = v
         return v
+
+
+_WARM: list[Any] = []
+
+
+def _warm_up_in_background() -> None:
+    """Load the numba kernel of the label boxes off the GUI thread (once per process),
+    so the first edit does not wait for numba."""
+    import threading
+
+    from ..annotation.label_boxes import warm_up
+
+    if not _WARM:
+        th = threading.Thread(target=warm_up, name="neuroglia5d-warm-up", daemon=True)
+        _WARM.append(th)
+        th.start()
 
 
 def _run_all(fns: list[Callable[[], Any]], *_: Any) -> None:

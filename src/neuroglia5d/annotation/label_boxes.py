@@ -60,6 +60,13 @@ def _kernel() -> Any:
     return _KERNEL
 
 
+def warm_up() -> None:
+    """Load the compiled kernel (numba's first use in a process takes about a second);
+    the annotation dock calls this in a background thread when it attaches."""
+    label_boxes(np.ones((1, 1, 2), np.uint32))
+    label_boxes(np.ones((1, 1, 2), np.uint16))
+
+
 def label_boxes(labels: np.ndarray) -> dict[int, Box]:
     """Bounding box of every non-zero label of a 3D volume.
 

@@ -106,11 +106,46 @@ def _spacing(spacing_um: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _thin(mask: np.ndarray) -> np.ndarray:
-    """3D thinning of a boolean crop (padded by one voxel so borders thin like the inside)."""
+    """3D thinning of a boolean crop (padded by one voxel so borders thin like the inside).
+
+    scikit-image's thinning deletes some objects of even thickness entirely (a 4×4-voxel
+    rod or an even-sided box comes out empty: scikit-image issues #3757 and #6513). Every
+    26-connected component left without a skeleton voxel is thinned again after growing
+    it by one voxel on the + side of each axis (its thicknesses become odd), keeping the
+    voxels of that skeleton inside the object, or else its deepest voxel: no object loses
+    its skeleton.
+    """
     from skimage.morphology import skeletonize as sk_skeletonize
 
-    padded = np.pad(mask, 1)
-    return sk_skeletonize(padded)[1:-1, 1:-1, 1:-1].astype(bool)
+    padded = np.pad(np.asarray(mask, bool), 2)
+    skel = sk_skeletonize(padded).astype(bool)
+    import cc3d
+    from scipy import ndimage as ndi
+
+    comp, n = cc3d.connected_components(padded, connectivity=26, return_N=True)
+    if n:
+        kept = np.zeros(int(n) + 1, bool)
+        kept[comp[skel]] = True
+        if not kept[1:].all():
+            for k, sl in enumerate(ndi.find_objects(comp)):
+                if sl is None or kept[k + 1]:
+                    continue
+                sl = tuple(slice(s.start - 1, s.stop + 1) for s in sl)  # (inside the pad)
+                part = comp[sl] == k + 1
+                grown = part.copy()
+                for ax in range(3):
+                    grown[tuple(slice(1, None) if a == ax else slice(None) for a in range(3))] \
+                        |= part[tuple(slice(None, -1) if a == ax else slice(None)
+                                      for a in range(3))]
+                sk = sk_skeletonize(grown).astype(bool) & part
+                if not sk.any():
+                    import edt
+
+                    d = edt.edt(part, black_border=True)
+                    sk = np.zeros_like(part)
+                    sk[np.unravel_index(int(np.argmax(d)), d.shape)] = True
+                skel[sl] |= sk
+    return skel[2:-2, 2:-2, 2:-2]
 
 
 _OFFSETS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
