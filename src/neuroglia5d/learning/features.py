@@ -531,8 +531,12 @@ def crop_around(volumes: Sequence[np.ndarray], center_zyx: Sequence[float],
 def crops_at(volumes: Sequence[np.ndarray], centers_zyx: np.ndarray,
              size_zyx: Sequence[int], step_zyx: Sequence[int] = (1, 1, 1)
              ) -> list[np.ndarray]:
-    """Many crops at once: :func:`crop_around` of every centre, gathered in one indexing
-    operation per volume (zero-padded at the borders).
+    """Many crops at once: :func:`crop_around` of every centre (zero-padded at the
+    borders).
+
+    Crops inside the volume are copied as blocks from a strided view of the windows (one
+    indexing operation per volume); the few that cross the border are gathered voxel by
+    voxel.
 
     Parameters
     ----------
@@ -548,32 +552,42 @@ def crops_at(volumes: Sequence[np.ndarray], centers_zyx: np.ndarray,
     list of numpy.ndarray
         One (N, *size_zyx) array per volume, of the volume's dtype.
     """
+    from numpy.lib.stride_tricks import as_strided
+
     cen = np.asarray(centers_zyx, np.float64).reshape(-1, 3)
     n = len(cen)
     size = tuple(int(v) for v in size_zyx)
+    step = tuple(int(v) for v in step_zyx)
+    vols = [np.asarray(v) for v in volumes]
+    out = [np.zeros((n, *size), v.dtype) for v in vols]
     if n == 0:
-        return [np.zeros((0, *size), np.asarray(v).dtype) for v in volumes]
-    shape = volumes[0].shape
-    idx, ok = [], []
-    for ax in range(3):
-        s, st = size[ax], int(step_zyx[ax])
-        lo = np.round(cen[:, ax]).astype(np.intp) - (s * st) // 2
-        c = lo[:, None] + np.arange(s) * st
-        good = (c >= 0) & (c < shape[ax])
-        idx.append(np.clip(c, 0, shape[ax] - 1))
-        ok.append(good)
-    # flat indices once, shared by every volume (same shape): one take per volume
-    flat = ((idx[0] * (shape[1] * shape[2]))[:, :, None, None]
-            + (idx[1] * shape[2])[:, None, :, None] + idx[2][:, None, None, :])
-    pad = not all(o.all() for o in ok)
-    invalid = ~(ok[0][:, :, None, None] & ok[1][:, None, :, None]
-                & ok[2][:, None, None, :]) if pad else None
-    out = []
-    for v in volumes:
-        a = np.asarray(v)
-        g = np.take(a.ravel() if a.flags.c_contiguous else np.ascontiguousarray(a).ravel(),
-                    flat)
-        if invalid is not None:
+        return out
+    shape = vols[0].shape
+    span = np.array([(s - 1) * st + 1 for s, st in zip(size, step, strict=True)])
+    lo = np.round(cen).astype(np.intp) - np.array([s * st // 2 for s, st in
+                                                   zip(size, step, strict=True)])
+    inside = np.all((lo >= 0) & (lo + span <= np.asarray(shape)), axis=1)
+    if inside.any():
+        li = lo[inside]
+        nwin = tuple(int(shape[i] - span[i] + 1) for i in range(3))
+        for v, o in zip(vols, out, strict=True):
+            win = as_strided(v, shape=(*nwin, *size),
+                             strides=(*v.strides, *(v.strides[i] * step[i] for i in range(3))),
+                             writeable=False)
+            o[inside] = win[li[:, 0], li[:, 1], li[:, 2]]
+    rest = np.flatnonzero(~inside)
+    if len(rest):  # crops crossing the border: voxel by voxel, zeros outside
+        idx, ok = [], []
+        for ax in range(3):
+            c = lo[rest, ax][:, None] + np.arange(size[ax]) * step[ax]
+            ok.append((c >= 0) & (c < shape[ax]))
+            idx.append(np.clip(c, 0, shape[ax] - 1))
+        zi, yi, xi = idx[0][:, :, None, None], idx[1][:, None, :, None], \
+            idx[2][:, None, None, :]
+        invalid = ~(ok[0][:, :, None, None] & ok[1][:, None, :, None]
+                    & ok[2][:, None, None, :])
+        for v, o in zip(vols, out, strict=True):
+            g = v[zi, yi, xi]
             g[invalid] = 0
-        out.append(g)
+            o[rest] = g
     return out

@@ -28,11 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import edt
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..errors import InputError
 from .datasets import CATEGORIES, Corrections, corrections_from_annotations
-from .examples import CHANNELS, N_FEATURES, CropSpec, Frame, label_inputs, pair_inputs
+from .examples import (
+    CHANNELS,
+    N_FEATURES,
+    CropSpec,
+    Frame,
+    boundary_input,
+    label_inputs,
+    pair_inputs,
+)
 from .meta import Decision, MetaController, fixed_schedule
 from .train import BoundaryModel, ObjectClassifier
 
@@ -384,18 +394,12 @@ class Learner:
         parts of the label away from it (without a boundary network the shape prior alone
         gives the seeds and the watershed runs on the working copy's intensity +
         distance). None when no two parts are found."""
-        from scipy import ndimage as ndi
-
-        from .examples import boundary_input
-
         bb = wc.bbox(t, label)
         if bb is None:
             return None
         box = tuple(slice(bb[2 * i], bb[2 * i + 1]) for i in range(3))
         inp = boundary_input(fr, label, box)
         mask = inp[1] > 0
-        import edt
-
         # the shape prior: low deep inside the label, high at its necks and rim
         dist = edt.edt(mask, anisotropy=fr.spacing, black_border=False)
         prob = (1.0 - dist / max(float(dist.max()), 1e-6)).astype(np.float32)
@@ -410,7 +414,7 @@ class Learner:
             order = np.argsort(-sizes)
             if sizes[order[1]] < max(0.05 * mask.sum(), 5):
                 continue
-            seeds = [np.argwhere(core == order[k] + 1) for k in range(2)]
+            seeds = [_lattice(np.argwhere(core == order[k] + 1)) for k in range(2)]
             break
         if seeds is None:
             return None
@@ -557,6 +561,14 @@ def _frame_after(fr: Frame, labels_now: np.ndarray, gone: dict[int, int],
     new.labels = np.array(labels_now, copy=True)
     new.ff = out
     return new
+
+
+def _lattice(vox: np.ndarray) -> np.ndarray:
+    """The voxels (N, 3) of a seed region on the even (y, x) lattice (all of them when
+    none is): the watershed floods the region from them all the same, and the recorded
+    op stays a quarter of the size."""
+    keep = (vox[:, 1] % 2 == 0) & (vox[:, 2] % 2 == 0)
+    return vox[keep] if keep.any() else vox
 
 
 def _union_find(pairs: Sequence[tuple[int, int]]) -> dict[int, int]:
