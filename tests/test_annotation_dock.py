@@ -538,3 +538,30 @@ def test_second_working_copy_chosen_in_the_dock(make_napari_viewer, series, tmp_
     assert not (series / "s_auto_annotations.jsonl").exists() or user_ops(series) == []
     viewer.layers.remove(lab_u)
     assert dock.layer is lab and dock.layer_box.count() == 1
+
+
+def test_idle_time_measures_topology_for_the_save(make_napari_viewer, series, qtbot,
+                                                   monkeypatch):
+    """While the user is idle the dock measures every label's topology (all timepoints)
+    in small slices; an edit makes its labels' rows stale and another pass follows."""
+    import neuroglia5d._napari.annotation_dock as ad
+    from neuroglia5d.annotation.session import _topology_cache
+
+    monkeypatch.setattr(ad, "IDLE_TOPOLOGY_DELAY_MS", 50)
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    dock._postpone_idle_work()
+    qtbot.waitUntil(lambda: dock.idle_done, timeout=30_000)
+    cache = _topology_cache(dock.wc)
+    want = {(t, i) for t in range(SHAPE[0]) for i in dock.wc.labels_at(t)}
+    assert set(cache) == want and len(want) == 3 * 5
+    vol1 = 4 * 12 * 12 * np.prod(SPACING)
+    assert cache[(0, 1)]["volume_um3"] == pytest.approx(vol1)
+    set_t(viewer, 0)
+    press(viewer, "m")
+    drag(lab, [world(lab, 0, 4, 12, 14), world(lab, 0, 4, 12, 26)])  # 1 + 2 at t = 0
+    assert not dock.idle_done
+    qtbot.waitUntil(lambda: dock.idle_done, timeout=30_000)
+    row = cache[(0, 1)]  # measured again in idle time, after the merge
+    assert dock.wc.changed_at[(0, 1)] < row["_stamp"]
+    assert row["volume_um3"] == pytest.approx(2 * vol1) and (0, 2) not in \
+        {(t, i) for t in range(SHAPE[0]) for i in dock.wc.labels_at(t)}

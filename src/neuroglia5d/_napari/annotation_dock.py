@@ -65,6 +65,12 @@ TOPOLOGY_DELAY_MS = 80
 #: that shows the edit
 OVERLAY_DELAY_MS = 30
 
+#: after this long without a key press, click or edit (ms) the dock measures the topology
+#: of every label (all timepoints) in slices of IDLE_SLICE_MS, so that saving, which
+#: writes the topology tables, finds them ready
+IDLE_TOPOLOGY_DELAY_MS = 1500
+IDLE_SLICE_MS = 15
+
 #: keys and mouse actions (shown in the dock and in the README)
 HELP: tuple[tuple[str, str], ...] = (
     ("M / S / E / N", "merge brush (white) / split brush / erase brush / napari's own tools"),
@@ -138,6 +144,12 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._topo_timer.setSingleShot(True)
         self._topo_timer.setInterval(TOPOLOGY_DELAY_MS)
         self._topo_timer.timeout.connect(self.flush_topology)
+        self._idle_work: Any = None  # generator of (t, label) still to measure
+        self.idle_done = False
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setSingleShot(True)
+        self._idle_timer.setInterval(IDLE_TOPOLOGY_DELAY_MS)
+        self._idle_timer.timeout.connect(self._idle_topology_step)
         # closing the dock (which may delete it without a close event) gives keys back
         self.destroyed.connect(functools.partial(_run_all, self._cleanup))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -266,6 +278,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self.messages.append(text)
         del self.messages[:-1000]  # the last thousand are plenty
         self.status.setText(text)
+        self._postpone_idle_work()
         if not self._overlay_due:
             self._overlay_due = True
             QTimer.singleShot(OVERLAY_DELAY_MS, self._flush_overlay)
@@ -280,6 +293,43 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
             ov.position = "bottom_left"
             ov.visible = True
         ov.text = self.messages[-1]
+
+    # ------------------------------------------------------------------ idle work
+    def _postpone_idle_work(self) -> None:
+        """The user is active: idle work waits :data:`IDLE_TOPOLOGY_DELAY_MS` again."""
+        if self.wc is not None and not self.idle_done:
+            self._idle_timer.start(IDLE_TOPOLOGY_DELAY_MS)
+
+    def _idle_items(self) -> Any:
+        assert self.wc is not None
+        wc = self.wc
+        T = int(wc.shape[0])
+        t0 = self.current_t()
+        for t in [t0] + [t for t in range(T) if t != t0]:
+            for lab in wc.labels_at(t):
+                yield t, lab
+
+    def _idle_topology_step(self) -> None:
+        """Measure labels' topology for :data:`IDLE_SLICE_MS`, then yield to the event
+        loop (rows are cached in the working copy until the label changes)."""
+        import time
+
+        from ..annotation.session import label_topology_row
+
+        if self.wc is None or self.idle_done:
+            return
+        if self._idle_work is None:
+            self._idle_work = self._idle_items()
+        end = time.perf_counter() + IDLE_SLICE_MS / 1e3
+        try:
+            while time.perf_counter() < end:
+                t, lab = next(self._idle_work)
+                label_topology_row(self.wc, t, lab)
+        except StopIteration:
+            self._idle_work = None
+            self.idle_done = True
+            return
+        self._idle_timer.start(0)
 
     # ------------------------------------------------------------------ attach
     def _sync_layer_box(self) -> None:
@@ -399,6 +449,9 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
             close = getattr(self.wc.journal, "close", None)
             if close is not None:
                 close()
+        self._idle_timer.stop()
+        self._idle_work = None
+        self.idle_done = False
         self.layer = None
         self.view = None
         self.wc = None
@@ -630,6 +683,9 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         assert self.view is not None and self.stats is not None
         if boxes:
             self.view.refresh(boxes, shown=self._shown())
+        self.idle_done = False  # (the changed labels' topology is measured again)
+        self._idle_work = None
+        self._postpone_idle_work()
         # the changed labels' measurements, the stats panel and the layer's hover
         # features follow in the frame after the edit (the edit is drawn first)
         for t, ids in self._changed_labels(op, boxes, n_before).items():
