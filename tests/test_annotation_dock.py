@@ -565,3 +565,20 @@ def test_idle_time_measures_topology_for_the_save(make_napari_viewer, series, qt
     assert dock.wc.changed_at[(0, 1)] < row["_stamp"]
     assert row["volume_um3"] == pytest.approx(2 * vol1) and (0, 2) not in \
         {(t, i) for t in range(SHAPE[0]) for i in dock.wc.labels_at(t)}
+
+
+def test_edits_wait_while_another_thread_changes_the_copy(make_napari_viewer, series):
+    """The learning panel's T applies operations from a thread worker: meanwhile the
+    dock refuses edits and napari's painting is off on the working layer."""
+    viewer, lab, dock = open_dock(make_napari_viewer, series)
+    set_t(viewer, 0)
+    press(viewer, "e")
+    dock.set_busy("learning (T) is running")
+    assert not lab.editable
+    click(lab, world(lab, 0, 3, 10, 46))  # label 5
+    assert (np.asarray(lab.data)[0] == 5).any()
+    assert "refused: learning (T) is running" in dock.messages[-1]
+    dock.set_busy(None)
+    assert lab.editable
+    click(lab, world(lab, 0, 3, 10, 46))
+    assert not (np.asarray(lab.data)[0] == 5).any()

@@ -144,6 +144,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._topo_timer.setSingleShot(True)
         self._topo_timer.setInterval(TOPOLOGY_DELAY_MS)
         self._topo_timer.timeout.connect(self.flush_topology)
+        self.busy: str | None = None  # another thread is changing the working copy
         self._idle_work: Any = None  # generator of (t, label) still to measure
         self.idle_done = False
         self._idle_timer = QTimer(self)
@@ -294,10 +295,31 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
             ov.visible = True
         ov.text = self.messages[-1]
 
+    # ------------------------------------------------------------------ busy
+    def set_busy(self, reason: str | None) -> None:
+        """Hold edits while another thread changes the working copy (the learning
+        panel's T applies its operations from a thread worker): our operations are
+        refused, napari's painting on the layer is off, idle measurements pause.
+
+        Parameters
+        ----------
+        reason : str or None
+            What runs (shown when an edit is refused); None ends the hold.
+        """
+        self.busy = reason
+        if self.layer is not None:
+            with contextlib.suppress(AttributeError, TypeError):
+                self.layer.editable = reason is None
+        if reason is None:
+            self._postpone_idle_work()
+        else:
+            self._idle_timer.stop()
+            self.message(f"{reason}: edits wait until it ends")
+
     # ------------------------------------------------------------------ idle work
     def _postpone_idle_work(self) -> None:
         """The user is active: idle work waits :data:`IDLE_TOPOLOGY_DELAY_MS` again."""
-        if self.wc is not None and not self.idle_done:
+        if self.wc is not None and not self.idle_done and not getattr(self, "busy", None):
             self._idle_timer.start(IDLE_TOPOLOGY_DELAY_MS)
 
     def _idle_items(self) -> Any:
@@ -316,8 +338,8 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
 
         from ..annotation.session import label_topology_row
 
-        if self.wc is None or self.idle_done:
-            return
+        if self.wc is None or self.idle_done or self.busy:
+            return  # (set_busy(None) resumes)
         if self._idle_work is None:
             self._idle_work = self._idle_items()
         end = time.perf_counter() + IDLE_SLICE_MS / 1e3
@@ -652,6 +674,9 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
 
         if self.wc is None:
             self.message(f"{what}: no working copy attached")
+            return None
+        if self.busy:
+            self.message(f"{what} refused: {self.busy} (edits wait until it ends)")
             return None
         if self.pending and not what.startswith("replay"):
             self.message(f"{what} refused: first replay or discard the journal's unsaved "

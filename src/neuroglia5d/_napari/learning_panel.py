@@ -273,6 +273,10 @@ class LearningPanel(QWidget):
         self.worker = worker
         self.train_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
+        d = self._dock()
+        if d is not None and hasattr(d, "set_busy"):
+            # the worker changes the working copy: no edits from the GUI meanwhile
+            d.set_busy("learning (T) is running")
         worker.start()
         return worker
 
@@ -285,6 +289,9 @@ class LearningPanel(QWidget):
         self.message(f"learning failed: {e}")
 
     def _on_finished(self) -> None:
+        d = self._dock()
+        if d is not None and hasattr(d, "set_busy"):
+            d.set_busy(None)
         self.worker = None
         self.train_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)

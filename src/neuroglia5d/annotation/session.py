@@ -182,6 +182,9 @@ def label_topology_row(wc: WorkingCopy, t: int, label: int) -> dict[str, Any] | 
     hit = cache.get(key)
     if hit is not None and wc.changed_at.get(key, -1) < hit["_stamp"]:
         return hit
+    # the stamp is taken before the voxels are read: a change made meanwhile (from
+    # another thread) leaves the row stale rather than wrongly current
+    stamp = wc.n_changes + 1
     box = wc.bbox(t, label)
     if box is None:
         return None
@@ -196,7 +199,7 @@ def label_topology_row(wc: WorkingCopy, t: int, label: int) -> dict[str, Any] | 
     row.update(topology_metrics(m, wc.spacing_um))
     row["branch_density_per_um"] = (row["branches"] / row["length_um"] if row["length_um"] > 0
                                     else 0.0)
-    row["_stamp"] = wc.n_changes + 1  # valid until the label changes again
+    row["_stamp"] = stamp  # valid until the label changes again
     cache[key] = row
     return row
 
