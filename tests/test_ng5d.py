@@ -531,3 +531,46 @@ def test_zstd_blocks_inflate_only_the_frames_a_read_needs(tmp_path, monkeypatch)
         assert np.array_equal(f.arrays[name][0, 9:13, 3:40, 50:], a[0, 0, 9:13, 3:40, 50:])
         assert np.array_equal(f.arrays[name][0], a[0, 0])
         assert lz.complete
+
+
+def test_run_chunks_covers_every_item_once_and_raises_a_helpers_error():
+    seen: list[tuple[int, int]] = []
+    codec.run_chunks(lambda j0, j1: seen.append((j0, j1)), 100, 3, threads=3)
+    covered = np.zeros(100, int)
+    for j0, j1 in seen:
+        covered[j0:j1] += 1
+    assert (covered == 1).all() and len(seen) > 3  # chunks of ceil(100 / 24) = 5
+    calls: list[int] = []
+    codec.run_chunks(lambda j0, j1: calls.append(j1 - j0), 7, 8, threads=4)
+    assert calls == [7]  # fewer items than a chunk: the calling thread alone
+
+    def bad(j0: int, j1: int) -> None:
+        if j0 >= 50:
+            raise ValueError("chunk failed")
+
+    with pytest.raises(ValueError, match="chunk failed"):
+        codec.run_chunks(bad, 100, 1, threads=2)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_decoders_in_many_chunks_on_several_threads(monkeypatch, threads):
+    monkeypatch.setattr(codec, "BRICKS_PER_TASK", 3)
+    monkeypatch.setattr(codec, "ROWS_PER_TASK", 1)
+    monkeypatch.setattr(codec, "_threads", lambda t: threads)
+    rng = np.random.default_rng(5)
+    vol = rng.integers(0, 3000, (9, 70, 75), dtype=np.uint16)
+    vol[:4] = 17  # constant bricks
+    vol[5, ::9, ::7] = 2000  # sparse bricks
+    vol[5:, 30:] //= 64
+    lab = (rng.random((9, 70, 75)) * 3).astype(np.uint32) * 7
+    lab[:, :40] = 1
+    br, bl = (4, 16, 16), (8, 8, 8)
+    v = codec.parse_bitpack(codec.encode_bitpack(vol, br),
+                            int(np.prod(codec.brick_grid(vol.shape, br))), 1024)
+    p = codec.parse_palette(codec.encode_palette(lab, bl),
+                            int(np.prod(codec.brick_grid(lab.shape, bl))), np.uint32, 512)
+    for r in (None, (slice(1, 8), slice(5, 66), slice(3, 70))):
+        want = vol if r is None else vol[r]
+        assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16, r), want)
+        want = lab if r is None else lab[r]
+        assert np.array_equal(codec.decode_palette(p, lab.shape, bl, r), want)

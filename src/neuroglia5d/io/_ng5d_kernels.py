@@ -336,13 +336,15 @@ def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w:
         bp_sparse(flat, corner, rows, lin, bx, w, base, off, nmask, npre, data)
 
 
-@_par
+@_plain
 def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
-              modes: Any, widths: Any, bases: Any, offsets: Any, data: Any
-              ) -> None:
-    """Decode a region into ``out`` (C-contiguous) brick by brick: whole bricks straight
-    into ``out``, bricks cut by the region into a scratch brick first (decoding a whole
-    brick sequentially is cheaper than voxel by voxel)."""
+              modes: Any, widths: Any, bases: Any, offsets: Any, data: Any, j0: int,
+              j1: int) -> None:
+    """Decode bricks ``j0 .. j1 - 1`` (numbered in C order among the bricks covering the
+    region) of a region into ``out`` (C-contiguous): whole bricks straight into ``out``,
+    bricks cut by the region into a scratch brick first (decoding a whole brick
+    sequentially is cheaper than voxel by voxel). Single-threaded and without the GIL: the
+    caller runs ranges of bricks on several threads."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -355,7 +357,7 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     own = flat_offsets(bz, by, bx, by, bx).astype(np.uint64)  # C order within the brick
     own_rows = row_offsets(bz, by, by, bx)
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
-    for j in prange(nbz * nby * nbx):
+    for j in range(j0, min(j1, nbz * nby * nbx)):
         iz = bz0 + j // (nby * nbx)
         iy = by0 + (j // nbx) % nby
         ix = bx0 + j % nbx
@@ -501,13 +503,15 @@ def pal_brick(flat: Any, corner: Any, lin: Any, bx: int, w: int, d0: int, vals: 
             m >>= uw
 
 
-@_par
+@_plain
 def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words: Any,
                ext_w: Any, ext_lut: Any, ext_data: Any, lut: Any, data: Any,
-               palette: Any) -> None:
-    """Decode a region into ``out`` (C-contiguous), one row of bricks per task: runs of
-    single-valued bricks along x with the same value become long row fills; a whole
-    mixed brick maps its local indices through a table of their values."""
+               palette: Any, j0: int, j1: int) -> None:
+    """Decode the rows of bricks (along x) ``j0 .. j1 - 1`` among those covering a region
+    into ``out`` (C-contiguous): runs of single-valued bricks along x with the same value
+    become long row fills; a whole mixed brick maps its local indices through a table of
+    their values. Single-threaded and without the GIL (the caller runs ranges of rows on
+    several threads)."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -519,11 +523,11 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
     lin = flat_offsets(bz, by, bx, oy, ox).astype(np.uint64)
     own = flat_offsets(bz, by, bx, by, bx).astype(np.uint64)  # C order within the brick
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
-    for j in prange(nbz * nby):
+    vals = np.empty(min(n, 256), palette.dtype)
+    tmp = np.empty(n, palette.dtype)
+    for j in range(j0, min(j1, nbz * nby)):
         iz = bz0 + j // nby
         iy = by0 + j % nby
-        vals = np.empty(min(n, 256), palette.dtype)
-        tmp = np.empty(n, palette.dtype)
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
         row0 = (iz * gy + iy) * gx

@@ -102,17 +102,82 @@ def ordered_to_float(u: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- kernels
-#: decode loops hand out work in chunks of this many bricks (bitpack) or brick rows
-#: (palette), first come first served, so a thread slowed down by other work on the
-#: machine does not hold the others up (numba's default splits the loop evenly up front)
-BRICKS_PER_TASK = 64
-ROWS_PER_TASK = 2
+#: the CPU decoders hand out work in chunks of at least this many bricks (bitpack, about
+#: 1 µs each) or rows of bricks (palette, about 40 µs each), so that a chunk costs far more
+#: than handing it out; a region with fewer is decoded on the calling thread alone
+BRICKS_PER_TASK = 256
+ROWS_PER_TASK = 8
+#: ... and in up to this many chunks per thread (load balancing)
+TASKS_PER_THREAD = 8
+
+_POOLS: dict[int, Any] = {}
 
 
-def _dynamic(chunk: int) -> Any:
-    import numba
+def _pool(threads: int) -> Any:
+    """A persistent thread pool of ``threads`` workers."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    return numba.parallel_chunksize(chunk)
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="ng5d")
+    return pool
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        import numba
+
+        threads = numba.get_num_threads()
+    return max(1, int(threads))
+
+
+def run_chunks(run: Any, n: int, min_chunk: int, threads: int | None = None) -> None:
+    """Call ``run(j0, j1)`` over ``[0, n)`` in chunks, on the calling thread and
+    ``threads - 1`` pool threads (default: numba's thread count), first come first served.
+
+    The calling thread takes part and returns as soon as every chunk is done: it never
+    waits for a helper that has not started yet (on a machine busy with other work a
+    sleeping thread can take milliseconds to be scheduled; a parallel loop that ends on a
+    barrier waits for it, here the caller does its share of the work instead). ``run``
+    must release the GIL (a ``nogil`` numba function, zstd) for the threads to overlap.
+    """
+    threads = _threads(threads)
+    if n <= 0:
+        return
+    chunk = max(min_chunk, -(-n // (threads * TASKS_PER_THREAD)))
+    if threads == 1 or n <= chunk:
+        run(0, n)
+        return
+    lock = threading.Lock()
+    done = threading.Event()
+    state = {"next": 0, "busy": 0}
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                j0 = state["next"]
+                if j0 >= n or errors:
+                    return
+                state["next"] = j1 = min(n, j0 + chunk)
+                state["busy"] += 1
+            try:
+                run(j0, j1)
+            except BaseException as e:  # re-raised on the calling thread
+                errors.append(e)
+            finally:
+                with lock:
+                    state["busy"] -= 1
+                    if state["busy"] == 0 and (state["next"] >= n or errors):
+                        done.set()
+
+    pool = _pool(threads - 1)
+    for _ in range(min(threads - 1, -(-n // chunk) - 1)):
+        pool.submit(work)
+    work()
+    done.wait()
+    if errors:
+        raise errors[0]
 
 
 def _kernels() -> Any:
@@ -266,11 +331,16 @@ def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
         return out.astype(dt) if dt == np.float32 else out
     if v.lazy is not None:
         _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
-    with _dynamic(BRICKS_PER_TASK):
-        _kernels().bp_decode(out, z0, y0, x0, np.array(shape_zyx, np.int64),
-                             np.array(brick_grid(shape_zyx, brick), np.int64),
-                             np.array(brick, np.int64), v.modes, v.widths, v.bases,
-                             v.offsets, v.data)
+    kernel = _kernels().bp_decode
+    shape_a = np.array(shape_zyx, np.int64)
+    grid_a = np.array(brick_grid(shape_zyx, brick), np.int64)
+    brick_a = np.array(brick, np.int64)
+
+    def run(j0: int, j1: int) -> None:
+        kernel(out, z0, y0, x0, shape_a, grid_a, brick_a, v.modes, v.widths, v.bases,
+               v.offsets, v.data, j0, j1)
+
+    run_chunks(run, _n_region_bricks(brick, (z0, y0, x0), shp), BRICKS_PER_TASK)
     return ordered_to_float(out) if dt == np.float32 else out
 
 
@@ -412,11 +482,16 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
         return out
     if v.lazy is not None:
         _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
-    with _dynamic(ROWS_PER_TASK):
-        _kernels().pal_decode(out, z0, y0, x0,
-                              np.array(brick_grid(shape_zyx, brick), np.int64),
-                              np.array(brick, np.int64), v.words, v.ext_w, v.ext_lut,
-                              v.ext_data, v.lut, v.data, v.palette)
+    kernel = _kernels().pal_decode
+    grid_a = np.array(brick_grid(shape_zyx, brick), np.int64)
+    brick_a = np.array(brick, np.int64)
+
+    def run(j0: int, j1: int) -> None:
+        kernel(out, z0, y0, x0, grid_a, brick_a, v.words, v.ext_w, v.ext_lut, v.ext_data,
+               v.lut, v.data, v.palette, j0, j1)
+
+    nbz, nby, _ = _n_region_bricks(brick, (z0, y0, x0), shp, per_axis=True)
+    run_chunks(run, nbz * nby, ROWS_PER_TASK)
     return out
 
 
@@ -465,7 +540,6 @@ def stored_layout(stored: bytes | memoryview) -> tuple[int, int, np.ndarray, int
     return rlen, frame, lens, pos
 
 
-_POOLS: dict[int, Any] = {}
 #: up to this many frames are inflated on the calling thread (about 1 ms each)
 _SERIAL_FRAMES = 8
 
@@ -529,20 +603,20 @@ def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> No
             raise InputError(f"stored volume block: frame {f} inflates to {len(got)} bytes, "
                              f"expected {hi - lo}")
 
-    if threads is None:
-        import numba
-
-        threads = numba.get_num_threads()
-    if len(frames) <= _SERIAL_FRAMES or threads <= 1:  # a slice's few frames: no hand-off
-        for f in frames:
+    def run(j0: int, j1: int) -> None:
+        for f in frames[j0:j1]:
             one(f)
-        return
-    from concurrent.futures import ThreadPoolExecutor
 
-    pool = _POOLS.get(threads)
-    if pool is None:
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="ng5d-zstd")
-    list(pool.map(one, frames))
+    # a slice's few frames inflate on the calling thread (no hand-off)
+    run_chunks(run, len(frames), 1 if len(frames) > _SERIAL_FRAMES else _SERIAL_FRAMES,
+               threads)
+
+
+def _n_region_bricks(brick: tuple[int, int, int], start: tuple[int, int, int],
+                     shp: tuple[int, int, int], per_axis: bool = False) -> Any:
+    """Number of bricks covering a region (or per axis, z y x)."""
+    n = [(s0 + k - 1) // b - s0 // b + 1 for s0, k, b in zip(start, shp, brick, strict=True)]
+    return tuple(n) if per_axis else n[0] * n[1] * n[2]
 
 
 def _region_bricks(shape_zyx: tuple[int, int, int], brick: tuple[int, int, int],
