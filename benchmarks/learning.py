@@ -285,8 +285,10 @@ def timing(spec: CropSpec) -> dict[str, float]:
     t_train = time.perf_counter() - t0
     ar = le.apply(wc2)
     total = time.perf_counter() - t0
-    return {"prepare_s": prep, "train_s": t_train, "apply_s": ar.seconds, "T_to_applied_s": total,
-            "steps": sum(r["steps"] for r in rep.rounds.values())}
+    return {"prepare_s": prep, "train_s": t_train, "examples_s": t_train - rep.seconds,
+            "training_s": rep.seconds, "apply_s": ar.seconds, "T_to_applied_s": total,
+            "steps": sum(r["steps"] for r in rep.rounds.values()),
+            **{f"apply_{k}_s": v for k, v in ar.phases.items()}, "applied": ar.summary()}
 
 
 def main(argv: list[str] | None = None) -> int:

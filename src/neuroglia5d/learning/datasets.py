@@ -38,7 +38,7 @@ from .examples import (
     pair_examples,
     split_boundary_example,
 )
-from .features import normalise_intensity
+from .features import NormalisedIntensity
 from .train import BoundaryExample, ExampleSet
 
 __all__ = ["CATEGORIES", "Corrections", "corrections_from_annotations"]
@@ -136,13 +136,13 @@ def corrections_from_annotations(doc: Mapping[str, Any], labels: np.ndarray,
     active = _active_ops(ops)
     shape = work.shape[1:]
     margin = [int(np.ceil(near_um / s)) for s in spacing]
-    norm_cache: dict[int, np.ndarray] = {}
+    norm_cache: dict[int, Any] = {}
 
-    def norm(t: int) -> np.ndarray:
+    def norm(t: int) -> Any:
+        """The normalised intensity of ``t``, computed region by region as asked for."""
         if t not in norm_cache:
-            inten = None if intensity is None else np.asarray(intensity[t])
-            n = normalise_intensity(labels[t], inten)
-            norm_cache[t] = n if n is not None else np.zeros(shape, np.float32)
+            norm_cache[t] = (np.zeros(shape, np.float32) if intensity is None else
+                             NormalisedIntensity(labels[t], np.asarray(intensity[t])))
         return norm_cache[t]
 
     def local(t: int, ids: Sequence[int]) -> Frame | None:

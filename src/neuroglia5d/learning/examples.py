@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +37,8 @@ from .features import (
 )
 from .train import BoundaryExample, ExampleSet
 
-__all__ = ["CropSpec", "Frame", "label_examples", "label_inputs", "link_examples",
-           "link_inputs", "pair_examples", "pair_inputs", "split_boundary_example"]
+__all__ = ["CropSpec", "Frame", "label_examples", "label_inputs", "link_crops",
+           "link_examples", "link_inputs", "pair_examples", "pair_inputs", "split_boundary_example"]
 
 CHANNELS = {"artefact": 3, "split": 3, "merge": 3, "track": 4}
 N_FEATURES = {"artefact": len(LABEL_FEATURES), "split": len(LABEL_FEATURES),
@@ -89,14 +90,15 @@ class Frame:
                                                 links_only=links_only)
 
     @classmethod
-    def local(cls, labels: np.ndarray, norm_intensity: np.ndarray, spacing_um: Sequence[float],
+    def local(cls, labels: np.ndarray, norm_intensity: Any, spacing_um: Sequence[float],
               box: Sequence[int], bbox_of: Callable[[int], Sequence[int] | None] | None = None
               ) -> Frame:
         """A frame of the region ``box`` (z0, z1, y0, y1, x0, x1) of a whole volume.
 
         With ``bbox_of`` (label -> its box in the volume, e.g. ``WorkingCopy.bbox`` at one
         timepoint) the region grows so that every label it touches is whole.
-        ``norm_intensity`` is the whole volume's :func:`normalise_intensity`, so features
+        ``norm_intensity`` is the whole volume's :func:`normalise_intensity` (or a
+        :class:`~.features.NormalisedIntensity`, sliced region by region), so features
         match those computed on the whole frame.
         """
         shape = labels.shape
@@ -190,6 +192,12 @@ def link_inputs(f0: Frame, f1: Frame, cand: np.ndarray, spec: CropSpec,
     if ov is None:
         ov = overlaps(f0.labels, f1.labels)
     x = link_matrix(f0.ff, f1.ff, cand, ov, drift_um)
+    return x, link_crops(f0, f1, cand, spec)
+
+
+def link_crops(f0: Frame, f1: Frame, cand: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """Crops (N, 4, Z, Y, X) of candidate links ``cand``: intensity at t and t + 1, the
+    mask of the label at t and of the label at t + 1, centred between the centroids."""
     cand = np.asarray(cand, np.int64).reshape(-1, 2)
     sp = np.asarray(f0.spacing)
     center = 0.5 * (f0.ff.centroid_um[cand[:, 0]] + f1.ff.centroid_um[cand[:, 1]]) / sp \
@@ -203,7 +211,7 @@ def link_inputs(f0: Frame, f1: Frame, cand: np.ndarray, spec: CropSpec,
     c[:, 1] = i1
     c[:, 2] = l0 == a
     c[:, 3] = l1 == b
-    return x, c
+    return c
 
 
 # ------------------------------------------------------------------ examples with targets

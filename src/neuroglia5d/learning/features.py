@@ -32,9 +32,11 @@ __all__ = [
     "LINK_FEATURES",
     "PAIR_FEATURES",
     "FrameFeatures",
+    "NormalisedIntensity",
     "crop_around",
     "crops_at",
     "frame_features",
+    "intensity_scale",
     "label_matrix",
     "link_candidates",
     "link_matrix",
@@ -472,19 +474,42 @@ def link_matrix(f0: FrameFeatures, f1: FrameFeatures, cand: np.ndarray,
     ], axis=1).astype(np.float32)
 
 
+def intensity_scale(labels: np.ndarray, intensity: Any) -> tuple[float, float]:
+    """``(background median, 1 / (99.5th percentile - median))`` of one timepoint, from
+    every second voxel along each axis (what :func:`normalise_intensity` applies)."""
+    src = np.asarray(intensity[::2, ::2, ::2])
+    bg = src[np.asarray(labels[::2, ::2, ::2]) == 0]
+    lo = float(np.median(bg)) if bg.size else 0.0
+    scale = float(np.percentile(src, 99.5) - lo) if src.size else 1.0
+    return lo, 1.0 / max(scale, 1e-6)
+
+
 def normalise_intensity(labels: np.ndarray, intensity: np.ndarray | None) -> np.ndarray | None:
     """Intensity as ``(I - background median) / (99.5th percentile - median)`` (float32)."""
     if intensity is None:
         return None
-    src = np.asarray(intensity)
-    sub = src[::2, ::2, ::2]
-    bg = sub[np.asarray(labels)[::2, ::2, ::2] == 0]
-    lo = float(np.median(bg)) if bg.size else 0.0
-    scale = float(np.percentile(sub, 99.5) - lo) if sub.size else 1.0
-    inten = src.astype(np.float32)  # a copy, then in place
+    lo, inv = intensity_scale(labels, intensity)
+    inten = np.asarray(intensity).astype(np.float32)  # a copy, then in place
     inten -= lo
-    inten *= 1.0 / max(scale, 1e-6)
+    inten *= inv
     return inten
+
+
+class NormalisedIntensity:
+    """:func:`normalise_intensity` of one timepoint computed only for the regions asked
+    for (``norm[z0:z1, y0:y1, x0:x1]``), with the whole timepoint's scale: the same
+    values without normalising the whole volume."""
+
+    def __init__(self, labels: np.ndarray, intensity: Any) -> None:
+        self.src = intensity
+        self.shape = tuple(intensity.shape)
+        self.lo, self.inv = intensity_scale(labels, intensity)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        a = np.asarray(self.src[key]).astype(np.float32)
+        a -= self.lo
+        a *= self.inv
+        return a
 
 
 def crop_around(volumes: Sequence[np.ndarray], center_zyx: Sequence[float],

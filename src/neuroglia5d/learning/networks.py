@@ -46,7 +46,7 @@ def to_tensor(a: np.ndarray, dev: Any = None) -> Any:
 
 
 def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
-                    hidden: int = 32) -> Any:
+                    hidden: int = 32, first_stride: Sequence[int] = (2, 2, 2)) -> Any:
     """Binary classifier on ``(features, crop)``; ``forward(x, c) -> logits (B,)``.
 
     Parameters
@@ -59,6 +59,9 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
         Crop size in voxels (only its length matters: 3D).
     hidden : int
         Width of the hidden layers.
+    first_stride : sequence of int
+        Stride of the crop encoder's first convolution (``(1, 2, 2)`` in weights saved
+        before version 2).
     """
     import torch
     from torch import nn
@@ -71,8 +74,9 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
             self.use_crop = in_channels > 0
             width = hidden
             if self.use_crop:
-                self.enc = nn.Sequential(
-                    nn.Conv3d(in_channels, 8, 3, padding=1, stride=(1, 2, 2)), nn.ReLU(),
+                self.enc = nn.Sequential(  # strided from the first layer: cheap on CPU
+                    nn.Conv3d(in_channels, 8, 3, padding=1, stride=tuple(first_stride)),
+                    nn.ReLU(),
                     nn.Conv3d(8, 16, 3, padding=1, stride=(2, 2, 2)), nn.ReLU(),
                     nn.AdaptiveAvgPool3d(1), nn.Flatten())
                 width += 16
@@ -88,7 +92,7 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
     return Classifier()
 
 
-def make_boundary_net(in_channels: int = 2, width: int = 12) -> Any:
+def make_boundary_net(in_channels: int = 2, width: int = 8) -> Any:
     """Per-voxel boundary logits of a crop ``(B, C, Z, Y, X) -> (B, Z, Y, X)``."""
     from torch import nn
 

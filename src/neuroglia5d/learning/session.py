@@ -255,6 +255,8 @@ class Learner:
                 self.meta.observe(name, dec, rec["_losses_full"], rec["val_acc"],
                                   n_examples=n, new_fraction=new_frac, warm=warm)
             self.n_seen[name] = n
+            if name in self.thresholds and name != "track":  # chosen on held-out examples
+                self.thresholds[name] = float(getattr(self.models[name], "threshold", 0.5))
             rep.rounds[name] = {k_: v for k_, v in rec.items() if k_ != "_losses_full"}
         rep.seconds = time.perf_counter() - t0
         return rep
@@ -429,7 +431,7 @@ class Learner:
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
         """Everything that :meth:`save` writes."""
-        return {"format": "neuroglia5d-learning", "version": 1,
+        return {"format": "neuroglia5d-learning", "version": 2,
                 "crop": {"size": list(self.spec.size), "step": list(self.spec.step)},
                 "min_examples": self.min_examples, "seed": self.seed,
                 "schedule": self.schedule, "thresholds": self.thresholds,

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .examples import CropSpec, Frame, link_inputs
-from .features import link_candidates, overlaps
+from .examples import CropSpec, Frame, link_crops
+from .features import link_candidates, link_matrix, overlaps
 
 __all__ = ["LinkResult", "link_series", "tracks_layer_data", "write_ctc", "write_geff"]
 
@@ -94,6 +94,7 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
     import fastremap
     from scipy.optimize import linear_sum_assignment
 
+    chunk = 512
     if spec is None:
         spec = CropSpec(size=tuple(model.crop_zyx)) if model is not None else CropSpec()
     n_t = labels.shape[0]
@@ -110,13 +111,17 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
         mapping: dict[int, int] = {}
         if len(cand):
             ov = overlaps(prev.labels, cur.labels)
-            x, c = link_inputs(prev, cur, cand, spec, ov, drift)
+            x = link_matrix(prev.ff, cur.ff, cand, ov, drift)
             p = _baseline_p(x)
             if model is not None:
                 n_pos = int(model.history[-1].get("n_pos", 0)) if getattr(
                     model, "history", None) else prior_n
                 w = n_pos / (n_pos + prior_n)
-                p = w * model.predict_proba(x, c) + (1 - w) * p
+                # crops a chunk at a time: the buffers stay small and are reused
+                pn = [model.predict_proba(x[i:i + chunk], link_crops(prev, cur,
+                                                                     cand[i:i + chunk], spec))
+                      for i in range(0, len(cand), chunk)]
+                p = w * np.concatenate(pn) + (1 - w) * p
             n0, n1 = len(prev.ff.ids), len(cur.ff.ids)
             cost = np.full((n0, n1), 1e6)
             pm = np.zeros((n0, n1))

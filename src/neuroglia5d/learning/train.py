@@ -22,7 +22,7 @@ from .meta import Decision
 from .networks import device, make_boundary_net, make_classifier, to_tensor
 
 __all__ = ["BoundaryModel", "ExampleSet", "ObjectClassifier", "balanced_accuracy",
-           "held_out_mask"]
+           "choose_threshold", "held_out_mask"]
 
 ProgressFn = Callable[[int, int, float], None]
 
@@ -64,6 +64,27 @@ def held_out_mask(keys: Sequence[str], fraction: float = 0.25) -> np.ndarray:
     return out
 
 
+def choose_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 0.8,
+                     step: float = 0.01) -> float:
+    """Decision threshold on held-out predictions: the centre of the run of thresholds
+    (between ``lo`` and ``hi``) of the highest balanced accuracy that lies nearest 0.5;
+    0.5 when the held-out examples lack a class."""
+    yb = np.asarray(y).astype(bool)
+    pv = np.asarray(p, np.float64)
+    if yb.all() or not yb.any():
+        return 0.5
+    grid = np.round(np.arange(lo, hi + step / 2, step), 6)
+    ba = np.array([0.5 * (np.mean(pv[yb] >= t) + np.mean(pv[~yb] < t)) for t in grid])
+    best = np.flatnonzero(ba >= ba.max() - 1e-9)
+    k = int(best[np.argmin(np.abs(grid[best] - 0.5))])
+    a = b = k
+    while a - 1 >= 0 and ba[a - 1] >= ba.max() - 1e-9:
+        a -= 1
+    while b + 1 < len(grid) and ba[b + 1] >= ba.max() - 1e-9:
+        b += 1
+    return float(0.5 * (grid[a] + grid[b]))
+
+
 def balanced_accuracy(y: np.ndarray, p: np.ndarray) -> float:
     """Mean per-class recall of predictions ``p >= 0.5`` (plain accuracy when one class is
     absent; 0.5 for no examples)."""
@@ -94,9 +115,11 @@ class ObjectClassifier:
     """
 
     def __init__(self, kind: str, n_features: int, in_channels: int,
-                 crop_zyx: Sequence[int], seed: int = 0) -> None:
+                 crop_zyx: Sequence[int], seed: int = 0,
+                 first_stride: Sequence[int] = (2, 2, 2)) -> None:
         import torch
 
+        self.first_stride = tuple(int(v) for v in first_stride)
         self.kind = kind
         self.n_features = n_features
         self.in_channels = in_channels
@@ -104,7 +127,8 @@ class ObjectClassifier:
         self.seed = seed
         torch.manual_seed(seed)
         self.dev = device()
-        self.net = make_classifier(n_features, in_channels, self.crop_zyx).to(self.dev)
+        self.net = make_classifier(n_features, in_channels, self.crop_zyx,
+                                   first_stride=self.first_stride).to(self.dev)
         self.mean = np.zeros(n_features, np.float32)
         self.std = np.ones(n_features, np.float32)
         self.history: list[dict[str, Any]] = []
@@ -180,6 +204,9 @@ class ObjectClassifier:
             "n_train": int(tr.sum()), "n_val": int(val.sum()), "n_pos": data.n_pos,
             "seconds": time.perf_counter() - t0, "reason": decision.reason,
         }
+        # the decision threshold from the held-out examples (0.5 without any)
+        self.threshold = choose_threshold(data.y[val], p[val]) if val.any() else 0.5
+        rec["threshold"] = self.threshold
         rec["_losses_full"] = losses
         self.history.append({k: v for k, v in rec.items() if k != "_losses_full"})
         return rec
@@ -205,7 +232,8 @@ class ObjectClassifier:
         """Everything needed to rebuild the classifier (tensors as numpy)."""
         return {"kind": self.kind, "n_features": self.n_features,
                 "in_channels": self.in_channels, "crop_zyx": list(self.crop_zyx),
-                "seed": self.seed, "mean": self.mean, "std": self.std,
+                "seed": self.seed, "first_stride": list(self.first_stride),
+                "mean": self.mean, "std": self.std,
                 "history": self.history, "n_seen": self.n_seen, "threshold": self.threshold,
                 "weights": {k: v.detach().cpu().numpy() for k, v in
                             self.net.state_dict().items()}}
@@ -216,7 +244,7 @@ class ObjectClassifier:
         import torch
 
         m = cls(st["kind"], int(st["n_features"]), int(st["in_channels"]), st["crop_zyx"],
-                int(st["seed"]))
+                int(st["seed"]), st.get("first_stride", (1, 2, 2)))  # older weights
         m.net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in
                                st["weights"].items()})
         m.net.to(m.dev)
@@ -246,14 +274,15 @@ class BoundaryModel:
     a quarter of the time); the boundary map is interpolated back to the crop's voxels.
     """
 
-    def __init__(self, seed: int = 0, step: Sequence[int] = (1, 2, 2)) -> None:
+    def __init__(self, seed: int = 0, step: Sequence[int] = (1, 2, 2), width: int = 8) -> None:
         import torch
 
         torch.manual_seed(seed)
         self.seed = seed
         self.step = tuple(int(v) for v in step)
+        self.width = int(width)
         self.dev = device()
-        self.net = make_boundary_net(2).to(self.dev)
+        self.net = make_boundary_net(2, self.width).to(self.dev)
         self.history: list[dict[str, Any]] = []
 
     def _down(self, x: Any, how: str = "avg") -> Any:
@@ -334,7 +363,8 @@ class BoundaryModel:
 
     def state(self) -> dict[str, Any]:
         """Weights and history."""
-        return {"seed": self.seed, "step": list(self.step), "history": self.history,
+        return {"seed": self.seed, "step": list(self.step), "width": self.width,
+                "history": self.history,
                 "weights": {k: v.detach().cpu().numpy() for k, v in
                             self.net.state_dict().items()}}
 
@@ -343,7 +373,8 @@ class BoundaryModel:
         """Inverse of :meth:`state`."""
         import torch
 
-        m = cls(int(st["seed"]), st.get("step", (1, 1, 1)))  # full resolution before
+        m = cls(int(st["seed"]), st.get("step", (1, 1, 1)),  # older weights: full
+                int(st.get("width", 12)))  # resolution, 12 channels
         m.net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in
                                st["weights"].items()})
         m.net.to(m.dev)
