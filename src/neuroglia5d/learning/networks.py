@@ -46,7 +46,8 @@ def to_tensor(a: np.ndarray, dev: Any = None) -> Any:
 
 
 def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
-                    hidden: int = 32, first_stride: Sequence[int] = (2, 2, 2)) -> Any:
+                    hidden: int = 32, first_stride: Sequence[int] = (2, 2, 2),
+                    feature_dropout: float = 0.3, crop_dropout: float = 0.5) -> Any:
     """Binary classifier on ``(features, crop)``; ``forward(x, c) -> logits (B,)``.
 
     Parameters
@@ -62,6 +63,10 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
     first_stride : sequence of int
         Stride of the crop encoder's first convolution (``(1, 2, 2)`` in weights saved
         before version 2).
+    feature_dropout : float
+        Probability of dropping each input feature in training.
+    crop_dropout : float
+        Probability of dropping an example's whole crop branch in training.
     """
     import torch
     from torch import nn
@@ -69,6 +74,12 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
     class Classifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
+            # dropout of whole input features (to their mean, 0) and, per example, of the
+            # whole crop branch: with a handful of positives the network must decide from
+            # any subset of the features, crop or not (as a forest's random subspaces),
+            # instead of memorising the few positives
+            self.feat_drop = nn.Dropout(feature_dropout)
+            self.crop_drop = crop_dropout
             self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(0.2),
                                      nn.Linear(hidden, hidden), nn.ReLU())
             self.use_crop = in_channels > 0
@@ -84,9 +95,13 @@ def make_classifier(n_features: int, in_channels: int, crop_zyx: Sequence[int],
                                       nn.Linear(hidden, 1))
 
         def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-            h = self.mlp(x)
+            h = self.mlp(self.feat_drop(x))
             if self.use_crop and c is not None:
-                h = torch.cat([h, self.enc(c)], dim=1)
+                e = self.enc(c)
+                if self.training and self.crop_drop > 0:
+                    keep = (torch.rand(e.shape[0], 1, device=e.device) >= self.crop_drop)
+                    e = e * keep / (1.0 - self.crop_drop)
+                h = torch.cat([h, e], dim=1)
             return self.head(h).squeeze(1)
 
     return Classifier()

@@ -67,8 +67,9 @@ def held_out_mask(keys: Sequence[str], fraction: float = 0.25) -> np.ndarray:
 def choose_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 0.8,
                      step: float = 0.01) -> float:
     """Decision threshold on held-out predictions: the centre of the run of thresholds
-    (between ``lo`` and ``hi``) of the highest balanced accuracy that lies nearest 0.5;
-    0.5 when the held-out examples lack a class."""
+    (between ``lo`` and ``hi``) of the highest balanced accuracy that lies nearest 0.5,
+    drawn towards 0.5 by the few examples of the rarer class (weight ``m / (m + 5)`` for
+    ``m`` held-out examples of it); 0.5 when the held-out examples lack a class."""
     yb = np.asarray(y).astype(bool)
     pv = np.asarray(p, np.float64)
     if yb.all() or not yb.any():
@@ -82,7 +83,8 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 
         a -= 1
     while b + 1 < len(grid) and ba[b + 1] >= ba.max() - 1e-9:
         b += 1
-    return float(0.5 * (grid[a] + grid[b]))
+    m = float(min(yb.sum(), (~yb).sum()))
+    return float(0.5 + (0.5 * (grid[a] + grid[b]) - 0.5) * m / (m + 5.0))
 
 
 def balanced_accuracy(y: np.ndarray, p: np.ndarray) -> float:
