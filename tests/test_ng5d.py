@@ -574,3 +574,19 @@ def test_decoders_in_many_chunks_on_several_threads(monkeypatch, threads):
         assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16, r), want)
         want = lab if r is None else lab[r]
         assert np.array_equal(codec.decode_palette(p, lab.shape, bl, r), want)
+
+
+def test_dense_bricks_of_every_width_including_whole_bytes():
+    rng = np.random.default_rng(6)
+    br = (2, 4, 16)
+    vol = np.zeros((2, 4, 16 * 32), np.uint32)
+    for w in range(1, 33):  # brick w - 1 holds values of exactly w bits above its base
+        hi = (1 << w) - 1
+        blk = rng.integers(0, hi, (2, 4, 16), dtype=np.uint64, endpoint=True)
+        blk.flat[:2] = (0, hi)
+        vol[:, :, 16 * (w - 1):16 * w] = (blk + (0 if w == 32 else 5)).astype(np.uint32)
+    v = codec.parse_bitpack(codec.encode_bitpack(vol, br), 32, 128)
+    assert v.modes.tolist() == [1] * 32 and v.widths.tolist() == list(range(1, 33))
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint32), vol)
+    r = (slice(1, 2), slice(1, 4), slice(100, 300))
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint32, r), vol[r])
