@@ -1,8 +1,13 @@
 """numba kernels of the ``.ng5d`` codecs (imported only when encoding or decoding).
 
 The per-voxel functions (``bp_voxel``, ``pal_voxel``) are plain functions of a brick's
-header fields and the data words; the CPU loops here and the CUDA kernels in
-:mod:`neuroglia5d.io.ng5d_gpu` call the same logic, one voxel per call.
+header fields and the data words, which the CUDA kernels in
+:mod:`neuroglia5d.io.ng5d_gpu` run one voxel per thread. The CPU decoders here decode
+whole bricks sequentially instead (bit readers, byte copies, row fills: several times
+faster than voxel by voxel), single-threaded and without the GIL over a range of bricks
+that :func:`neuroglia5d.io.ng5d_codec.run_chunks` hands out to several threads; the tests
+check that both give the same output. Array indices in their loops are unsigned
+(``U64``), which spares numba's negative-index test on every access.
 """
 
 
