@@ -121,16 +121,19 @@ class Frame:
         return cls(labels[sl], None, spacing_um, border_faces=faces,
                    normalised=norm_intensity[sl], origin=lo)
 
-    def relabelled(self, mapping: dict[int, int]) -> Frame:
+    def relabelled(self, mapping: dict[int, int], *, labels_done: bool = False) -> Frame:
         """The same frame after ``{old: new}`` ID changes (no geometry change): IDs and
-        labels remapped, features kept (pairs are not re-sorted)."""
+        labels remapped, features kept (pairs are not re-sorted). ``labels_done``: the
+        frame's labels array (a view of the caller's) already holds the new IDs."""
         import copy
 
         import fastremap
 
         fr = copy.copy(self)
-        fr.labels = fastremap.remap(self.labels, {int(a): int(b) for a, b in mapping.items()},
-                                    preserve_missing_labels=True, in_place=False)
+        if not labels_done:
+            fr.labels = fastremap.remap(self.labels, {int(a): int(b) for a, b in
+                                                      mapping.items()},
+                                        preserve_missing_labels=True, in_place=False)
         ff = copy.copy(self.ff)
         ff.ids = np.array([mapping.get(int(v), int(v)) for v in self.ff.ids], np.int64)
         ff.pairs = np.array([[mapping.get(int(a), int(a)), mapping.get(int(b), int(b))]

@@ -291,14 +291,18 @@ class Learner:
         frames: dict[int, Frame] = {}
 
         def measure(t: int) -> Frame:
+            # a view of the working copy (no copy): its networks decide before any op at t
+            # changes it, a split reads only its own label's voxels, and the linker then
+            # sees the labels as the ops left them
             it = None if inten is None else np.asarray(inten[t])
-            return Frame(wc.labels[t], it, wc.spacing_um)
+            return Frame(wc.labels[t], it, wc.spacing_um, copy=False)
 
         # timepoint t + 1 is measured on a second thread while t is decided and changed
         # (ops at t never touch t + 1; numpy releases the GIL in the heavy parts)
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(1)
+        planners = ThreadPoolExecutor(2)
         nxt = pool.submit(measure, ta)
         for t in range(ta, tb + 1):
             if progress is not None:
@@ -359,8 +363,12 @@ class Learner:
                     rep.merged += len(mapping)
                     changed = True
             tick = rep._tick("erase_merge", tick)
-            for v in split_ids:  # these labels were neither erased nor merged: fr holds them
-                op = self._split_one(wc, fr, t, v, wid)
+            # these labels were neither erased nor merged: fr holds them; their plans run
+            # on two threads, the ops are applied here in order
+            plans = planners.map(self._split_plan, [fr] * len(split_ids), split_ids,
+                                 [wc.bbox(t, v) for v in split_ids])
+            for plan in plans:
+                op = self._split_apply(wc, t, plan, wid)
                 if op is not None:
                     rep.ops.append(op)
                     rep.split += 1
@@ -370,6 +378,7 @@ class Learner:
                 frames[t] = _frame_after(fr, wc.labels[t], gone, mapping, split_ops)
             rep._tick("split", tick)
         pool.shutdown()
+        planners.shutdown()
         tick = time.perf_counter()
         if relink and "track" in self.models and tb > ta:
             from .tracking import link_series
@@ -396,7 +405,13 @@ class Learner:
         parts of the label away from it (without a boundary network the shape prior alone
         gives the seeds and the watershed runs on the working copy's intensity +
         distance). None when no two parts are found."""
-        bb = wc.bbox(t, label)
+        return self._split_apply(wc, t, self._split_plan(fr, label, wc.bbox(t, label)), wid)
+
+    def _split_plan(self, fr: Frame, label: int, bb: Sequence[int] | None
+                    ) -> tuple[Sequence[int], np.ndarray, list[np.ndarray]] | None:
+        """The boundary map and the two seed regions of a split of ``label`` (box ``bb``)
+        (reads only the label's own voxels, so plans of one frame can run side by side
+        while the splits before them are applied); None when no two parts are found."""
         if bb is None:
             return None
         box = tuple(slice(bb[2 * i], bb[2 * i + 1]) for i in range(3))
@@ -407,19 +422,24 @@ class Learner:
         prob = (1.0 - dist / max(float(dist.max()), 1e-6)).astype(np.float32)
         if self.boundary is not None:  # the learned boundary, with the shape prior
             prob = 0.5 * self.boundary.predict(inp) + 0.5 * prob
-        seeds = None
         for thr in (0.5, 0.3, 0.15):
-            core, n = ndi.label(mask & (prob < thr))
+            core, n = ndi.label(mask & (prob < thr), structure=_FACES)
             if n < 2:
                 continue
             sizes = np.bincount(core.ravel())[1:]
             order = np.argsort(-sizes)
             if sizes[order[1]] < max(0.05 * mask.sum(), 5):
                 continue
-            seeds = [_lattice(np.argwhere(core == order[k] + 1)) for k in range(2)]
-            break
-        if seeds is None:
+            return bb, prob, [_lattice(np.argwhere(core == order[k] + 1)) for k in range(2)]
+        return None
+
+    def _split_apply(self, wc: Any, t: int,
+                     plan: tuple[Sequence[int], np.ndarray, list[np.ndarray]] | None,
+                     wid: str) -> Any:
+        """Record the split of a plan as a machine operation (None without a plan)."""
+        if plan is None:
             return None
+        bb, prob, seeds = plan
         origin = np.array([bb[0], bb[2], bb[4]])
         strokes = [np.column_stack([np.full(len(s), t), s + origin]) for s in seeds]
         try:
@@ -560,9 +580,12 @@ def _frame_after(fr: Frame, labels_now: np.ndarray, gone: dict[int, int],
         pair_x=np.zeros((0, ff.pair_x.shape[1]), np.float32), spacing_um=ff.spacing_um)
     out.index = {int(v): i for i, v in enumerate(ids)}
     new = copy.copy(fr)
-    new.labels = np.array(labels_now, copy=True)
+    new.labels = labels_now  # the working copy's array, as the linker must see it
     new.ff = out
     return new
+
+
+_FACES = ndi.generate_binary_structure(3, 1)
 
 
 def _lattice(vox: np.ndarray) -> np.ndarray:

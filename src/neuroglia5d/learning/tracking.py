@@ -172,7 +172,9 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
                                 in_place=True)
             next_id = max(next_id, int(labels[t + 1].max()) + 1)
         res.mappings[t + 1] = mapping
-        prev = cur.relabelled(mapping) if mapping else cur
+        # a frame that is a view of the series already carries the new IDs
+        prev = cur.relabelled(mapping, labels_done=np.shares_memory(cur.labels, labels[t + 1])
+                              ) if mapping else cur
         if progress is not None:
             progress(t + 1 - t0, t1 - t0)
     return res

@@ -220,7 +220,8 @@ class ObjectClassifier:
 
         if len(x) == 0:
             return np.zeros(0, np.float32)
-        self.net.eval()
+        if self.net.training:
+            self.net.eval()
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), batch):
@@ -359,7 +360,8 @@ class BoundaryModel:
         """Boundary probability (Z, Y, X) of a (2, Z, Y, X) crop."""
         import torch
 
-        self.net.eval()
+        if self.net.training:
+            self.net.eval()
         with torch.inference_mode():
             return torch.sigmoid(self._logits(to_tensor(inp[None], self.dev)))[0].cpu().numpy()
 
