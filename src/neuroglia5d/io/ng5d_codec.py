@@ -173,7 +173,10 @@ def run_chunks(run: Any, n: int, min_chunk: int, threads: int | None = None) -> 
 
     pool = _pool(threads - 1)
     for _ in range(min(threads - 1, -(-n // chunk) - 1)):
-        pool.submit(work)
+        try:
+            pool.submit(work)
+        except RuntimeError:  # interpreter shutting down: the calling thread does it all
+            break
     work()
     done.wait()
     if errors:
