@@ -10,15 +10,16 @@ pytest.importorskip("torch")
 
 from neuroglia5d.annotation import WorkingCopy, annotations_document, make_header
 from neuroglia5d.learning.datasets import corrections_from_annotations
-from neuroglia5d.learning.examples import CropSpec
+from neuroglia5d.learning.examples import CropSpec, Frame
 from neuroglia5d.learning.features import (
     LABEL_FEATURES,
     PAIR_FEATURES,
     crop_around,
+    crops_at,
     frame_features,
 )
 from neuroglia5d.learning.meta import MetaController, plateau_step
-from neuroglia5d.learning.session import Learner, _union_find
+from neuroglia5d.learning.session import Learner, _frame_after, _union_find
 from neuroglia5d.learning.tracking import (
     ctc_tracks,
     link_series,
@@ -26,7 +27,7 @@ from neuroglia5d.learning.tracking import (
     write_ctc,
     write_geff,
 )
-from neuroglia5d.learning.train import ExampleSet, balanced_accuracy
+from neuroglia5d.learning.train import ExampleSet, balanced_accuracy, choose_threshold
 
 SP = (1.5, 0.5, 0.5)
 
@@ -70,6 +71,47 @@ def test_crop_around_pads_and_subsamples() -> None:
     assert c[0, 0].sum() == 0
     assert c[0, 1, 2, 2] == v[0, 0, 0]
     assert c[0, 1, 3, 3] == v[0, 2, 2]
+
+
+def test_crops_at_matches_crop_around_inside_and_across_borders() -> None:
+    rng = np.random.default_rng(3)
+    inten = rng.random((10, 30, 34)).astype(np.float32)
+    lab = rng.integers(0, 5, inten.shape).astype(np.uint32)
+    centres = np.array([[5, 15, 17], [0, 0, 0], [9.6, 29.4, 33.5], [4, 8, 30], [-3, 40, 2]])
+    got = crops_at([inten, lab], centres, (4, 8, 8), (1, 2, 2))
+    assert got[0].shape == (5, 4, 8, 8) and got[1].dtype == lab.dtype
+    for i, c in enumerate(centres):
+        want = crop_around([inten, lab], c, (4, 8, 8), (1, 2, 2))
+        assert np.array_equal(got[0][i], want[0]) and np.array_equal(got[1][i], want[1])
+
+
+def test_threshold_from_held_out_examples() -> None:
+    y = np.array([1] * 20 + [0] * 20)
+    low = np.r_[np.full(20, 0.3), np.full(20, 0.05)]  # positives score low but separate
+    thr = choose_threshold(y, low)
+    assert thr < 0.5 and (low[:20] >= thr).all() and (low[20:] < thr).all()
+    few = np.array([1, 0, 0, 0])  # one held-out positive: drawn most of the way to 0.5
+    assert 0.45 < choose_threshold(few, np.array([0.3, 0.05, 0.05, 0.05])) < 0.5
+    assert choose_threshold(np.zeros(4), np.full(4, 0.9)) == 0.5
+
+
+def test_frame_after_ops_matches_a_new_measurement() -> None:
+    lab = two_boxes()
+    lab[1:5, 5:15, 25:28] = 4  # a third box touching 3
+    inten = np.where(lab > 0, 100.0, 10.0).astype(np.float32)
+    inten[1:5, 5:15, 10:15] = 150.0
+    wc = WorkingCopy(lab[None].copy(), original=lab[None], intensity=inten[None],
+                     spacing_um=SP)
+    fr = Frame(wc.labels[0], inten, SP, copy=False)
+    op_e = wc.relabel(0, {9: 0})
+    op_m = wc.relabel(0, {4: 3})
+    sp_op = wc.split(0, [[[0, 2, 8, 6]], [[0, 2, 8, 13]]])
+    assert op_e is not None and op_m is not None and sp_op.created
+    got = _frame_after(fr, wc.labels[0], {9: 0}, {4: 3}, [sp_op]).ff
+    want = Frame(wc.labels[0], inten, SP).ff
+    assert got.ids.tolist() == want.ids.tolist() == sorted([3, 7, *sp_op.created])
+    for k in ("volume_vox", "centroid_um", "bbox", "mean_int", "max_int"):
+        assert np.allclose(getattr(got, k), getattr(want, k)), k
 
 
 def test_meta_learns_fewer_steps_and_logs() -> None:
