@@ -301,84 +301,82 @@ class Learner:
         # (ops at t never touch t + 1; numpy releases the GIL in the heavy parts)
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(1)
-        planners = ThreadPoolExecutor(2)
-        nxt = pool.submit(measure, ta)
-        for t in range(ta, tb + 1):
-            if progress is not None:
-                progress("apply", (t - ta) / max(tb - ta + 1, 1), f"timepoint {t}")
-            # one measurement per timepoint: every network decides on the same state
-            tick = time.perf_counter()
-            fr = nxt.result()
-            if t < tb:
-                nxt = pool.submit(measure, t + 1)
-            frames[t] = fr
-            tick = rep._tick("measure", tick)
-            if not len(fr.ff.ids):
-                continue
-            inside = fr.ff.ids[self._in_box(fr, box)]
-            gone: dict[int, int] = {}
-            lx = lc = None
-            if "artefact" in self.models or "split" in self.models:  # one set of crops
-                lx, lc = label_inputs(fr, inside.tolist(), self.spec)
-            if "artefact" in self.models:
-                x, c = lx, lc
-                p = self.models["artefact"].predict_proba(x, c)
-                gone = {int(v): 0 for v, pv in zip(inside, p, strict=True)
-                        if pv >= self.thresholds["artefact"]}
-            mapping: dict[int, int] = {}
-            if "merge" in self.models and len(fr.ff.pairs):
-                ins = set(inside.tolist())
-                pairs = [(int(a), int(b)) for a, b in fr.ff.pairs
-                         if (a in ins or b in ins) and a not in gone and b not in gone]
-                if pairs:
-                    x, c, _ = pair_inputs(fr, pairs, self.spec)
-                    p = self.models["merge"].predict_proba(x, c)
-                    mapping = _union_find([pr for pr, pv in zip(pairs, p, strict=True)
-                                           if pv >= self.thresholds["merge"]])
-            split_ids: list[int] = []
-            if "split" in self.models:
-                merged = set(mapping) | set(mapping.values())
-                keep = np.array([int(v) not in gone and int(v) not in merged for v in inside],
-                                bool)
-                cand = [int(v) for v in inside[keep]]
-                if cand and lx is not None and lc is not None:
-                    p = self.models["split"].predict_proba(lx[keep], lc[keep])
-                    split_ids = [v for v, pv in zip(cand, p, strict=True)
-                                 if pv >= self.thresholds["split"]]
-            tick = rep._tick("infer", tick)
-            changed = False
-            split_ops: list[Any] = []
-            if gone:
-                op = wc.relabel(t, gone, source="model", weights_id=wid)
-                if op is not None:
-                    rep.ops.append(op)
-                    rep.erased += len(gone)
-                    rep.erased_labels[t] = sorted(gone)
-                    changed = True
-            if mapping:
-                op = wc.relabel(t, mapping, source="model", weights_id=wid)
-                if op is not None:
-                    rep.ops.append(op)
-                    rep.merged += len(mapping)
-                    changed = True
-            tick = rep._tick("erase_merge", tick)
-            # these labels were neither erased nor merged: fr holds them; their plans run
-            # on two threads, the ops are applied here in order
-            plans = planners.map(self._split_plan, [fr] * len(split_ids), split_ids,
-                                 [wc.bbox(t, v) for v in split_ids])
-            for plan in plans:
-                op = self._split_apply(wc, t, plan, wid)
-                if op is not None:
-                    rep.ops.append(op)
-                    rep.split += 1
-                    split_ops.append(op)
-                    changed = True
-            if changed:  # the state the linker sees, measured again only where it changed
-                frames[t] = _frame_after(fr, wc.labels[t], gone, mapping, split_ops)
-            rep._tick("split", tick)
-        pool.shutdown()
-        planners.shutdown()
+        # (both pools end with the loop, also on an error)
+        with ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(2) as planners:
+            nxt = pool.submit(measure, ta)
+            for t in range(ta, tb + 1):
+                if progress is not None:
+                    progress("apply", (t - ta) / max(tb - ta + 1, 1), f"timepoint {t}")
+                # one measurement per timepoint: every network decides on the same state
+                tick = time.perf_counter()
+                fr = nxt.result()
+                if t < tb:
+                    nxt = pool.submit(measure, t + 1)
+                frames[t] = fr
+                tick = rep._tick("measure", tick)
+                if not len(fr.ff.ids):
+                    continue
+                inside = fr.ff.ids[self._in_box(fr, box)]
+                gone: dict[int, int] = {}
+                lx = lc = None
+                if "artefact" in self.models or "split" in self.models:  # one set of crops
+                    lx, lc = label_inputs(fr, inside.tolist(), self.spec)
+                if "artefact" in self.models:
+                    x, c = lx, lc
+                    p = self.models["artefact"].predict_proba(x, c)
+                    gone = {int(v): 0 for v, pv in zip(inside, p, strict=True)
+                            if pv >= self.thresholds["artefact"]}
+                mapping: dict[int, int] = {}
+                if "merge" in self.models and len(fr.ff.pairs):
+                    ins = set(inside.tolist())
+                    pairs = [(int(a), int(b)) for a, b in fr.ff.pairs
+                             if (a in ins or b in ins) and a not in gone and b not in gone]
+                    if pairs:
+                        x, c, _ = pair_inputs(fr, pairs, self.spec)
+                        p = self.models["merge"].predict_proba(x, c)
+                        mapping = _union_find([pr for pr, pv in zip(pairs, p, strict=True)
+                                               if pv >= self.thresholds["merge"]])
+                split_ids: list[int] = []
+                if "split" in self.models:
+                    merged = set(mapping) | set(mapping.values())
+                    keep = np.array([int(v) not in gone and int(v) not in merged for v in inside],
+                                    bool)
+                    cand = [int(v) for v in inside[keep]]
+                    if cand and lx is not None and lc is not None:
+                        p = self.models["split"].predict_proba(lx[keep], lc[keep])
+                        split_ids = [v for v, pv in zip(cand, p, strict=True)
+                                     if pv >= self.thresholds["split"]]
+                tick = rep._tick("infer", tick)
+                changed = False
+                split_ops: list[Any] = []
+                if gone:
+                    op = wc.relabel(t, gone, source="model", weights_id=wid)
+                    if op is not None:
+                        rep.ops.append(op)
+                        rep.erased += len(gone)
+                        rep.erased_labels[t] = sorted(gone)
+                        changed = True
+                if mapping:
+                    op = wc.relabel(t, mapping, source="model", weights_id=wid)
+                    if op is not None:
+                        rep.ops.append(op)
+                        rep.merged += len(mapping)
+                        changed = True
+                tick = rep._tick("erase_merge", tick)
+                # these labels were neither erased nor merged: fr holds them; their plans run
+                # on two threads, the ops are applied here in order
+                plans = planners.map(self._split_plan, [fr] * len(split_ids), split_ids,
+                                     [wc.bbox(t, v) for v in split_ids])
+                for plan in plans:
+                    op = self._split_apply(wc, t, plan, wid)
+                    if op is not None:
+                        rep.ops.append(op)
+                        rep.split += 1
+                        split_ops.append(op)
+                        changed = True
+                if changed:  # the state the linker sees, measured again only where it changed
+                    frames[t] = _frame_after(fr, wc.labels[t], gone, mapping, split_ops)
+                rep._tick("split", tick)
         tick = time.perf_counter()
         if relink and "track" in self.models and tb > ta:
             from .tracking import link_series
