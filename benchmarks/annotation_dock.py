@@ -9,8 +9,8 @@ different pairs it times, median and 90th percentile in ms:
   canvas draw after it, with the event loop running as in napari (no forced repaint):
   merge (release of a stroke across a pair; also the whole 6-event drag), erase (click),
   split (Enter after two seed strokes), temporal merge (G after clicks at every
-  timepoint) and Ctrl+Z; and to the end of the draw that shows its status message on the
-  canvas (drawn in the frame after the edit);
+  timepoint) and Ctrl+Z; and to the event-loop turn that paints its status message on
+  the canvas (a Qt label over it);
 * one step of a merge stroke onto a new label (the live stats panel: the label's
   measurements), and the merged set's topology (computed once the stroke pauses);
 * napari's ``Labels.fill`` of one box to the end of its draw: of the whole 3D object (the
@@ -104,14 +104,10 @@ def main() -> None:
     qt_canvas = viewer.window._qt_viewer.canvas
     canvas = qt_canvas.native
     keys = viewer.window._qt_viewer._key_map_handler
-    # the end of every canvas draw, and when the status overlay's text last changed
+    # the end of every canvas draw
     draws: list[float] = []
     qt_canvas._scene_canvas.events.draw.connect(
         lambda e: draws.append(time.perf_counter()), position="last")
-    overlay = viewer.canvas.overlays.text if hasattr(viewer.canvas, "overlays") \
-        else viewer._overlays["text"]
-    text_set = [0.0]
-    overlay.events.text.connect(lambda e: text_set.__setitem__(0, time.perf_counter()))
 
     def draw() -> None:
         app.processEvents()
@@ -168,8 +164,9 @@ def main() -> None:
             app.processEvents()
             if t_edit is None:
                 t_edit = next((d for d in draws if d > t_fn), None)
-            if status and t_status is None and overlay.text == dock.messages[-1]:
-                t_status = next((d for d in draws if d > max(text_set[0], t_fn)), None)
+            shown = dock._canvas_status.text() if dock._canvas_status is not None else ""
+            if status and t_status is None and shown == dock.messages[-1]:
+                t_status = time.perf_counter()  # (after the processEvents that painted it)
             if t_edit is not None and (t_status is not None or not status):
                 break
             time.sleep(0.001)
@@ -179,7 +176,7 @@ def main() -> None:
             t_edit = t_fn
         res.setdefault(name, []).append((t_edit - t0) * 1e3)
         if status:
-            key_s = f"{name}: status message on the canvas"
+            key_s = f"{name}: status message on the canvas (end of that event-loop turn)"
             res.setdefault(key_s, []).append(((t_status or deadline) - t0) * 1e3)
 
     T = shape[0]

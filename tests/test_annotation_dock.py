@@ -204,6 +204,12 @@ def test_z_lock_erase_undo_redo_keys(make_napari_viewer, series):
     before = np.asarray(lab.data).copy()
     press(viewer, "z")
     assert dock.z_lock and "Z-lock ON" in dock.messages[-1]
+    # the message floats over the canvas (a Qt label, not a scene redraw)
+    from qtpy.QtWidgets import QLabel
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    shown = canvas.findChild(QLabel, "neuroglia5d_canvas_status")
+    assert shown is not None and shown.text().startswith("Z-lock ON")
     press(viewer, "e")
     drag(lab, [world(lab, 0, 3, 10, 46), world(lab, 0, 3, 10, 50)])  # label 5, plane 3
     data = np.asarray(lab.data)
@@ -237,6 +243,10 @@ def test_z_lock_erase_undo_redo_keys(make_napari_viewer, series):
     # removing the dock gives napari its keys and mouse back
     viewer.window.remove_dock_widget(dock)
     assert dock.layer is None and dock._on_drag not in lab.mouse_drag_callbacks
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()  # (the label is deleted later)
+    assert canvas.findChild(QLabel, "neuroglia5d_canvas_status") is None
     press(viewer, "Control-Z")
     assert called == ["napari undo"]
 

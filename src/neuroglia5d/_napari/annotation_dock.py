@@ -47,7 +47,7 @@ from .annotation_mouse import MouseMixin, _ids
 from .annotation_session import SessionMixin, _first_per_idx
 from .render4d import render_volume, show_render
 from .stats_panel import LabelStatsCache, StatsPanel
-from .status_line import StatusLine
+from .status_line import CanvasStatus, StatusLine
 from .strokes import LayerView
 
 #: brushes: name -> (button text, key)
@@ -61,9 +61,9 @@ BRUSHES: dict[str, tuple[str, str]] = {
 #: the merged set's topology is computed once the stroke pauses this long (ms)
 TOPOLOGY_DELAY_MS = 80
 
-#: the canvas status overlay follows a message this much later (ms): after the frame
-#: that shows the edit
-OVERLAY_DELAY_MS = 30
+#: re-measuring, the stats panel and the hover features follow an edit this much later
+#: (ms): after the frame that shows it
+FOLLOW_UP_DELAY_MS = 30
 
 #: after this long without a key press, click or edit (ms) the dock measures the topology
 #: of every label (all timepoints) in slices of IDLE_SLICE_MS, so that saving, which
@@ -129,7 +129,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._recording_paint = False
         self._preview_time = 0.0
         self._preview_ly: Any = None
-        self._overlay_due = False
+        self._canvas_status: CanvasStatus | None = None
         self._stale: dict[int, set[int]] = {}  # labels to re-measure, per timepoint
         self._features_due: set[int] = set()  # labels whose hover features to rewrite
         self._panel_due = False
@@ -268,32 +268,20 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
     def message(self, text: str) -> None:
         """Show a one-line status message (on the canvas and in the dock).
 
-        The dock's line repaints at once. The canvas overlay follows
-        :data:`OVERLAY_DELAY_MS` later, once per burst of messages: the frame showing
-        an edit is drawn first, the message's text in the frame after it (a new text
-        costs the canvas a redraw, and on software OpenGL a shader rebuild). napari's
-        status bar is left to napari, which rewrites it on every mouse move.
+        Both are Qt widgets that repaint without a redraw of the scene or a re-layout
+        of napari's window (see :mod:`.status_line`); napari's status bar is left to
+        napari, which rewrites it on every mouse move.
         """
-        from qtpy.QtCore import QTimer
-
         self.messages.append(text)
         del self.messages[:-1000]  # the last thousand are plenty
         self.status.setText(text)
+        if self._canvas_status is None and self._started:
+            with contextlib.suppress(AttributeError, RuntimeError, TypeError):
+                self._canvas_status = CanvasStatus(self.viewer)
+        if self._canvas_status is not None:
+            with contextlib.suppress(RuntimeError):  # (the canvas is being deleted)
+                self._canvas_status.setText(text)
         self._postpone_idle_work()
-        if not self._overlay_due:
-            self._overlay_due = True
-            QTimer.singleShot(OVERLAY_DELAY_MS, self._flush_overlay)
-
-    def _flush_overlay(self) -> None:
-        self._overlay_due = False
-        ov = _text_overlay(self.viewer)
-        if ov is None or not self.messages:
-            return
-        if not ov.visible:
-            ov.color = (0.2, 1.0, 0.2, 1.0)
-            ov.position = "bottom_left"
-            ov.visible = True
-        ov.text = self.messages[-1]
 
     # ------------------------------------------------------------------ busy
     def set_busy(self, reason: str | None) -> None:
@@ -502,6 +490,9 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
             with contextlib.suppress(ValueError, RuntimeError, TypeError):
                 ev.disconnect(cb)
         self._started = False
+        if self._canvas_status is not None:
+            self._canvas_status.close()
+            self._canvas_status = None
 
     def current_t(self) -> int:
         """The working copy's timepoint on screen (clamped to the array)."""
@@ -718,7 +709,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
         self._panel_due = bool(self.stroke_labels)
         if (self._stale or self._panel_due) and not self._stats_due:
             self._stats_due = True
-            QTimer.singleShot(OVERLAY_DELAY_MS, self.flush_stats)
+            QTimer.singleShot(FOLLOW_UP_DELAY_MS, self.flush_stats)
 
     def flush_stats(self) -> None:
         """Re-measure the labels edits changed (all timepoints), show the stroke's labels
@@ -1031,14 +1022,6 @@ def _key_cb(fn: Callable[[], None]) -> Callable[[Any], None]:
     def cb(_target: Any) -> None:
         fn()
     return cb
-
-
-def _text_overlay(viewer: Any) -> Any:
-    canvas = getattr(viewer, "canvas", None)
-    overlays = getattr(canvas, "overlays", None)
-    if overlays is not None and hasattr(overlays, "text"):
-        return overlays.text
-    return getattr(viewer, "_overlays", {}).get("text")
 
 
 def _touched(op: Any, boxes: list[Any], whole: np.ndarray) -> dict[int, set[int]]:

@@ -60,3 +60,72 @@ class StatusLine(QWidget):
                        int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown)
         finally:
             p.end()
+
+
+class CanvasStatus:
+    """A one-line message floating at the bottom left of napari's canvas.
+
+    A Qt label over the canvas widget, not a vispy visual: a new message costs a
+    composition of the window, not a redraw of the scene (napari's text overlay rebuilds
+    its shader program for every new text, 70-100 ms on software OpenGL), and it never
+    appears in ``viewer.screenshot(canvas_only=True)`` pictures made for figures.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose canvas shows the message.
+    color : str
+        Text colour.
+    """
+
+    def __init__(self, viewer: Any, color: str = "#4f4") -> None:
+        from qtpy.QtCore import QObject
+        from qtpy.QtWidgets import QLabel
+
+        canvas = viewer.window._qt_viewer.canvas.native
+        self.canvas = canvas
+        self.label = QLabel("", canvas)
+        self.label.setObjectName("neuroglia5d_canvas_status")
+        self.label.setStyleSheet(f"color: {color}; background: rgba(0, 0, 0, 110); "
+                                 "padding: 1px 4px; font-size: 13px;")
+        self.label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.label.hide()
+
+        class _Follow(QObject):
+            def eventFilter(self, obj: Any, ev: Any) -> bool:
+                from qtpy.QtCore import QEvent
+
+                if ev.type() == QEvent.Type.Resize:
+                    outer._place()
+                return False
+
+        outer = self
+        self._filter = _Follow(self.label)
+        canvas.installEventFilter(self._filter)
+
+    def text(self) -> str:
+        """The message shown (in full: the label elides what does not fit)."""
+        return str(self.label.toolTip())
+
+    def setText(self, text: str) -> None:
+        """Show ``text`` (elided to the canvas width)."""
+        self.label.setToolTip(text)
+        fm = self.label.fontMetrics()
+        width = max(self.canvas.width() - 24, 40)
+        self.label.setText(fm.elidedText(text, Qt.TextElideMode.ElideRight, width))
+        self.label.adjustSize()
+        self._place()
+        if not self.label.isVisible():
+            self.label.show()
+
+    def _place(self) -> None:
+        h = self.label.height()
+        self.label.move(8, max(self.canvas.height() - h - 8, 0))
+
+    def close(self) -> None:
+        """Remove the label from the canvas."""
+        import contextlib
+
+        with contextlib.suppress(RuntimeError):
+            self.canvas.removeEventFilter(self._filter)
+            self.label.deleteLater()
