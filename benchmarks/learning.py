@@ -2,7 +2,8 @@
 
 For each generator seed (not used in development) a nuclei sample is segmented poorly
 (:func:`neuroglia5d.learning.simulate.poor_series`: merges of touching nuclei, over-splits,
-spurious labels, then the baseline linker). A simulated proofreader uses the ground truth
+spurious labels, then the baseline linker with track breaks; at least 50 errors of each
+kind in the whole series). A simulated proofreader uses the ground truth
 to make K corrections of each kind (erase, merge, split, temporal merge) through the
 working copy's user operations on the left half of the field (x < X/2), exactly as the
 annotation dock records them. The networks train on the resulting annotations document
@@ -183,7 +184,10 @@ def run_seed(seed: int, ks: list[int], shape: tuple[int, int, int, int], spec: C
              do_meta: bool) -> dict[str, Any]:
     ds = make_sample("nuclei", shape=shape, seed=seed)
     gt, raw = ds.labels, ds.raw
-    seg = poor_series(gt, raw, SP, seed, p_merge=0.6, p_split=0.15, n_artefacts=16)
+    # at least 50 errors of each kind in the whole series (the setting): merged
+    # touching nuclei, over-splits, spurious labels, and track breaks of the linker
+    seg = poor_series(gt, raw, SP, seed, p_merge=0.7, p_split=0.3, n_artefacts=16,
+                      p_break=0.06)
     x_split = shape[-1] // 2
     x0 = x_split + MARGIN
     part = (slice(None), slice(None), slice(None), slice(x0, None))

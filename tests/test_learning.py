@@ -274,3 +274,27 @@ def test_ctc_division_mother_ends_before_daughters() -> None:
     out, table = ctc_tracks(lab, {5: 1})
     assert table.tolist() == [[1, 0, 1, 0], [5, 2, 3, 1], [6, 2, 3, 1]]
     assert out[2, 1, 3, 3] == 6 and out[1, 1, 3, 3] == 1
+
+
+def test_poor_series_track_breaks() -> None:
+    """``p_break``: labels take a new track ID at a frame and keep it afterwards (one
+    broken link per break); with 0 the perfect segmentation keeps every ID."""
+    from neuroglia5d.learning.simulate import poor_series
+
+    gt = np.zeros((4, 6, 40, 40), np.uint32)
+    for k, (y, x) in enumerate([(5, 5), (5, 25), (25, 5), (25, 25)]):
+        gt[:, 1:5, y:y + 10, x:x + 10] = k + 1
+    raw = (gt > 0).astype(np.uint16) * 500 + 100
+    keep = poor_series(gt, raw, (1.0, 1.0, 1.0), 0, p_merge=0, p_split=0, n_artefacts=0)
+    ids = [sorted(set(np.unique(keep[t])) - {0}) for t in range(4)]
+    assert all(i == ids[0] for i in ids) and len(ids[0]) == 4
+    broken = poor_series(gt, raw, (1.0, 1.0, 1.0), 0, p_merge=0, p_split=0,
+                         n_artefacts=0, p_break=1.0)
+    # every object changes ID at every frame after the first, and the new IDs are new
+    seen: set[int] = set()
+    for t in range(4):
+        now = set(np.unique(broken[t])) - {0}
+        assert len(now) == 4 and not (now & seen)
+        seen |= now
+    # the objects themselves are untouched
+    assert np.array_equal(broken > 0, gt > 0)

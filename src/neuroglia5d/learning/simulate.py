@@ -368,9 +368,15 @@ def proofread(wc: object, gt: np.ndarray, *, k: int, tiles: Sequence[tuple[int, 
 
 def poor_series(gt: np.ndarray, raw: np.ndarray, spacing_um: Sequence[float], seed: int, *,
                 p_merge: float = 0.5, p_split: float = 0.15, n_artefacts: int = 10,
-                max_dist_um: float = 6.0) -> np.ndarray:
+                max_dist_um: float = 6.0, p_break: float = 0.0) -> np.ndarray:
     """A poor segmentation of a whole series: :func:`corrupt_frame` on every frame, then
-    linked by the baseline linker (:mod:`neuroglia5d.processing.tracking`)."""
+    linked by the baseline linker (:mod:`neuroglia5d.processing.tracking`).
+
+    ``p_break``: probability that a label of a frame after the first takes a new track
+    ID there (a linker failure: the object's track breaks and continues under the new
+    ID)."""
+    import fastremap
+
     from ..processing.tracking import LinkState, link_frame
 
     rng = np.random.default_rng(seed)
@@ -380,6 +386,19 @@ def poor_series(gt: np.ndarray, raw: np.ndarray, spacing_um: Sequence[float], se
         seg = corrupt_frame(gt[t], raw[t], spacing_um, rng, p_merge=p_merge, p_split=p_split,
                             n_artefacts=n_artefacts)
         seg, _ = link_frame(seg, state, spacing_um, max_dist_um=max_dist_um)
+        if t and p_break > 0:
+            ids = np.unique(seg)
+            ids = ids[ids != 0]
+            brk = ids[rng.random(len(ids)) < p_break]
+            if len(brk):
+                m = {int(v): state.next_id + k for k, v in enumerate(brk)}
+                state.next_id += len(m)
+                fastremap.remap(seg, m, preserve_missing_labels=True, in_place=True)
+                if state.prev_labels is not None:
+                    fastremap.remap(state.prev_labels, m, preserve_missing_labels=True,
+                                    in_place=True)
+                state.prev_centroids = {m.get(k, k): v for k, v in
+                                        state.prev_centroids.items()}
         out[t] = seg
     return out
 
