@@ -307,7 +307,7 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
     # ------------------------------------------------------------------ idle work
     def _postpone_idle_work(self) -> None:
         """The user is active: idle work waits :data:`IDLE_TOPOLOGY_DELAY_MS` again."""
-        if self.wc is not None and not self.idle_done and not getattr(self, "busy", None):
+        if self.wc is not None and not self.idle_done and not self.busy:
             self._idle_timer.start(IDLE_TOPOLOGY_DELAY_MS)
 
     def _idle_items(self) -> Any:
@@ -737,36 +737,27 @@ class AnnotationDock(MouseMixin, SessionMixin, QWidget):
 
     def _refresh_features(self, labels: set[int]) -> None:
         """Rewrite the hover-feature rows of ``labels`` from the live measurements
-        (averaged over the timepoints each label is in, as the reader's table)."""
+        (aggregated over timepoints as the reader does from ``*_labelStats.csv``)."""
         if self.layer is None or self.stats is None:
             return
-        try:
-            feats = self.layer.features
-        except AttributeError:
-            return
+        feats = getattr(self.layer, "features", None)
         if feats is None or "index" not in getattr(feats, "columns", ()):
             return
         import pandas as pd
 
-        rows = []
-        for lab in sorted(labels):
-            per_t = [(t, r[lab]) for t, r in self.stats.rows.items() if lab in r]
-            if not per_t:
-                continue
-            row: dict[str, float] = {"index": lab}
-            for col in feats.columns:
-                if col in ("index", "t_first", "t_last", "timepoints"):
-                    continue
-                v = np.array([r.get(col, np.nan) for _, r in per_t], dtype=float)
-                v = v[np.isfinite(v)]
-                row[col] = round(float(v.mean()), 3) if v.size else np.nan
-            ts = [t for t, _ in per_t]
-            row.update(t_first=min(ts), t_last=max(ts), timepoints=len(ts))
-            rows.append(row)
+        from ..processing.stats import STATS_COLUMNS
+        from .reader import features_of_table
+
+        rows = [r for t_rows in self.stats.rows.values()
+                for lab, r in t_rows.items() if lab in labels]
+        tb = {c: np.array([r.get(c, np.nan) for r in rows]) for c in STATS_COLUMNS}
+        tb["label"], tb["t"] = tb["label"].astype(np.int64), tb["t"].astype(np.int64)
+        new = features_of_table(tb) if rows else None
         keep = feats[~feats["index"].isin(list(labels))]
-        new = pd.DataFrame(rows, columns=list(feats.columns)) if rows else None
-        out = keep if new is None or new.empty else pd.concat([keep, new], ignore_index=True)
-        self.layer.features = out.reset_index(drop=True)
+        if new is not None:
+            keep = pd.concat([keep, pd.DataFrame(new)[list(feats.columns)]],
+                             ignore_index=True)
+        self.layer.features = keep.reset_index(drop=True)
 
     def _shown(self) -> tuple[int, int | None]:
         """(t, z) on screen; z None in a 3D view."""

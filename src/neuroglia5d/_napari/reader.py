@@ -109,6 +109,12 @@ def label_features(stats_csv: Path) -> dict[str, np.ndarray] | None:
         tb = read_stats_csv(stats_csv)
     except (OSError, KeyError, ValueError):
         return None
+    return features_of_table(tb)
+
+
+def features_of_table(tb: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """:func:`label_features` of a label-stats table (columns as in the CSV, one row per
+    label and timepoint); None when it has no rows."""
     labels = tb["label"]
     if labels.size == 0:
         return None
