@@ -235,7 +235,13 @@ def test_link_series_assignment_and_division() -> None:
     lab[2][ball(shape, (4, 14, 12), 6)] = 3
     lab[2][ball(shape, (4, 34, 29), 6)] = 4
     lab[2][ball(shape, (4, 34, 39), 6)] = 7
-    res = link_series(lab, None, SP, division_p=0.3)
+    # cells that do not divide (the default): the second half starts a new track
+    one = lab.copy()
+    res1 = link_series(one, None, SP, division_p=0.3)
+    assert res1.n_divisions == 0 and res1.parents == {}
+    halves = {int(one[2][4, 34, 29]), int(one[2][4, 34, 39])}
+    assert 2 in halves and len(halves) == 2 and not (halves - {2}) & set(np.unique(one[1]))
+    res = link_series(lab, None, SP, divisions=True, division_p=0.3)
     assert set(np.unique(lab[1])) == {0, 1, 2}
     assert lab[1][4, 14, 12] == 1 and lab[1][4, 34, 34] == 2
     assert lab[2][4, 14, 12] == 1

@@ -39,6 +39,7 @@ def test_press_t_trains_applies_and_saves(make_napari_viewer, qtbot, tmp_path,
     panel.learner = None
     panel._ensure_learner().cap_steps(30)
     panel.scope.setCurrentIndex(1)  # all timepoints
+    assert not panel.divisions.isChecked()  # nuclei do not divide unless the user says so
     worker = panel.train_and_apply()
     assert worker is not None
     qtbot.waitUntil(lambda: panel.worker is None, timeout=120_000)
@@ -50,6 +51,7 @@ def test_press_t_trains_applies_and_saves(make_napari_viewer, qtbot, tmp_path,
     assert panel.progress.value() == 1000 and panel.history
     if "track" in panel.learner.models:
         assert "tracks (learned)" in viewer.layers
+        assert panel.last_apply.divisions == 0 and not panel.last_apply.parents
     # the machine ops are undone like the user's
     n_user = len(dock.wc.history) - len(panel.last_apply.ops)
     while len(dock.wc.history) > n_user:

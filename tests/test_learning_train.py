@@ -91,6 +91,9 @@ def test_cli_train_and_apply(corrected, tmp_path, capsys) -> None:
     assert rc == 0, out.err
     assert (tmp_path / "fixed_labels.tif").exists()
     assert (tmp_path / "ctc" / "res_track.txt").exists() and (tmp_path / "t.geff").exists()
+    # nuclei that do not divide (no --divisions): no track has a parent
+    rows = [r.split() for r in (tmp_path / "ctc" / "res_track.txt").read_text().splitlines()]
+    assert rows and all(r[3] == "0" for r in rows)
     doc = json.loads((tmp_path / "fixed_auto_annotations.json").read_text())
     assert doc["operations"] and {o["source"] for o in doc["operations"]} == {"model"}
     # bad input: one line, exit 2

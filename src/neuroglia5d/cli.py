@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--intensity", help="intensity file (default: INPUT's, if it has one)")
     ap.add_argument("--out", "-o", help="output labels (.tif or .ng5d)")
     ap.add_argument("--t-range", type=int, nargs=2, metavar=("T0", "T1"))
+    ap.add_argument("--divisions", action="store_true",
+                    help="the cells divide: the linker may propose divisions (default: "
+                         "one-to-one links only)")
     ap.add_argument("--ctc", metavar="DIR", help="also export tracks in the CTC format")
     ap.add_argument("--geff", metavar="PATH", help="also export tracks as GEFF (zarr)")
     ap.add_argument("--debug", action="store_true")
@@ -438,7 +441,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from .learning.commands import run_apply
 
     run_apply(args.weights, args.input, intensity=args.intensity, out=args.out,
-              t_range=args.t_range, ctc=args.ctc, geff_path=args.geff)
+              t_range=args.t_range, ctc=args.ctc, geff_path=args.geff,
+              divisions=args.divisions)
     return 0
 
 

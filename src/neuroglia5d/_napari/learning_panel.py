@@ -120,6 +120,11 @@ class LearningPanel(QWidget):
         self.relink = QCheckBox("relink")
         self.relink.setChecked(True)
         opts.addWidget(self.relink)
+        self.divisions = QCheckBox("cells divide")
+        self.divisions.setToolTip("let the linker propose divisions (off: one-to-one "
+                                  "links only, as for nuclei that do not divide)")
+        self.divisions.setChecked(False)
+        opts.addWidget(self.divisions)
         lay.addLayout(opts)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -210,6 +215,7 @@ class LearningPanel(QWidget):
         original = np.asarray(wc.original)
         intensity = wc.intensity
         relink = self.relink.isChecked() and wc.labels.shape[0] > 1
+        divisions = self.divisions.isChecked()
         if relink and t_range is not None:
             t_range = (max(t_now - 1, 0), min(t_now + 1, wc.labels.shape[0] - 1))
         self.cancel_event.clear()
@@ -246,7 +252,8 @@ class LearningPanel(QWidget):
             if hasattr(wc, "listeners"):
                 wc.listeners.clear()  # GUI refresh happens on the main thread afterwards
             try:
-                ar = learner.apply(wc, t_range=t_range, relink=relink)
+                ar = learner.apply(wc, t_range=t_range, relink=relink,
+                                   divisions=divisions)
             finally:
                 if hasattr(wc, "listeners"):
                     wc.listeners.extend(listeners)

@@ -87,8 +87,9 @@ def run_train(annotations: str | Path, *, labels: str | None = None,
 def run_apply(weights: str | Path, input_path: str | Path, *, intensity: str | None = None,
               out: str | None = None, t_range: Sequence[int] | None = None,
               ctc: str | None = None, geff_path: str | None = None,
-              log: Any = print) -> Path:
-    """Apply saved networks to a labels file; write corrected labels and the machine ops."""
+              divisions: bool = False, log: Any = print) -> Path:
+    """Apply saved networks to a labels file; write corrected labels and the machine ops
+    (``divisions``: the cells divide, the linker may propose divisions)."""
     from ..annotation import WorkingCopy, make_header, save_annotations
     from ..io.convert import Outputs, format_of, write_outputs
     from .session import Learner
@@ -110,7 +111,8 @@ def run_apply(weights: str | Path, input_path: str | Path, *, intensity: str | N
     if t_range is not None and (t_range[0] < 0 or t_range[1] >= lab.shape[0]
                                 or t_range[0] > t_range[1]):
         raise ParameterError(f"--t-range {t_range[0]} {t_range[1]}: outside 0..{lab.shape[0]-1}")
-    rep = le.apply(wc, t_range=tuple(t_range) if t_range is not None else None)
+    rep = le.apply(wc, t_range=tuple(t_range) if t_range is not None else None,
+                   divisions=divisions)
     log(rep.summary())
     inp = Path(input_path)
     stem = outs.stem or inp.stem

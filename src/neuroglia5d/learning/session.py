@@ -278,10 +278,11 @@ class Learner:
 
     def apply(self, wc: Any, *, t_range: tuple[int, int] | None = None,
               box: Sequence[int] | None = None, progress: Progress | None = None,
-              relink: bool = True) -> ApplyReport:
+              relink: bool = True, divisions: bool = False) -> ApplyReport:
         """Run every trained network on the labels of ``box`` (whole frames by default)
         at timepoints ``t_range`` (inclusive; all by default) and apply the predicted
-        changes to the working copy ``wc`` as machine operations."""
+        changes to the working copy ``wc`` as machine operations; ``divisions``: the cells
+        divide, the linker may propose divisions (one-to-one links only otherwise)."""
         t_start = time.perf_counter()
         rep = ApplyReport()
         wid = self.weights_id
@@ -388,7 +389,8 @@ class Learner:
                     rep.relinked += len(mapping)
 
             res = link_series(wc.labels, inten, wc.spacing_um, model=self.models["track"],
-                              spec=self.spec, apply=do, t_range=(ta, tb), frames=frames)
+                              spec=self.spec, apply=do, t_range=(ta, tb), frames=frames,
+                              divisions=divisions)
             rep.divisions = res.n_divisions
             rep.parents = res.parents
             rep._tick("link", tick)

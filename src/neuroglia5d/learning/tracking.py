@@ -3,10 +3,12 @@
 :func:`link_series` scores every candidate link between consecutive timepoints with the
 tracking network (or, without one, with the overlap/distance score of the baseline), and
 solves a one-to-one assignment per pair of timepoints (``scipy.optimize.linear_sum_assignment``
-on ``-log p``). A label at ``t`` whose second-best candidate at ``t + 1`` also scores above
-``division_p``, is left unassigned, and together with the first daughter holds about the
-mother's volume (0.6-1.4 x, each daughter below 0.8 x) is recorded as dividing (the daughter
-gets a new track ID and the mother as parent). Unlinked labels start new tracks.
+on ``-log p``). With ``divisions=True`` (cells that divide: the user says so), a label at
+``t`` whose second-best candidate at ``t + 1`` also scores above ``division_p``, is left
+unassigned, and together with the first daughter holds about the mother's volume
+(0.6-1.4 x, each daughter below 0.8 x) is recorded as dividing (the daughter gets a new
+track ID and the mother as parent); by default links are one-to-one only (two halves of an
+over-split object are not a division). Unlinked labels start new tracks.
 
 Exports: :func:`tracks_layer_data` (napari ``Tracks`` data and ``graph``),
 :func:`write_ctc` (Cell Tracking Challenge result folder: ``maskTTT.tif`` +
@@ -51,7 +53,8 @@ def _baseline_p(x: np.ndarray) -> np.ndarray:
 
 def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float], *,
                 model: Any = None, spec: CropSpec | None = None, max_dist_um: float = 15.0,
-                min_p: float = 0.5, division_p: float = 0.9, prior_n: int = 20,
+                min_p: float = 0.5, divisions: bool = False, division_p: float = 0.9,
+                prior_n: int = 20,
                 apply: Callable[[int, dict[int, int]], None] | None = None,
                 t_range: tuple[int, int] | None = None,
                 progress: Callable[[int, int], None] | None = None,
@@ -79,6 +82,8 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
         ``w * p_network + (1 - w) * p_prior`` with ``w = n_pos / (n_pos + prior_n)`` and
         ``n_pos`` the positive links the network was trained on, so a tracker trained on a
         handful of corrections leans on the prior and one trained on many on itself.
+    divisions : bool
+        Propose divisions (cells that divide); off: one-to-one links only.
     division_p : float
         Probability above which an unassigned second link is a division.
     apply : callable, optional
@@ -137,7 +142,7 @@ def link_series(labels: np.ndarray, intensity: Any, spacing_um: Sequence[float],
                     mapping[int(cur.ff.ids[j])] = int(prev.ff.ids[i])
             res.n_links += len(assigned)
             # divisions: a mother with a second confident, unassigned daughter
-            mothers = {i: j for j, i in assigned.items()}
+            mothers = {i: j for j, i in assigned.items()} if divisions else {}
             for i, j0 in mothers.items():
                 row = pm[i].copy()
                 vm = float(prev.ff.volume_vox[i])
