@@ -203,6 +203,30 @@ def test_nuclei_drift() -> None:
     assert any(np.hypot(*(whole[t + 1] - whole[t])[1:]) > 0.05 for t in range(SMALL[0] - 1))
 
 
+def test_motile_nuclei_difficulty() -> None:
+    """A Difficulty with a larger per-object jitter: nuclei move relative to each other by
+    up to ``jitter_step_um`` between frames (0.3 µm by default)."""
+    import dataclasses
+
+    def spread(ds: SampleDataset) -> float:
+        border = _border_labels(ds.labels)
+        inner = [i for i in range(1, ds.tracks.shape[0] + 1) if i not in border]
+        scale = np.array([ds.dz_um, ds.px_um, ds.px_um])
+        c0, c1 = (np.array(ndi.center_of_mass(v > 0, v, inner)) * scale
+                  for v in ds.labels[:2])
+        d = c1 - c0
+        d -= np.median(d, axis=0)  # the scene's drift
+        return float(np.max(np.linalg.norm(d, axis=1)))
+
+    calm = make_sample("nuclei", shape=SMALL, seed=3)
+    motile = make_sample("nuclei", shape=SMALL, seed=3, difficulty=dataclasses.replace(
+        DIFFICULTY["nuclei"], jitter_step_um=8.0))
+    assert spread(calm) < 1.0
+    assert 2.5 < spread(motile) < 9.0
+    with pytest.raises(ParameterError, match="difficulty"):
+        make_sample("nuclei", shape=SMALL, difficulty=DIFFICULTY["microglia"])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_snr(small: dict[str, SampleDataset], kind: str) -> None:
     ds = small[kind]

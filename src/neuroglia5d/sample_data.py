@@ -989,7 +989,8 @@ def _check_shape(shape: Any) -> tuple[int, int, int, int]:
 
 
 def make_sample(
-    kind: str, *, shape: tuple[int, int, int, int] = (5, 32, 256, 256), seed: int = 0
+    kind: str, *, shape: tuple[int, int, int, int] = (5, 32, 256, 256), seed: int = 0,
+    difficulty: Difficulty | None = None,
 ) -> SampleDataset:
     """Generate a synthetic 4D data set with its ground truth.
 
@@ -1003,6 +1004,10 @@ def make_sample(
         ``(T, Z, Y, X)`` in frames and voxels; voxels are 1.5 µm (Z) × 0.5 µm × 0.5 µm.
     seed : int
         Non-negative seed of the random generator.
+    difficulty : Difficulty, optional
+        The model's settings, instead of ``DIFFICULTY[kind]`` (for example
+        ``dataclasses.replace(DIFFICULTY["nuclei"], jitter_step_um=8.0)`` for motile nuclei
+        that move up to 8 µm between frames); its ``kind`` must be ``kind``.
 
     Returns
     -------
@@ -1013,7 +1018,8 @@ def make_sample(
     Raises
     ------
     ParameterError
-        Unknown ``kind``, a bad ``shape`` or a negative ``seed``.
+        Unknown ``kind``, a bad ``shape``, a negative ``seed`` or a ``difficulty`` of
+        another kind.
     """
     if kind not in DIFFICULTY:
         raise ParameterError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
@@ -1021,7 +1027,9 @@ def make_sample(
         raise ParameterError(f"seed: expected a non-negative integer, got {seed!r}")
     n_t, nz, ny, nx = _check_shape(shape)
     vol_shape = (nz, ny, nx)
-    diff = DIFFICULTY[kind]
+    diff = DIFFICULTY[kind] if difficulty is None else difficulty
+    if diff.kind != kind:
+        raise ParameterError(f"difficulty: its kind is {diff.kind!r}, not {kind!r}")
     spacing = (diff.dz_um, diff.px_um, diff.px_um)
 
     root = np.random.SeedSequence([int(seed), _KIND_CODE[kind]])
