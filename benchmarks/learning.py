@@ -375,7 +375,7 @@ def timing(spec: CropSpec) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103, 104, 105])
     ap.add_argument("--k", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--shape", type=int, nargs=4, default=[6, 24, 192, 384])
     ap.add_argument("--quick", action="store_true", help="one seed, K = 5, small data")

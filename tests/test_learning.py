@@ -304,3 +304,16 @@ def test_poor_series_track_breaks() -> None:
         seen |= now
     # the objects themselves are untouched
     assert np.array_equal(broken > 0, gt > 0)
+
+
+def test_boundary_model_on_crops_thinner_than_its_blocks() -> None:
+    """A label one voxel thick in Y (smaller than the 1x2x2 pooling block): the boundary
+    map still comes back at the crop's shape (it used to raise in the pooling)."""
+    from neuroglia5d.learning.train import BoundaryModel
+
+    bm = BoundaryModel(seed=0, step=(1, 2, 2))
+    for shape in ((3, 1, 9), (1, 1, 1), (2, 5, 1), (4, 6, 8)):
+        inp = np.zeros((2, *shape), np.float32)
+        inp[1] = 1.0
+        p = bm.predict(inp)
+        assert p.shape == shape and np.all((p >= 0) & (p <= 1))

@@ -296,7 +296,10 @@ class BoundaryModel:
             return x
         pool = torch.nn.functional.avg_pool3d if how == "avg" else \
             torch.nn.functional.max_pool3d
-        return pool(x, self.step, self.step, ceil_mode=True)
+        # a crop thinner than a block along an axis (a label one voxel thick) is pooled
+        # over what it has there
+        k = tuple(min(s, int(n)) for s, n in zip(self.step, x.shape[2:], strict=True))
+        return pool(x, k, k, ceil_mode=True)
 
     def _logits(self, inp: Any) -> Any:
         """Boundary logits (B, Z, Y, X) at the crop's voxels of an input (B, 2, Z, Y, X)."""
