@@ -317,3 +317,38 @@ def test_boundary_model_on_crops_thinner_than_its_blocks() -> None:
         inp[1] = 1.0
         p = bm.predict(inp)
         assert p.shape == shape and np.all((p >= 0) & (p <= 1))
+
+
+def test_meta_noise_is_not_oscillation_and_lr_stays_bounded() -> None:
+    """Minibatch noise on a flat loss does not halve the learning rate; a curve that
+    really rises again does, but never below a quarter of the default."""
+    from neuroglia5d.learning.meta import _oscillates
+
+    rng = np.random.default_rng(0)
+    noisy = 0.3 + 0.15 * rng.random(60)  # flat, noisy minibatch losses
+    assert not _oscillates(noisy)
+    rising = np.concatenate([np.linspace(1.0, 0.2, 40), np.linspace(0.2, 0.6, 40)])
+    assert _oscillates(rising)
+    meta = MetaController()
+    d = meta.decide("merge", n_examples=50, new_fraction=1.0, warm=False)
+    for _ in range(6):
+        meta.observe("merge", d, rising, 0.7, n_examples=50, new_fraction=0.3, warm=True)
+        d = meta.decide("merge", n_examples=50, new_fraction=0.3, warm=True)
+    assert d.lr == pytest.approx(meta.default_lr / 4)
+    meta2 = MetaController()
+    d = meta2.decide("merge", n_examples=50, new_fraction=1.0, warm=False)
+    meta2.observe("merge", d, noisy, 0.7, n_examples=50, new_fraction=0.3, warm=True)
+    assert meta2.decide("merge", n_examples=50, new_fraction=0.3, warm=True).lr >= \
+        meta2.default_lr
+
+
+def test_meta_follow_up_when_held_out_accuracy_falls() -> None:
+    meta = MetaController(first_steps=200)
+    d = meta.decide("split", n_examples=100, new_fraction=1.0, warm=False)
+    # a fall within the noise of 9 held-out examples (0.5 / 3): no extra round
+    assert meta.follow_up("split", d, 0.95, 0.85, n_val=9) is None
+    # a clear fall on 100 held-out examples: one more round of first_steps at the default lr
+    extra = meta.follow_up("split", d, 0.98, 0.85, n_val=100)
+    assert extra is not None and extra.steps == 200 and extra.lr == meta.default_lr
+    assert "fell" in meta.log[-1]["reason"]
+    assert meta.follow_up("split", d, 0.90, 0.89, n_val=1000) is None

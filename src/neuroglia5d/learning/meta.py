@@ -8,9 +8,13 @@ that are new since the last round, whether
 the network starts from saved weights, and the last held-out accuracy. The next round gets
 ``1.5 x`` the predicted plateau step (within ``[min_steps, max_steps]``); the learning rate
 is halved when the last loss curve oscillated and raised by half when it was still falling
-steadily at the end. Every decision is appended to :attr:`MetaController.log` with its
-reason, and the whole state (observations, coefficients, log) round-trips through JSON,
-so it is saved beside the weights and continues across sessions.
+steadily at the end, and stays within a factor 4 of the default. When a round leaves the
+held-out accuracy lower than the network's last round by more than the noise of its
+held-out examples (new corrections not yet learnt), it adds a round of ``first_steps``
+at the default rate (:meth:`MetaController.follow_up`).
+Every decision is appended to :attr:`MetaController.log` with its reason, and the whole
+state (observations, coefficients, log) round-trips through JSON, so it is saved beside
+the weights and continues across sessions.
 
 A fixed schedule (:func:`fixed_schedule`) is the baseline the benchmark compares with.
 """
@@ -61,10 +65,13 @@ def plateau_step(losses: np.ndarray, frac: float = 0.05) -> int:
 
 
 def _oscillates(losses: np.ndarray) -> bool:
+    """The loss curve rose again at the end: the mean of its last fifth is 30 % above the
+    lowest mean of any fifth of it (windows of a fifth of the round, at least 5 steps, so
+    the noise of single minibatches does not count as oscillation)."""
     x = np.asarray(losses, dtype=np.float64)
     if x.size < 20:
         return False
-    k = max(2, x.size // 10)
+    k = max(5, x.size // 5)
     sm = np.convolve(x, np.ones(k) / k, mode="valid")
     return bool(sm[-1] > 1.3 * sm.min())
 
@@ -142,9 +149,25 @@ class MetaController:
             elif prev["plateau"] >= 0.9 * prev["steps"]:
                 lr *= 1.5
                 reasons.append("last loss still falling at the end: lr x1.5")
-        lr = float(min(max(lr, 1e-4), 3e-2))
+        # within a factor 4 of the default: a rate halved round after round would leave
+        # the later rounds too slow to learn the new corrections at all
+        lr = float(min(max(lr, self.default_lr / 4), self.default_lr * 4))
         steps = int(min(max(steps, self.min_steps), self.max_steps))
         d = Decision(network, rnd, lr, steps, "; ".join(reasons))
+        self.log.append(d.to_json())
+        return d
+
+    def follow_up(self, network: str, decision: Decision, acc_before: float,
+                  acc_after: float, n_val: int) -> Decision | None:
+        """Another round in the same press when the held-out accuracy fell from the
+        network's last round by more than its noise on ``n_val`` held-out examples
+        (``max(0.02, 0.5 / sqrt(n_val))``: new corrections it has not yet learnt):
+        ``first_steps`` steps at the default learning rate; None otherwise."""
+        if acc_after >= acc_before - max(0.02, 0.5 / math.sqrt(max(n_val, 1))):
+            return None
+        d = Decision(network, decision.round + 1, self.default_lr, self.first_steps,
+                     f"held-out accuracy fell from {acc_before:.3f} to {acc_after:.3f}: "
+                     f"another {self.first_steps} steps at lr {self.default_lr:g}")
         self.log.append(d.to_json())
         return d
 

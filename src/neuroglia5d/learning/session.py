@@ -237,23 +237,35 @@ class Learner:
                 if cancel is not None and cancel.is_set():
                     raise KeyboardInterrupt
 
+            acc_before = self.meta.last.get(name, {}).get("val_acc")
             try:
                 if name == "split_boundary":
                     if self.boundary is None:
                         self.boundary = BoundaryModel(self.seed)
-                    rec = self.boundary.fit_round(ex, dec, progress=prog)
+                    fit = self.boundary.fit_round
                 else:
                     if name not in self.models:
                         self.models[name] = ObjectClassifier(
                             name, N_FEATURES[name], CHANNELS[name] if self.use_crops else 0,
                             self.spec.size, self.seed)
                     self.models[name].pos_weight_mode = self.pos_weight_mode
-                    rec = self.models[name].fit_round(ex, dec, progress=prog)
+                    fit = self.models[name].fit_round
+                rec = fit(ex, dec, progress=prog)
+                if self.schedule != "fixed":
+                    self.meta.observe(name, dec, rec["_losses_full"], rec["val_acc"],
+                                      n_examples=n, new_fraction=new_frac, warm=warm)
+                    extra = None if acc_before is None else self.meta.follow_up(
+                        name, dec, float(acc_before), float(rec["val_acc"]),
+                        int(rec.get("n_val", 0)))
+                    if extra is not None:
+                        rep.decisions.append(extra.to_json())
+                        first = rec["steps"]
+                        rec = fit(ex, extra, progress=prog)
+                        self.meta.observe(name, extra, rec["_losses_full"], rec["val_acc"],
+                                          n_examples=n, new_fraction=new_frac, warm=True)
+                        rec["steps"] = first + rec["steps"]  # the press's steps in all
             except KeyboardInterrupt:
                 break
-            if self.schedule != "fixed":
-                self.meta.observe(name, dec, rec["_losses_full"], rec["val_acc"],
-                                  n_examples=n, new_fraction=new_frac, warm=warm)
             self.n_seen[name] = n
             if name in self.thresholds and name != "track":  # chosen on held-out examples
                 self.thresholds[name] = float(getattr(self.models[name], "threshold", 0.5))
