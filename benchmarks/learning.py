@@ -192,23 +192,27 @@ def meta_vs_fixed(gt: np.ndarray, seg: np.ndarray, raw: np.ndarray, k_total: int
     return out
 
 
-def meta_only_seed(seed: int, k: int, shape: tuple[int, int, int, int],
-                   spec: CropSpec) -> dict[str, Any]:
-    """The meta-vs-fixed comparison of :func:`run_seed` alone."""
+def poor_input(seed: int, shape: tuple[int, int, int, int]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground truth, raw and the poor segmentation of a nuclei sample: at least 50 errors
+    of each kind in the whole series (the issue's setting): merged touching nuclei,
+    over-splits, spurious labels, and track breaks of the linker."""
     ds = make_sample("nuclei", shape=shape, seed=seed)
     seg = poor_series(ds.labels, ds.raw, SP, seed, p_merge=0.7, p_split=0.3, n_artefacts=16,
                       p_break=0.06)
-    return meta_vs_fixed(ds.labels, seg, ds.raw, k, seed, spec, shape[-1] // 2)
+    return ds.labels, ds.raw, seg
+
+
+def meta_only_seed(seed: int, k: int, shape: tuple[int, int, int, int],
+                   spec: CropSpec) -> dict[str, Any]:
+    """The meta-vs-fixed comparison of :func:`run_seed` alone."""
+    gt, raw, seg = poor_input(seed, shape)
+    return meta_vs_fixed(gt, seg, raw, k, seed, spec, shape[-1] // 2)
 
 
 def run_seed(seed: int, ks: list[int], shape: tuple[int, int, int, int], spec: CropSpec,
              do_meta: bool) -> dict[str, Any]:
-    ds = make_sample("nuclei", shape=shape, seed=seed)
-    gt, raw = ds.labels, ds.raw
-    # at least 50 errors of each kind in the whole series (the issue's setting): merged
-    # touching nuclei, over-splits, spurious labels, and track breaks of the linker
-    seg = poor_series(gt, raw, SP, seed, p_merge=0.7, p_split=0.3, n_artefacts=16,
-                      p_break=0.06)
+    gt, raw, seg = poor_input(seed, shape)
     x_split = shape[-1] // 2
     x0 = x_split + MARGIN
     part = (slice(None), slice(None), slice(None), slice(x0, None))

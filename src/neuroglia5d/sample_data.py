@@ -994,7 +994,7 @@ def make_sample(
 ) -> SampleDataset:
     """Generate a synthetic 4D data set with its ground truth.
 
-    The result depends only on ``kind``, ``shape`` and ``seed``.
+    The result depends only on ``kind``, ``shape``, ``seed`` and ``difficulty``.
 
     Parameters
     ----------
