@@ -1,7 +1,8 @@
 """Independent `.ng5d` reader written from docs/ng5d-format.md alone (a conformance check).
 
 Only the standard library, NumPy and, for the ``zstd`` storage tier (format 2.0), the zstd
-decoder of numcodecs (the writer uses imagecodecs'); it does not import neuroglia5d.
+decoder of numcodecs (the writer uses imagecodecs'); it does not import neuroglia5d. Codecs
+`bitpack`, `palette` and `octree` (format 2.1, §2.5); `decode_block` decodes one volume block.
 """
 
 from __future__ import annotations
@@ -138,8 +139,130 @@ def _decode_palette(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.n
     return _take(pal, idx, "palette").astype(dtype)
 
 
+def _stream_bits(buf: np.ndarray, p: np.ndarray, w: Any, what: str) -> np.ndarray:
+    """§2.5 byte bit stream: the `w`-bit integers at bit positions `p` of u8 array `buf`."""
+    p = np.asarray(p, dtype=U64)
+    w = np.broadcast_to(np.asarray(w, dtype=U64), p.shape)
+    if w.size and int(w.max()) > 56:
+        raise ValueError(f"{what}: entry width above 56 bits")
+    idx = (p >> U64(3)).astype(np.int64)[:, None] + np.arange(8)
+    if idx.size and int(idx.max()) >= buf.size:
+        raise ValueError(f"{what}: bit read past the end of its section")
+    word = np.ascontiguousarray(buf[idx]).view("<u8")[:, 0]
+    return (word >> (p & U64(7))) & ((U64(1) << w) - U64(1))
+
+
+def _rank(bits: np.ndarray, ranks: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """§2.5 rank(set, i): set bits before node i (i int64, already < nn)."""
+    k, sh = i >> 6, (i & 63).astype(U64)
+    return ranks[k].astype(np.int64) + np.bitwise_count(
+        bits[k] & ((U64(1) << sh) - U64(1))).astype(np.int64)
+
+
+def _bit(bits: np.ndarray, i: np.ndarray) -> np.ndarray:
+    return ((bits[i >> 6] >> (i & 63).astype(U64)) & U64(1)).astype(bool)
+
+
+def _decode_octree(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.ndarray:
+    """§2.5 codec `octree`: descend the tree of every voxel, then decode its mixed brick."""
+    if tuple(brick) != (8, 8, 8):
+        raise ValueError(f"octree brick must be (8, 8, 8), not {tuple(brick)}")
+    (head,) = _sections(block, 0, [("u4", 12)])
+    npal, u, tz, ty, tx, nn, nup, sup, nr, no, wg, rb = (int(v) for v in head)
+    g = [-(-s // 8) for s in zyx]
+    if u > 31 or [tz, ty, tx] != [-(-a // (1 << u)) for a in g]:
+        raise ValueError(f"tree top {(tz, ty, tx)} at U={u} does not match the brick grid {g}")
+    nt, nwd = tz * ty * tx, -(-nn // 64)
+    if not nt <= nn or not nup <= nn or wg > 56:
+        raise ValueError("bad octree head (nn, nup or wg)")
+    pal, split, srank, other, orank, values, rbase, rdelta, recs = _sections(block, 0, [
+        ("u4", 12), (dtype.str[1:], npal), ("u8", nwd), ("u4", nwd), ("u8", nwd), ("u4", nwd),
+        ("u1", -(-no * wg // 8) + 8), ("u4", -(-(nr + 1) // 16)), ("u2", nr + 1),
+        ("u1", rb + 8)])[1:]
+    z, y, x = (a.astype(np.int64).reshape(-1) for a in np.indices(zyx))
+    bz, by, bx = z >> 3, y >> 3, x >> 3
+    node = ((bz >> u) * ty + (by >> u)) * tx + (bx >> u)
+    for k in range(u, 0, -1):  # at most U descents; a uniform node stays where it is
+        s = _bit(split, node)
+        c = 4 * (bz >> (k - 1) & 1) + 2 * (by >> (k - 1) & 1) + (bx >> (k - 1) & 1)
+        node = np.where(s, nt + 8 * _rank(split, srank, node) + c, node)
+        if node.size and int(node.max()) >= nn:
+            raise ValueError("tree child beyond nn nodes")
+    mixed = _bit(split, node)
+    pidx = np.zeros(node.shape, dtype=U64)
+    uni = ~mixed & _bit(other, node)
+    ro = _rank(other, orank, node[uni])
+    if ro.size and int(ro.max()) >= no:
+        raise ValueError("other rank beyond no")
+    pidx[uni] = _stream_bits(values, ro.astype(U64) * U64(wg), wg, "values")
+    if np.any(mixed):
+        pidx[mixed] = _octree_bricks(recs, rbase, rdelta, _rank(split, srank, node[mixed]) - sup,
+                                     nr, rb, wg, z[mixed] & 7, y[mixed] & 7, x[mixed] & 7)
+    return _take(pal, pidx, "palette").astype(dtype).reshape(zyx)
+
+
+def _octree_bricks(recs: np.ndarray, rbase: np.ndarray, rdelta: np.ndarray, r: np.ndarray,
+                   nr: int, rb: int, wg: int, a: np.ndarray, b: np.ndarray,
+                   e: np.ndarray) -> np.ndarray:
+    """§2.5 records: palette index of in-brick voxels (a, b, e) of mixed-brick records r."""
+    if r.size and (int(r.min()) < 0 or int(r.max()) >= nr):
+        raise ValueError("mixed brick record number out of range")
+    if int(rbase[nr >> 4]) + int(rdelta[nr]) != rb:
+        raise ValueError("off(nr) differs from rb")
+    off = rbase[r >> 4].astype(np.int64) + rdelta[r]
+    end = rbase[(r + 1) >> 4].astype(np.int64) + rdelta[r + 1]
+    if int(end.max()) > rb or np.any(end <= off):
+        raise ValueError("record bytes outside the records section")
+    b0 = recs[off].astype(np.int64)
+    lw, zf, m = b0 & 7, b0 >> 3 & 1, b0 >> 4
+    if np.any(lw > 4):
+        raise ValueError("record local index width above 16 bits")
+    w = 1 << lw
+    big = m == 15
+    m[big] = recs[off[big] + 1].astype(np.int64) | recs[off[big] + 2].astype(np.int64) << 8
+    tab = off + 1 + 2 * big  # first byte of the table
+    m1p = tab + -(-m * wg // 8)  # byte of m1; M2 follows it
+    if np.any(m1p >= end):
+        raise ValueError("record table past the end of its record")
+    m1 = recs[m1p].astype(np.int64)
+    p1 = np.bitwise_count(m1).astype(np.int64)
+    vst = m1p + 1 + p1  # first byte of V
+    if np.any(vst > end):
+        raise ValueError("record M2 past the end of its record")
+    c1, c2 = 4 * (a >> 2 & 1) + 2 * (b >> 2 & 1) + (e >> 2 & 1), 4 * (a >> 1 & 1) + 2 * (
+        b >> 1 & 1) + (e >> 1 & 1)
+    c3 = 4 * (a & 1) + 2 * (b & 1) + (e & 1)
+
+    def pop8(v: np.ndarray) -> np.ndarray:
+        return np.bitwise_count(v.astype(np.uint8)).astype(np.int64)
+
+    def low(c: np.ndarray) -> np.ndarray:
+        return (1 << c) - 1
+
+    in1 = (m1 >> c1 & 1).astype(bool)
+    r1 = pop8(m1 & low(c1))
+    m2 = recs[m1p + 1 + np.minimum(r1, np.maximum(p1 - 1, 0))].astype(np.int64)
+    pops = [pop8(recs[np.minimum(m1p + 1 + q, recs.size - 1)]) for q in range(8)]
+    big_p = sum(np.where(q < p1, pops[q], 0) for q in range(8))
+    q_r1 = sum(np.where(q < r1, pops[q], 0) for q in range(8))
+    in2 = (m2 >> c2 & 1).astype(bool)
+    j = np.where(~in1, pop8(~m1 & low(c1)), np.where(
+        ~in2, (8 - p1) + (8 * r1 - q_r1) + pop8(~m2 & low(c2)),
+        (8 - p1) + (8 * p1 - big_p) + 8 * (q_r1 + pop8(m2 & low(c2))) + c3))
+    if np.any(8 * vst + (j + 1) * w > 8 * end):
+        raise ValueError("value stream entry past the end of its record")
+    loc = _stream_bits(recs, 8 * vst + j * w, w, "record values").astype(np.int64)
+    if np.any(loc >= zf + m):
+        raise ValueError("local index beyond the local table")
+    q = loc - zf
+    out = np.zeros(r.shape, dtype=U64)
+    st = q >= 0  # zf = 1 and local index 0 is palette index 0
+    out[st] = _stream_bits(recs, 8 * tab[st] + q[st] * wg, wg, "record table")
+    return out
+
+
 def _inflate(stored: bytes) -> bytes:
-    """§2.5 storage `zstd`: the resident volume block from its frame table and frames."""
+    """§2.6 storage `zstd`: the resident volume block from its frame table and frames."""
     from numcodecs import Zstd
 
     if len(stored) < 16:
@@ -210,11 +333,21 @@ def _scan(buf: bytes, start: int) -> dict[tuple[int, int], tuple[int, int, int]]
     return found
 
 
+CODEC_IDS = {"bitpack": 1, "palette": 2, "octree": 3}
+DECODERS = {1: _decode_bitpack, 2: _decode_palette, 3: _decode_octree}
+
+
+def decode_block(codec: str, block: bytes, zyx: tuple[int, int, int],
+                 brick: tuple[int, int, int], dtype: Any) -> np.ndarray:
+    """Decode one resident (plain) volume block of codec `codec` into a (Z, Y, X) array."""
+    return DECODERS[CODEC_IDS[codec]](block, tuple(zyx), tuple(brick), np.dtype(dtype))
+
+
 def read_ng5d(path: str | Path) -> dict[str, Any]:
     buf = Path(path).read_bytes()
     if len(buf) < 16 or buf[:8] != MAGIC:
         raise ValueError("not an ng5d file (bad magic)")
-    major, _minor, hlen = struct.unpack_from("<HHI", buf, 8)
+    major, _minor, hlen = struct.unpack_from("<HHI", buf, 8)  # 2.0 and 2.1 (octree) alike
     if major not in (1, 2):
         raise ValueError(f"unsupported major version {major}")
     if 16 + hlen + 4 > len(buf):
@@ -242,10 +375,12 @@ def read_ng5d(path: str | Path) -> dict[str, Any]:
         payload = buf[roff + 32:roff + 32 + length]
         if len(payload) != length or _crc(payload) != pcrc:
             raise ValueError(f"{name} t={t}: payload CRC mismatch (damaged record)")
-        codec = {"bitpack": 1, "palette": 2}[spec["codec"]]
+        if spec["codec"] not in CODEC_IDS:
+            raise ValueError(f"{name}: unknown codec {spec['codec']!r}")
+        codec = CODEC_IDS[spec["codec"]]
         if rec[3] != codec or not 0 <= t < shape[0]:
             raise ValueError(f"{name} t={t}: wrong codec id {rec[3]} or t out of range")
-        decode = _decode_bitpack if codec == 1 else _decode_palette
+        decode = DECODERS[codec]
         storage = spec.get("storage", "plain") if major >= 2 else "plain"
         if storage not in ("plain", "zstd"):
             raise ValueError(f"{name}: unknown storage {storage!r}")

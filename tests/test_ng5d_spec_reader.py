@@ -259,3 +259,131 @@ def test_palette_bricks_are_limited_to_65536_voxels(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="at most 65536 voxels"):
         ArraySpec.make("a", "labels", np.uint32, (1, 1, 2, 200, 200), (2, 200, 200))
+
+
+# --- §2.5 codec `octree`, blocks built by hand from the spec's text -------------------------
+
+
+def _stream(entries: list[int], w: int) -> bytes:
+    """§2.5 byte bit stream of `w`-bit entries, least significant bit first."""
+    acc = sum(int(v) << (j * w) for j, v in enumerate(entries))
+    return acc.to_bytes(-(-len(entries) * w // 8), "little")
+
+
+def _block(sections: list[np.ndarray]) -> bytes:
+    """§2.2: sections one after another, each starting at a multiple of 8 bytes."""
+    out = b""
+    for s in sections:
+        out += b"\0" * (-len(out) % 8) + np.ascontiguousarray(s).tobytes()
+    return out
+
+
+def _bitset(nodes: list[int], nn: int) -> tuple[np.ndarray, np.ndarray]:
+    """(words, ranks) of the §2.5 bit set holding `nodes` among `nn` nodes."""
+    words = np.zeros(-(-nn // 64), dtype="<u8")
+    for i in nodes:
+        words[i // 64] |= np.uint64(1) << np.uint64(i % 64)
+    counts = [bin(int(v)).count("1") for v in words]
+    return words, np.array([sum(counts[:k]) for k in range(len(words))], dtype="<u4")
+
+
+def _record(lw: int, zf: int, table: list[int], wg: int, m1: int, m2: list[int],
+            v: list[int]) -> bytes:
+    m = len(table)
+    head = bytes([lw | zf << 3 | min(m, 15) << 4]) + (struct.pack("<H", m) if m >= 15 else b"")
+    return head + _stream(table, wg) + bytes([m1, *m2]) + _stream(v, 1 << lw)
+
+
+def _octree_block(pal: np.ndarray, u: int, top: tuple[int, int, int], nn: int, nup: int,
+                  split: list[int], other: list[int], other_vals: list[int], wg: int,
+                  records: list[bytes]) -> bytes:
+    sp, sp_rank = _bitset(split, nn)
+    ot, ot_rank = _bitset(other, nn)
+    sup = sum(i < nup for i in split)
+    offs = np.cumsum([0] + [len(r) for r in records])
+    rb, nr = int(offs[-1]), len(records)
+    base = np.array([offs[k * 16] for k in range(-(-(nr + 1) // 16))], dtype="<u4")
+    delta = np.array([offs[r] - base[r // 16] for r in range(nr + 1)], dtype="<u2")
+    values = _stream(other_vals, wg) + bytes(8)
+    head = np.array([len(pal), u, *top, nn, nup, sup, nr, len(other), wg, rb], dtype="<u4")
+    recs = np.frombuffer(b"".join(records) + bytes(8), dtype=np.uint8)
+    return _block([head, pal, sp, sp_rank, ot, ot_rank, np.frombuffer(values, np.uint8), base,
+                   delta, recs])
+
+
+def _cell(c1: int, c2: int | None = None) -> tuple[slice, slice, slice]:
+    """In-brick slices of 4³ cell c1 (or of 2³ cell c2 inside it)."""
+    o = [4 * (c1 >> 2 & 1), 4 * (c1 >> 1 & 1), 4 * (c1 & 1)]
+    if c2 is None:
+        return tuple(slice(s, s + 4) for s in o)  # type: ignore[return-value]
+    o = [o[0] + 2 * (c2 >> 2 & 1), o[1] + 2 * (c2 >> 1 & 1), o[2] + 2 * (c2 & 1)]
+    return tuple(slice(s, s + 2) for s in o)  # type: ignore[return-value]
+
+
+def test_octree_block_built_by_hand() -> None:
+    """U = 1 over a 2×3×2 brick grid: split/uniform/`other` nodes, two mixed bricks."""
+    pal = np.array([0, 7, 300, 70_000, 4_000_000_000], dtype="<u4")  # npal 5: wg = 3
+    # Record 0: w = 1, zf = 1, table [3] -> L = [0, 3]; 4³ cell 5 mixed, its 2³ cells 2, 6 mixed.
+    cell2, cell6 = [1, 0, 0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1]
+    rec0 = _record(0, 1, [3], 3, 0b0010_0000, [0b0100_0100],
+                   [1, 0, 0, 0, 0, 0, 0,  # uniform 4³ cells 0, 1, 2, 3, 4, 6, 7
+                    1, 0, 1, 1, 0, 0,  # uniform 2³ cells 0, 1, 3, 4, 5, 7 of cell 5
+                    *cell2, *cell6])
+    loc0 = np.zeros((8, 8, 8), dtype=np.int64)
+    loc0[_cell(0)] = 1
+    for c2, v in zip([0, 1, 3, 4, 5, 7], [1, 0, 1, 1, 0, 0], strict=True):
+        loc0[_cell(5, c2)] = v
+    loc0[_cell(5, 2)] = np.reshape(cell2, (2, 2, 2))
+    loc0[_cell(5, 6)] = np.reshape(cell6, (2, 2, 2))
+    # Record 1: w = 2, zf = 0, table [1, 4, 2] = L; 4³ cells 0 (2³ cell 7 mixed) and 3 (2³
+    # cells 0, 1 mixed) mixed.
+    v7, v30, v31 = [0, 1, 2, 2, 1, 0, 2, 2], [0, 0, 0, 0, 0, 0, 0, 2], [1, 2, 1, 2, 1, 2, 1, 2]
+    rec1 = _record(1, 0, [1, 4, 2], 3, 0b0000_1001, [0b1000_0000, 0b0000_0011],
+                   [2, 1, 0, 2, 1, 0,  # uniform 4³ cells 1, 2, 4, 5, 6, 7
+                    0, 1, 2, 0, 1, 2, 1,  # uniform 2³ cells 0-6 of cell 0
+                    2, 2, 1, 0, 0, 1,  # uniform 2³ cells 2-7 of cell 3
+                    *v7, *v30, *v31])
+    loc1 = np.zeros((8, 8, 8), dtype=np.int64)
+    for c1, v in zip([1, 2, 4, 5, 6, 7], [2, 1, 0, 2, 1, 0], strict=True):
+        loc1[_cell(c1)] = v
+    for c2, v in enumerate([0, 1, 2, 0, 1, 2, 1]):
+        loc1[_cell(0, c2)] = v
+    for c2, v in zip(range(2, 8), [2, 2, 1, 0, 0, 1], strict=True):
+        loc1[_cell(3, c2)] = v
+    for c1, c2, vox in [(0, 7, v7), (3, 0, v30), (3, 1, v31)]:
+        loc1[_cell(c1, c2)] = np.reshape(vox, (2, 2, 2))
+    # Volume 9×17×16: bricks gz, gy, gx = 2, 3, 2; U = 1: top tz, ty, tx = 1, 2, 1.
+    # Node 0 (top, bricks y 0-1) split, children 2-9; node 1 (top, bricks y 2-3) uniform
+    # palette[2] via `other`. Children c = 4dz + 2dy + dx: 2 (brick 0,0,0) mixed, record 0;
+    # 4 (0,1,0) palette[3]; 5 (0,1,1) mixed, record 1; 7 (1,0,1) palette[1]; others 0.
+    block = _octree_block(pal, 1, (1, 2, 1), nn=10, nup=2, split=[0, 2, 5],
+                          other=[1, 4, 7], other_vals=[2, 3, 1], wg=3, records=[rec0, rec1])
+    exp = np.zeros((16, 24, 16), dtype=np.uint32)  # whole bricks, cut to the volume below
+    exp[:, 16:] = pal[2]
+    exp[0:8, 0:8, 0:8] = pal[np.array([0, 3])[loc0]]
+    exp[0:8, 8:16, 0:8] = pal[3]
+    exp[0:8, 8:16, 8:16] = pal[np.array([1, 4, 2])[loc1]]
+    exp[8:16, 0:8, 8:16] = pal[1]
+    exp = exp[:9, :17, :16]
+    out = spec_reader.decode_block("octree", block, (9, 17, 16), (8, 8, 8), np.uint32)
+    assert _same(out, exp)
+    assert {int(v) for v in np.unique(out)} == {0, 7, 300, 70_000, 4_000_000_000}
+
+
+def test_octree_block_u0_long_table() -> None:
+    """U = 0 (top nodes are bricks), uint64 palette, m ≥ 15 (u16 m), w = 8, all 4³ cells mixed."""
+    pal = np.array([0, *range(2**33, 2**33 + 24)], dtype="<u8")  # npal 25: wg = 5
+    table = list(range(24, 4, -1))  # m = 20 -> L = [0, 24, 23, ..., 5]
+    v = [(8 * c1 + c2) % 21 for c1 in range(8) for c2 in range(8)]
+    rec = _record(3, 1, table, 5, 0xFF, [0] * 8, v)
+    # Volume 8×5×11: bricks 1×1×2; node 0 uniform palette[17], node 1 the mixed brick.
+    block = _octree_block(pal, 0, (1, 1, 2), nn=2, nup=0, split=[1], other=[0],
+                          other_vals=[17], wg=5, records=[rec])
+    lut = np.array([0, *table])
+    loc = np.zeros((8, 8, 8), dtype=np.int64)
+    for c1 in range(8):
+        for c2 in range(8):
+            loc[_cell(c1, c2)] = v[8 * c1 + c2]
+    exp = np.concatenate([np.full((8, 8, 8), pal[17]), pal[lut[loc]]], axis=2)[:, :5, :11]
+    out = spec_reader.decode_block("octree", block, (8, 5, 11), (8, 8, 8), np.uint64)
+    assert _same(out, exp.astype(np.uint64))
