@@ -349,6 +349,18 @@ pl = c.parse_palette(c.encode_palette(lab, bl), int(np.prod(c.brick_grid(lab.sha
                      np.uint64, 256)
 ok.append(np.array_equal(decode_on_device(DeviceVolume(pl, np), lab.shape, bl, np.uint64),
                          c.decode_palette(pl, lab.shape, bl)))
+# octree: uniform regions above the bricks, records with uniform 4^3 and 2^3 cells, w 1-4
+from neuroglia5d.io import ng5d_octree as o
+lab2 = np.zeros((20, 37, 35), np.uint64)
+lab2[2:17, 3:30, 5:33] = 5
+lab2[6:11, 9:20, 9:25] = 2**40 + 1
+lab2[12, 20:26, 4:30] = 9
+lab2[0:3, 0:4, 30:35] = rng.integers(0, 12, (3, 4, 5))
+po = o.parse_octree(o.encode_octree(lab2, levels=2), lab2.shape, np.uint64)
+for reg in (None, (slice(3, 17), slice(5, 33), slice(1, 34))):
+    ok.append(np.array_equal(decode_on_device(DeviceVolume(po, np), lab2.shape, o.BRICK,
+                                              np.uint64, reg),
+                             o.decode_octree(po, lab2.shape, reg)))
 # a zstd-stored block inflated frame by frame: part of it on the CPU, then all for the GPU
 lz = c.parse_bitpack(c.LazyBlock(c.store_zstd(c.encode_bitpack(v, br), frame=512)),
                      int(np.prod(c.brick_grid(v.shape, br))), 256)
@@ -365,7 +377,7 @@ def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
     proc = subprocess.run([sys.executable, "-c", _SIM], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["True", "6"]
+    assert proc.stdout.split() == ["True", "8"]
 
 
 def test_edit_a_tile_then_save_appends_and_survives_reopening(tmp_path):

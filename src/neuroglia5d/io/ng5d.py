@@ -37,13 +37,14 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError, OutputError
 from . import ng5d_codec as codec
+from . import ng5d_octree as octree
 from .atomic import finalize as _rename_final
 from .atomic import os_errors, partial_path, remove
 from .writers import SeriesMeta, SeriesWriter
 
 MAGIC = b"NG5D\r\n\x1a\n"
 #: written by this version; 1.x files (no storage tier) are still read
-VERSION = (2, 0)
+VERSION = (2, 1)
 READABLE_MAJOR = (1, 2)
 REC_MAGIC = b"NG5R"
 IDX_MAGIC = b"NG5X"
@@ -57,8 +58,12 @@ ENTRY = struct.Struct("<IIQQII")
 #: footer: index record offset, crc32 of the offset, magic
 FOOTER = struct.Struct("<QI4s")
 INDEX_ARRAY = 0xFFFFFFFF
-CODEC_IDS = {"bitpack": codec.CODEC_BITPACK, "palette": codec.CODEC_PALETTE}
-DEFAULT_BRICK = {"bitpack": (4, 16, 16), "palette": (8, 8, 8)}
+CODEC_IDS = {"bitpack": codec.CODEC_BITPACK, "palette": codec.CODEC_PALETTE,
+             "octree": octree.CODEC_OCTREE}
+DEFAULT_BRICK = {"bitpack": (4, 16, 16), "palette": (8, 8, 8), "octree": octree.BRICK}
+#: codec of each role unless asked otherwise
+DEFAULT_CODEC = {"intensity": "bitpack", "labels": "octree"}
+LABEL_CODECS = ("octree", "palette")
 DEFAULT_STORAGE = codec.STORAGE_ZSTD
 
 
@@ -102,7 +107,8 @@ class ArraySpec:
     brick : tuple of int
         Brick shape (z, y, x).
     codec : str
-        ``bitpack`` or ``palette``.
+        ``bitpack`` (intensity), ``octree`` (labels, the default) or ``palette`` (labels,
+        every file before format 2.1).
     storage : str
         ``zstd`` (volume blocks stored as zstd frames, inflated once on load into the
         per-voxel decodable resident form) or ``plain`` (stored as is; every 1.x file).
@@ -119,11 +125,18 @@ class ArraySpec:
     @classmethod
     def make(cls, name: str, role: str, dtype: Any, shape: Sequence[int],
              brick: Sequence[int] | None = None,
-             storage: str = DEFAULT_STORAGE) -> ArraySpec:
-        """An array spec with the codec and brick its role and dtype call for."""
+             storage: str = DEFAULT_STORAGE, codec_name: str | None = None) -> ArraySpec:
+        """An array spec with the codec and brick its role and dtype call for
+        (``codec_name``: ``palette`` instead of ``octree`` for labels)."""
         dt = np.dtype(dtype).name
-        cod = "palette" if role == "labels" else "bitpack"
-        allowed = codec.PALETTE_DTYPES if cod == "palette" else codec.BITPACK_DTYPES
+        cod = DEFAULT_CODEC["labels" if role == "labels" else "intensity"]
+        if codec_name is not None:
+            ok = LABEL_CODECS if role == "labels" else ("bitpack",)
+            if codec_name not in ok:
+                raise ValueError(f"{name}: codec {codec_name!r} is not one of {ok} for "
+                                 f"role {role!r}")
+            cod = codec_name
+        allowed = codec.BITPACK_DTYPES if cod == "bitpack" else codec.PALETTE_DTYPES
         if dt not in allowed:
             raise ValueError(f"{name}: dtype {dt} not supported by {cod} ({allowed})")
         shp = tuple(int(s) for s in shape)
@@ -134,6 +147,8 @@ class ArraySpec:
         b = tuple(int(v) for v in (brick or DEFAULT_BRICK[cod]))
         if len(b) != 3 or min(b) < 1:
             raise ValueError(f"{name}: brick must be three positive sizes, got {b}")
+        if cod == "octree" and b != octree.BRICK:
+            raise ValueError(f"{name}: octree bricks are {octree.BRICK}, got {b}")
         if cod == "palette" and int(np.prod(b)) > 65536:
             raise ValueError(f"{name}: a palette brick holds at most 65536 voxels, got {b}")
         if storage not in codec.STORAGES:
@@ -162,14 +177,17 @@ class ArraySpec:
         except (KeyError, TypeError, ValueError) as e:
             raise Ng5dError(f"array entry {d!r} is malformed ({e})") from None
         if spec.codec not in CODEC_IDS or len(spec.shape) != 5 or len(spec.brick) != 3 \
-                or min(spec.brick) < 1 or spec.storage not in codec.STORAGES:
+                or min(spec.brick) < 1 or spec.storage not in codec.STORAGES \
+                or (spec.codec == "octree" and spec.brick != octree.BRICK):
             raise Ng5dError(f"array {spec.name!r}: unsupported codec or storage, or bad "
                             "shape/brick")
         return spec
 
 
 def _encode_volume(spec: ArraySpec, vol: np.ndarray) -> bytes:
-    if spec.codec == "palette":
+    if spec.codec == "octree":
+        block = octree.encode_octree(vol)
+    elif spec.codec == "palette":
         block = codec.encode_palette(vol, spec.brick)
     else:
         block = codec.encode_bitpack(vol, spec.brick)
@@ -474,7 +492,10 @@ class Ng5dFile:
                 if spec.storage == codec.STORAGE_ZSTD:  # inflated into the resident form,
                     block = codec.LazyBlock(block)      # frame by frame as decodes need it
                 nvox = int(np.prod(spec.brick))
-                if spec.codec == "palette":
+                if spec.codec == "octree":
+                    v = octree.parse_octree(block, tuple(spec.shape[2:]),  # type: ignore[arg-type]
+                                            np.dtype(spec.dtype))
+                elif spec.codec == "palette":
                     v = codec.parse_palette(block, spec.n_bricks, np.dtype(spec.dtype), nvox)
                 else:
                     v = codec.parse_bitpack(block, spec.n_bricks, nvox)
@@ -504,6 +525,8 @@ class Ng5dFile:
         v = self.volume(name, t, c)
         zyx = tuple(spec.shape[2:])
         try:  # a lazily inflated block inflates and checks the bricks needed here
+            if spec.codec == "octree":
+                return octree.decode_octree(v, zyx, region)  # type: ignore[arg-type]
             if spec.codec == "palette":
                 return codec.decode_palette(v, zyx, spec.brick, region)  # type: ignore[arg-type]
             return codec.decode_bitpack(v, zyx, spec.brick, spec.dtype, region)  # type: ignore[arg-type]

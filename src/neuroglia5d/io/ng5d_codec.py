@@ -44,7 +44,7 @@ STORAGES = (STORAGE_PLAIN, STORAGE_ZSTD)
 FRAME_BYTES = 1 << 18
 #: zstd level of the storage tier per codec (decoding speed does not depend on it; label
 #: blocks are small, so a slower level costs little and gains 5-15 %)
-ZSTD_LEVELS = {"bitpack": 3, "palette": 15}
+ZSTD_LEVELS = {"bitpack": 3, "palette": 15, "octree": 15}
 ZSTD_LEVEL = ZSTD_LEVELS["bitpack"]
 
 CODEC_BITPACK = 1

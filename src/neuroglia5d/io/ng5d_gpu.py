@@ -1,8 +1,9 @@
 """GPU decoding of ``.ng5d`` volumes: one CUDA thread per output voxel.
 
 The kernels call the very per-voxel functions the CPU decoder uses
-(:func:`neuroglia5d.io._ng5d_kernels.bp_voxel` and ``pal_voxel``, registered for every
-numba target), on the compressed arrays already on the device, and write straight into a
+(:func:`neuroglia5d.io._ng5d_kernels.bp_voxel`, ``pal_voxel`` and
+:func:`neuroglia5d.io._ng5d_octree_kernels.oct_voxel`, registered for every numba
+target), on the compressed arrays already on the device, and write straight into a
 device buffer: no CPU work per voxel, no host round trip. Without a GPU, the same kernels
 run under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) on NumPy arrays, which is
 how the test suite checks them against the CPU decoder. Import this module only when
@@ -17,7 +18,9 @@ import numpy as np
 from numba import cuda
 
 from ._ng5d_kernels import bp_voxel, locate, pal_voxel
+from ._ng5d_octree_kernels import oct_voxel
 from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
+from .ng5d_octree import OctreeVolume
 
 _THREADS = 256
 
@@ -52,19 +55,37 @@ def pal_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, top, words, ext_w, ext_lut,
     out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
 
 
+@cuda.jit
+def oct_kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other,
+               other_rank, values, wg, rec_base, rec_delta, records, palette
+               ):  # pragma: no cover - device code
+    i = cuda.grid(1)
+    oz, oy, ox = out.shape
+    if i >= oz * oy * ox:
+        return
+    z = z0 + i // (oy * ox)
+    y = y0 + (i // ox) % oy
+    x = x0 + i % ox
+    p = oct_voxel(z, y, x, u, ty, tx, nt, nn, sup, split, split_rank, other, other_rank,
+                  values, wg, rec_base, rec_delta, records)
+    out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
+
+
 class DeviceVolume:
     """A parsed volume's arrays on the device (CuPy), uploaded once and reused.
 
     Parameters
     ----------
-    vol : BitpackVolume or PaletteVolume
+    vol : BitpackVolume, PaletteVolume or OctreeVolume
         Parsed host volume.
     xp : module
         ``cupy`` on a GPU; ``numpy`` under the CUDA simulator.
     """
 
-    def __init__(self, vol: BitpackVolume | PaletteVolume, xp: Any) -> None:
-        self.kind = "bitpack" if isinstance(vol, BitpackVolume) else "palette"
+    def __init__(self, vol: BitpackVolume | PaletteVolume | OctreeVolume, xp: Any) -> None:
+        self.kind = ("bitpack" if isinstance(vol, BitpackVolume)
+                     else "octree" if isinstance(vol, OctreeVolume) else "palette")
+        self.scalars = vol.scalars() if isinstance(vol, OctreeVolume) else ()
         self.xp = xp
         self.arrays = {k: xp.array(v) for k, v in vol.arrays().items()}  # copies (writable)
 
@@ -108,6 +129,14 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
             out = out.view(np.float32)
         return out
     out = xp.empty(shp, a["palette"].dtype)
+    if dv.kind == "octree":
+        if n and min(shp) > 0:
+            u, ty, tx, nt, nn, sup, wg = dv.scalars
+            oct_kernel[blocks, _THREADS](out, z.start, y.start, x.start, u, ty, tx, nt, nn,
+                                         sup, a["split"], a["split_rank"], a["other"],
+                                         a["other_rank"], a["values"], wg, a["rec_base"],
+                                         a["rec_delta"], a["records"], a["palette"])
+        return out
     top = np.int64(1) << np.int64(a["words"].dtype.itemsize * 8 - 1)
     if n and min(shp) > 0:
         pal_kernel[blocks, _THREADS](out, z.start, y.start, x.start, gy, gx, bz, by, bx,

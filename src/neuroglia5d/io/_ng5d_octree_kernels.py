@@ -1,0 +1,441 @@
+"""numba kernels of the ``octree`` labels codec (imported only when encoding or decoding).
+
+The layout is specified in ``docs/ng5d-format.md`` (§2.5). ``oct_voxel`` decodes one voxel
+from the compressed arrays alone (a descent of at most ``U + 1`` tree levels, then at most
+four popcounts in its brick); the CUDA kernel in :mod:`neuroglia5d.io.ng5d_gpu` runs it one
+voxel per thread. The CPU decoder decodes whole bricks instead: it finds each brick's node
+once, fills uniform bricks row by row, and expands a mixed brick's record sequentially
+(cells in the order the record lists them), which is several times faster than voxel by
+voxel. Bit sets are read as pairs of 32-bit words (the u64 words of the file, little
+endian), so every operation stays in signed 64-bit integers on both targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+from numba.core.extending import register_jitable
+
+from ._ng5d_kernels import popc
+
+_plain = numba.njit(cache=True, nogil=True)
+_par = numba.njit(cache=True, nogil=True, parallel=True)
+_shared = register_jitable
+U64 = np.uint64
+
+#: C-order offset within an 8x8x8 brick of every voxel, listed in record (octant) order
+_M = np.empty(512, np.int64)
+for _m in range(512):
+    _c1, _c2, _c3 = _m >> 6, (_m >> 3) & 7, _m & 7
+    _z = ((_c1 >> 2) & 1) * 4 + ((_c2 >> 2) & 1) * 2 + ((_c3 >> 2) & 1)
+    _y = ((_c1 >> 1) & 1) * 4 + ((_c2 >> 1) & 1) * 2 + ((_c3 >> 1) & 1)
+    _x = (_c1 & 1) * 4 + (_c2 & 1) * 2 + (_c3 & 1)
+    _M[_m] = (_z * 8 + _y) * 8 + _x
+MORTON_ZYX = _M
+
+
+# --------------------------------------------------------------------------- shared
+@_shared
+def bit_at(words: Any, i: int) -> int:
+    """Bit ``i`` of a bit set given as u32 words (two per u64 word of the file)."""
+    return (np.int64(words[i >> 5]) >> (i & 31)) & 1
+
+
+@_shared
+def rank_at(words: Any, ranks: Any, i: int) -> int:
+    """Set bits before ``i`` (``ranks``: set bits before each u64 word)."""
+    k = i >> 6
+    b = i & 63
+    lo = np.int64(words[2 * k])
+    r = np.int64(ranks[k])
+    if b < 32:
+        return r + popc(lo & ((np.int64(1) << b) - 1))
+    hi = np.int64(words[2 * k + 1])
+    return r + popc(lo) + popc(hi & ((np.int64(1) << (b - 32)) - 1))
+
+
+@_shared
+def get_bits8(buf: Any, pos: int, w: int) -> int:
+    """The ``w``-bit (``w`` <= 32) entry at bit ``pos`` of a byte bit stream (clamped to
+    the buffer, so a damaged block never reads outside it)."""
+    n = buf.shape[0]
+    k = pos >> 3
+    x = np.int64(0)
+    for q in range(5):
+        kk = min(k + q, n - 1)
+        x |= np.int64(buf[kk]) << (8 * q)
+    return (x >> (pos & 7)) & ((np.int64(1) << w) - 1)
+
+
+@_shared
+def get_u8(buf: Any, k: int) -> int:
+    return np.int64(buf[min(k, buf.shape[0] - 1)])
+
+
+@_shared
+def find_node(iz: int, iy: int, ix: int, u: int, ty: int, tx: int, nt: int, nn: int,
+              split: Any, split_rank: Any) -> tuple[int, int]:
+    """(node, level) where the descent for brick (iz, iy, ix) ends: a uniform node, or a
+    split level-0 node (a mixed brick)."""
+    i = ((iz >> u) * ty + (iy >> u)) * tx + (ix >> u)
+    i = min(i, nn - 1)
+    k = u
+    while k > 0 and bit_at(split, i):
+        k -= 1
+        c = ((iz >> k) & 1) * 4 + ((iy >> k) & 1) * 2 + ((ix >> k) & 1)
+        i = min(nt + 8 * rank_at(split, split_rank, i) + c, nn - 1)
+    return i, k
+
+
+@_shared
+def node_value(i: int, other: Any, other_rank: Any, values: Any, wg: int) -> int:
+    """Palette index of uniform node ``i``."""
+    if bit_at(other, i) == 0:
+        return 0
+    return get_bits8(values, wg * rank_at(other, other_rank, i), wg)
+
+
+@_shared
+def record_start(r: int, rec_base: Any, rec_delta: Any) -> int:
+    r = max(0, min(r, rec_delta.shape[0] - 1))
+    return np.int64(rec_base[r >> 4]) + np.int64(rec_delta[r])
+
+
+@_shared
+def record_head(rec: Any, p: int, wg: int) -> tuple[int, int, int, int]:
+    """(w, zf, m, position of m1) of the record starting at byte ``p``."""
+    b0 = get_u8(rec, p)
+    w = np.int64(1) << min(b0 & 7, 4)
+    zf = (b0 >> 3) & 1
+    m = b0 >> 4
+    q = p + 1
+    if m == 15:
+        m = get_u8(rec, q) | (get_u8(rec, q + 1) << 8)
+        q += 2
+    q += (m * wg + 7) >> 3
+    return w, zf, m, q
+
+
+@_shared
+def record_voxel(rec: Any, p: int, wg: int, a: int, b: int, e: int) -> int:
+    """Palette index of voxel (a, b, e) (z, y, x mod 8) of the record at byte ``p``."""
+    w, zf, m, q = record_head(rec, p, wg)
+    m1 = get_u8(rec, q)
+    p1 = popc(m1)
+    c1 = ((a >> 2) & 1) * 4 + ((b >> 2) & 1) * 2 + ((e >> 2) & 1)
+    c2 = ((a >> 1) & 1) * 4 + ((b >> 1) & 1) * 2 + ((e >> 1) & 1)
+    c3 = (a & 1) * 4 + (b & 1) * 2 + (e & 1)
+    v0 = q + 1 + p1  # first byte of the value stream
+    if (m1 >> c1) & 1 == 0:
+        j = popc(~m1 & ((1 << c1) - 1) & 0xFF)
+    else:
+        r1 = popc(m1 & ((1 << c1) - 1))
+        big = 0  # P: set bits of all M2 bytes; Q: of those before r1
+        before = 0
+        for t in range(p1):
+            pc = popc(get_u8(rec, q + 1 + t))
+            big += pc
+            if t < r1:
+                before += pc
+        m2 = get_u8(rec, q + 1 + r1)
+        if (m2 >> c2) & 1 == 0:
+            j = (8 - p1) + (8 * r1 - before) + popc(~m2 & ((1 << c2) - 1) & 0xFF)
+        else:
+            j = (8 - p1) + (8 * p1 - big) + 8 * (before + popc(m2 & ((1 << c2) - 1))) + c3
+    li = get_bits8(rec, (v0 << 3) + j * w, w)
+    nl = zf + m
+    li = min(li, max(nl - 1, 0))
+    if zf == 1:
+        if li == 0:
+            return 0
+        li -= 1
+    return get_bits8(rec, ((p + (3 if (get_u8(rec, p) >> 4) == 15 else 1)) << 3) + li * wg, wg)
+
+
+@_shared
+def oct_voxel(z: int, y: int, x: int, u: int, ty: int, tx: int, nt: int, nn: int,
+              sup: int, split: Any, split_rank: Any, other: Any, other_rank: Any,
+              values: Any, wg: int, rec_base: Any, rec_delta: Any, rec: Any) -> int:
+    """Palette index of voxel (z, y, x): the whole per-voxel decode (GPU threads)."""
+    iz, iy, ix = z >> 3, y >> 3, x >> 3
+    i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
+    if bit_at(split, i) == 0:
+        return node_value(i, other, other_rank, values, wg)
+    p = record_start(rank_at(split, split_rank, i) - sup, rec_base, rec_delta)
+    return record_voxel(rec, p, wg, z & 7, y & 7, x & 7)
+
+
+# --------------------------------------------------------------------------- encoder
+@_par
+def brick_minmax(idx: Any, gz: int, gy: int, gx: int, mn: Any, mx: Any) -> None:
+    """Smallest and largest palette index of every brick (its voxels inside the volume)."""
+    nz, ny, nx = idx.shape
+    for b in prange(gz * gy * gx):
+        iz = b // (gy * gx)
+        iy = (b // gx) % gy
+        ix = b % gx
+        lo = np.int64(idx[iz * 8, iy * 8, ix * 8])
+        hi = lo
+        for z in range(iz * 8, min(iz * 8 + 8, nz)):
+            for y in range(iy * 8, min(iy * 8 + 8, ny)):
+                for x in range(ix * 8, min(ix * 8 + 8, nx)):
+                    v = np.int64(idx[z, y, x])
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+        mn[b] = lo
+        mx[b] = hi
+
+
+@_plain
+def put_bits8(buf: Any, pos: int, v: int, w: int) -> None:
+    """OR the ``w``-bit value ``v`` into a byte bit stream at bit ``pos`` (buffer zeroed)."""
+    v = v << (pos & 7)
+    k = pos >> 3
+    while v:
+        buf[k] |= np.uint8(v & 0xFF)
+        v >>= 8
+        k += 1
+
+
+@_plain
+def encode_brick(idx: Any, iz: int, iy: int, ix: int, wg: int, out: Any, pos: int,
+                 write: bool) -> int:
+    """Encode the record of brick (iz, iy, ix) at byte ``pos`` of ``out`` (when ``write``);
+    return its length in bytes. Voxels outside the volume repeat the nearest inside one."""
+    nz, ny, nx = idx.shape
+    vals = np.empty(512, np.int64)
+    for mo in range(512):
+        c = MORTON_ZYX[mo]
+        z = min(iz * 8 + (c >> 6), nz - 1)
+        y = min(iy * 8 + ((c >> 3) & 7), ny - 1)
+        x = min(ix * 8 + (c & 7), nx - 1)
+        vals[mo] = idx[z, y, x]
+    table = np.unique(vals)
+    nl = table.shape[0]
+    zf = 1 if table[0] == 0 else 0
+    m = nl - zf
+    lw = 0
+    while (1 << (1 << lw)) < nl:
+        lw += 1
+    w = 1 << lw
+    li = np.searchsorted(table, vals)
+    m1 = 0
+    m2 = np.zeros(8, np.int64)
+    for c1 in range(8):
+        s = c1 * 64
+        same = True
+        for t in range(1, 64):
+            if li[s + t] != li[s]:
+                same = False
+                break
+        if not same:
+            m1 |= 1 << c1
+            for c2 in range(8):
+                s2 = s + c2 * 8
+                for t in range(1, 8):
+                    if li[s2 + t] != li[s2]:
+                        m2[c1] |= 1 << c2
+                        break
+    p1 = 0
+    p2 = 0
+    for c1 in range(8):
+        if (m1 >> c1) & 1:
+            p1 += 1
+            p2 += popc(m2[c1])
+    nv = (8 - p1) + (8 * p1 - p2) + 8 * p2
+    head = 1 if m < 15 else 3
+    tbytes = (m * wg + 7) >> 3
+    size = head + tbytes + 1 + p1 + ((nv * w + 7) >> 3)
+    if not write:
+        return size
+    out[pos] = np.uint8(lw | (zf << 3) | (min(m, 15) << 4))
+    if m >= 15:
+        out[pos + 1] = np.uint8(m & 0xFF)
+        out[pos + 2] = np.uint8(m >> 8)
+    t0 = (pos + head) << 3
+    for q in range(m):
+        put_bits8(out, t0 + q * wg, table[zf + q], wg)
+    q = pos + head + tbytes
+    out[q] = np.uint8(m1)
+    k = q + 1
+    for c1 in range(8):
+        if (m1 >> c1) & 1:
+            out[k] = np.uint8(m2[c1])
+            k += 1
+    vb = k << 3
+    j = 0
+    for c1 in range(8):  # uniform 4^3 cells
+        if (m1 >> c1) & 1 == 0:
+            put_bits8(out, vb + j * w, li[c1 * 64], w)
+            j += 1
+    for c1 in range(8):  # uniform 2^3 cells of the mixed 4^3 cells
+        if (m1 >> c1) & 1:
+            for c2 in range(8):
+                if (m2[c1] >> c2) & 1 == 0:
+                    put_bits8(out, vb + j * w, li[c1 * 64 + c2 * 8], w)
+                    j += 1
+    for c1 in range(8):  # voxels of the mixed 2^3 cells
+        if (m1 >> c1) & 1:
+            for c2 in range(8):
+                if (m2[c1] >> c2) & 1:
+                    for c3 in range(8):
+                        put_bits8(out, vb + j * w, li[c1 * 64 + c2 * 8 + c3], w)
+                        j += 1
+    return size
+
+
+@_par
+def record_sizes(idx: Any, bricks: Any, wg: int, sizes: Any) -> None:
+    dummy = np.zeros(1, np.uint8)
+    for r in prange(bricks.shape[0]):
+        sizes[r] = encode_brick(idx, bricks[r, 0], bricks[r, 1], bricks[r, 2], wg, dummy,
+                                0, False)
+
+
+@_par
+def write_records(idx: Any, bricks: Any, wg: int, offsets: Any, out: Any) -> None:
+    for r in prange(bricks.shape[0]):
+        encode_brick(idx, bricks[r, 0], bricks[r, 1], bricks[r, 2], wg, out, offsets[r],
+                     True)
+
+
+# --------------------------------------------------------------------------- CPU decoder
+@_plain
+def fill_cube(li: Any, z0: int, y0: int, x0: int, n: int, v: int) -> None:
+    """Set the ``n``³ cube at (z0, y0, x0) of a C-order 8×8×8 brick to ``v``."""
+    for z in range(z0, z0 + n):
+        for y in range(y0, y0 + n):
+            r = (z * 8 + y) * 8 + x0
+            for x in range(n):
+                li[U64(r + x)] = v
+
+
+@_plain
+def expand_record(rec: Any, p: int, wg: int, npal: int, li: Any, table: Any) -> int:
+    """Local indices of a mixed brick, in C order, into ``li`` (512), and its local table
+    (palette indices, clamped) into ``table``; returns the table's length."""
+    w, zf, m, q = record_head(rec, p, wg)
+    nl = min(zf + m, table.shape[0])
+    t0 = (p + (3 if (get_u8(rec, p) >> 4) == 15 else 1)) << 3
+    if zf:
+        table[0] = 0
+    for t in range(zf, nl):
+        table[t] = min(get_bits8(rec, t0 + (t - zf) * wg, wg), npal - 1)
+    if nl == 0:
+        nl = 1
+        table[0] = 0
+    m1 = get_u8(rec, q)
+    p1 = popc(m1)
+    vb = (q + 1 + p1) << 3
+    top = nl - 1
+    j = 0
+    mask = (np.int64(1) << w) - 1
+    for c1 in range(8):
+        if (m1 >> c1) & 1 == 0:
+            v = min(get_bits8(rec, vb + j * w, w), top)
+            j += 1
+            fill_cube(li, (c1 >> 2) * 4, ((c1 >> 1) & 1) * 4, (c1 & 1) * 4, 4, v)
+    k = 0
+    for c1 in range(8):
+        if (m1 >> c1) & 1:
+            m2 = get_u8(rec, q + 1 + k)
+            k += 1
+            for c2 in range(8):
+                if (m2 >> c2) & 1 == 0:
+                    v = min(get_bits8(rec, vb + j * w, w), top)
+                    j += 1
+                    fill_cube(li, (c1 >> 2) * 4 + (c2 >> 2) * 2,
+                              ((c1 >> 1) & 1) * 4 + ((c2 >> 1) & 1) * 2,
+                              (c1 & 1) * 4 + (c2 & 1) * 2, 2, v)
+    k = 0
+    n = rec.shape[0]
+    for c1 in range(8):
+        if (m1 >> c1) & 1:
+            m2 = get_u8(rec, q + 1 + k)
+            k += 1
+            for c2 in range(8):
+                if (m2 >> c2) & 1:
+                    r0 = ((((c1 >> 2) * 4 + (c2 >> 2) * 2) * 8
+                           + ((c1 >> 1) & 1) * 4 + ((c2 >> 1) & 1) * 2) * 8
+                          + (c1 & 1) * 4 + (c2 & 1) * 2)
+                    pos = vb + j * w
+                    if w <= 4 and (pos >> 3) + w < n:  # 8 entries: w + 1 bytes from pos
+                        bits = np.int64(rec[pos >> 3])
+                        for d in range(1, w + 1):
+                            bits |= np.int64(rec[(pos >> 3) + d]) << (8 * d)
+                        bits >>= pos & 7
+                        for c3 in range(8):
+                            li[U64(r0 + (c3 >> 2) * 64 + ((c3 >> 1) & 1) * 8 + (c3 & 1))] = \
+                                min(bits & mask, top)
+                            bits >>= w
+                    else:
+                        for c3 in range(8):
+                            li[U64(r0 + (c3 >> 2) * 64 + ((c3 >> 1) & 1) * 8 + (c3 & 1))] = \
+                                min(get_bits8(rec, pos + c3 * w, w), top)
+                    j += 8
+    return nl
+
+
+@_plain
+def oct_decode(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt: int,
+               nn: int, sup: int, split: Any, split_rank: Any, other: Any, other_rank: Any,
+               values: Any, wg: int, rec_base: Any, rec_delta: Any, rec: Any, palette: Any,
+               j0: int, j1: int) -> None:
+    """Decode the rows of bricks (along x) ``j0 .. j1 - 1`` among those covering a region
+    into ``out`` (C-contiguous): runs of uniform bricks along x with the same value become
+    row fills, a mixed brick's record is expanded into local indices and mapped through its
+    table. Single-threaded, without the GIL (the caller runs ranges of rows on threads)."""
+    oz, oy, ox = out.shape
+    npal = palette.shape[0]
+    flat = out.reshape(-1)
+    bz0, by0, bx0 = z0 >> 3, y0 >> 3, x0 >> 3
+    nby = ((y0 + oy - 1) >> 3) - by0 + 1
+    nbx = ((x0 + ox - 1) >> 3) - bx0 + 1
+    nbz = ((z0 + oz - 1) >> 3) - bz0 + 1
+    li = np.empty(512, np.int32)
+    table = np.empty(512, np.int64)
+    vals = np.empty(512, palette.dtype)
+    for j in range(j0, min(j1, nbz * nby)):
+        iz = bz0 + j // nby
+        iy = by0 + j % nby
+        za, zb = max(iz * 8, z0), min(iz * 8 + 8, z0 + oz)
+        ya, yb = max(iy * 8, y0), min(iy * 8 + 8, y0 + oy)
+        jx = 0
+        while jx < nbx:
+            ix = bx0 + jx
+            i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
+            xa = max(ix * 8, x0)
+            if bit_at(split, i) == 0:  # uniform: extend over the next bricks of this value
+                p = min(node_value(i, other, other_rank, values, wg), npal - 1)
+                jy = jx + 1
+                while jy < nbx:
+                    i2, _ = find_node(iz, iy, bx0 + jy, u, ty, tx, nt, nn, split,
+                                      split_rank)
+                    if bit_at(split, i2) or min(node_value(i2, other, other_rank, values, wg),
+                                                npal - 1) != p:
+                        break
+                    jy += 1
+                xb = min((bx0 + jy) * 8, x0 + ox)
+                val = palette[U64(p)]
+                for z in range(za, zb):
+                    for y in range(ya, yb):
+                        rs = U64(((z - z0) * oy + (y - y0)) * ox + xa - x0)
+                        for x in range(xb - xa):
+                            flat[rs + U64(x)] = val
+                jx = jy
+                continue
+            jx += 1
+            xb = min(ix * 8 + 8, x0 + ox)
+            pr = record_start(rank_at(split, split_rank, i) - sup, rec_base, rec_delta)
+            nl = expand_record(rec, pr, wg, npal, li, table)
+            for t in range(nl):
+                vals[t] = palette[U64(table[t])]
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    rs = ((z - z0) * oy + (y - y0)) * ox - x0
+                    rb = ((z - iz * 8) * 8 + (y - iy * 8)) * 8 - ix * 8
+                    for x in range(xa, xb):
+                        flat[U64(rs + x)] = vals[U64(li[U64(rb + x)])]

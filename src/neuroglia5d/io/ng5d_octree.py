@@ -1,0 +1,298 @@
+"""The ``octree`` labels codec of ``.ng5d`` (format 2.1, codec id 3).
+
+Labels are mostly large regions of one value (background, cell interiors) and thin
+boundaries. ``palette`` (the ``compressed_segmentation`` family) pays a header for every
+8×8×8 brick and ``n·w`` bits for every brick a boundary touches; ``octree`` instead keeps
+
+* a tree of uniform regions above the bricks (top nodes of 2^U bricks per axis), in
+  which a region of one value costs two bits (split / other-than-background) plus its
+  palette index when it is not background, and
+* for a brick holding several values, a record with its local table and an octree of its
+  4³ and 2³ cells: only the 2³ cells a boundary runs through store their 8 voxels.
+
+Every voxel still decodes on its own (``_ng5d_octree_kernels.oct_voxel``: rank queries
+down the tree, then popcounts inside the brick), so the GPU decodes one voxel per thread;
+the CPU decodes brick by brick. The byte layout is in ``docs/ng5d-format.md`` (§2.5).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .ng5d_codec import (
+    PALETTE_DTYPES,
+    ROWS_PER_TASK,
+    LazyBlock,
+    _n_region_bricks,
+    _section,
+    _take,
+    brick_grid,
+    run_chunks,
+)
+
+CODEC_OCTREE = 3
+BRICK = (8, 8, 8)
+#: tree levels above the bricks: top nodes of 8 bricks (64 voxels) per axis
+LEVELS = 3
+_HEAD = 12
+_GROUP = 16  # records per rec_base entry
+
+
+def _kernels() -> Any:
+    from . import _ng5d_octree_kernels
+
+    return _ng5d_octree_kernels
+
+
+@dataclass
+class OctreeVolume:
+    """Parsed ``octree`` volume block (views into the resident buffer)."""
+
+    palette: np.ndarray
+    levels: int
+    top: tuple[int, int, int]
+    n_nodes: int
+    n_upper: int
+    split_upper: int
+    n_records: int
+    wg: int
+    split: np.ndarray  # u32 view of the u64 words
+    split_rank: np.ndarray
+    other: np.ndarray
+    other_rank: np.ndarray
+    values: np.ndarray
+    rec_base: np.ndarray
+    rec_delta: np.ndarray
+    records: np.ndarray
+    lazy: LazyBlock | None = None
+    records_pos: int = 0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The block's arrays (what a device copy needs)."""
+        return {"palette": self.palette, "split": self.split, "split_rank": self.split_rank,
+                "other": self.other, "other_rank": self.other_rank, "values": self.values,
+                "rec_base": self.rec_base, "rec_delta": self.rec_delta,
+                "records": self.records}
+
+    def scalars(self) -> tuple[int, int, int, int, int, int, int]:
+        """(U, ty, tx, nt, nn, sup, wg) as the kernels take them."""
+        tz, ty, tx = self.top
+        return (self.levels, ty, tx, tz * ty * tx, self.n_nodes, self.split_upper, self.wg)
+
+
+# --------------------------------------------------------------------------- encoder
+def _pool_levels(mn: np.ndarray, mx: np.ndarray, levels: int
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per level (0 = bricks .. ``levels``): smallest and largest palette index of every
+    node; nodes wholly outside the grid get (huge, -1), which counts as uniform."""
+    big = np.iinfo(np.int64).max
+    out = [(mn, mx)]
+    for _ in range(levels):
+        a, b = out[-1]
+        sh = [2 * math.ceil(s / 2) for s in a.shape]
+        a2 = np.full(sh, big, np.int64)
+        b2 = np.full(sh, -1, np.int64)
+        a2[:a.shape[0], :a.shape[1], :a.shape[2]] = a
+        b2[:b.shape[0], :b.shape[1], :b.shape[2]] = b
+        r = (sh[0] // 2, 2, sh[1] // 2, 2, sh[2] // 2, 2)
+        out.append((a2.reshape(r).min((1, 3, 5)), b2.reshape(r).max((1, 3, 5))))
+    return out
+
+
+def _bits(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A bool array as u64 words (bit i of word i // 64) and the set bits before each."""
+    n = len(flags)
+    nw = max(1, -(-n // 64))
+    padded = np.zeros(nw * 64, np.uint8)
+    padded[:n] = flags
+    words = np.packbits(padded, bitorder="little").view("<u8")
+    counts = np.add.reduceat(padded, np.arange(0, nw * 64, 64)).astype(np.int64)
+    ranks = np.zeros(nw, np.uint32)
+    ranks[1:] = np.cumsum(counts)[:-1]
+    return words, ranks
+
+
+def _pack(values: np.ndarray, w: int) -> np.ndarray:
+    """``w``-bit entries as a byte bit stream (least significant bit first), plus 8 spare
+    bytes."""
+    n = len(values)
+    bits = ((values.astype(np.uint64)[:, None] >> np.arange(w, dtype=np.uint64)) & 1)
+    out = np.packbits(bits.astype(np.uint8).ravel(), bitorder="little")
+    return np.concatenate([out, np.zeros(8 + (-(-n * w // 8)) - len(out), np.uint8)])
+
+
+def encode_octree(vol: np.ndarray, levels: int = LEVELS) -> bytes:
+    """Encode a (Z, Y, X) label volume (unsigned integers) as an ``octree`` block."""
+    import fastremap
+
+    from . import _ng5d_kernels as kb
+
+    if vol.ndim != 3:
+        raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
+    dt = np.dtype(vol.dtype)
+    if dt.name not in PALETTE_DTYPES:
+        raise ValueError(f"octree: unsupported dtype {dt} (use one of {PALETTE_DTYPES})")
+    k = _kernels()
+    vol = np.ascontiguousarray(vol)
+    palette = np.asarray(fastremap.unique(vol), dtype=dt)
+    palette.sort()
+    npal = len(palette)
+    idx = np.empty(vol.shape, np.uint16 if npal <= 65536 else np.uint32)
+    kb.pal_index(vol, palette, idx)
+    wg = max(1, (npal - 1).bit_length())
+    grid = brick_grid(vol.shape, BRICK)
+    mn = np.empty(int(np.prod(grid)), np.int64)
+    mx = np.empty_like(mn)
+    k.brick_minmax(idx, *grid, mn, mx)
+    pyr = _pool_levels(mn.reshape(grid), mx.reshape(grid), levels)
+    # breadth first, level by level: positions (level grid units) of the existing nodes
+    top_mn = pyr[levels][0]
+    pos = np.stack(np.meshgrid(*(np.arange(s) for s in top_mn.shape), indexing="ij"),
+                   -1).reshape(-1, 3)
+    offs = np.array([(dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)])
+    split_l, value_l = [], []
+    n_upper = sup = 0
+    mixed = pos
+    for lev in range(levels, -1, -1):
+        a, b = pyr[lev]
+        inside = (pos < np.array(a.shape)).all(1)
+        pz, py, px = (np.minimum(pos[:, d], a.shape[d] - 1) for d in range(3))
+        lo, hi = a[pz, py, px], b[pz, py, px]
+        sp = inside & (hi > lo)
+        split_l.append(sp)
+        value_l.append(np.where(inside & ~sp, lo, 0))
+        if lev > 0:
+            n_upper += len(pos)
+            sup += int(sp.sum())
+            pos = (2 * pos[sp][:, None, :] + offs[None]).reshape(-1, 3)
+        else:
+            mixed = pos[sp]
+    split = np.concatenate(split_l)
+    vals = np.concatenate(value_l)
+    other = vals != 0
+    nn = len(split)
+    sw, sr = _bits(split)
+    ow, orank = _bits(other)
+    values = _pack(vals[other], wg)
+    bricks = np.ascontiguousarray(mixed, np.int64)
+    nr = len(bricks)
+    sizes = np.zeros(nr, np.int64)
+    if nr:
+        k.record_sizes(idx, bricks, wg, sizes)
+    offsets = np.zeros(nr + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    rb = int(offsets[-1])
+    records = np.zeros(rb + 8, np.uint8)
+    if nr:
+        k.write_records(idx, bricks, wg, offsets[:-1], records)
+    base = offsets[::_GROUP].astype(np.uint32)
+    delta = offsets - np.repeat(base.astype(np.int64), _GROUP)[:nr + 1]
+    if int(delta.max(initial=0)) > 0xFFFF:  # cannot happen: 16 records < 64 KiB
+        raise AssertionError("octree record group longer than 64 KiB")
+    tz, ty, tx = top_mn.shape
+    buf = bytearray(np.array([npal, levels, tz, ty, tx, nn, n_upper, sup, nr,
+                              int(other.sum()), wg, rb], np.uint32).tobytes())
+    for arr in (palette, sw, sr, ow, orank, values, base, delta.astype(np.uint16), records):
+        _section(buf, arr)
+    return bytes(buf)
+
+
+# --------------------------------------------------------------------------- parser
+def parse_octree(block: bytes | memoryview | LazyBlock, shape_zyx: tuple[int, int, int],
+                 dtype: Any) -> OctreeVolume:
+    """Parse an ``octree`` block without decoding it; raise when it does not fit.
+
+    ``block`` may be a :class:`LazyBlock` (the records are inflated when a decode needs
+    them).
+    """
+    lazy = block if isinstance(block, LazyBlock) else None
+    mv = memoryview(lazy.buf if lazy is not None else block)
+    head, pos = _take(mv, 0, np.uint32, _HEAD, lazy)
+    npal, lev, tz, ty, tx, nn, nup, sup, nr, no, wg, rb = (int(v) for v in head)
+    grid = brick_grid(shape_zyx, BRICK)
+    if lev > 20 or (tz, ty, tx) != tuple(-(-g // (1 << lev)) for g in grid):
+        raise InputError(f"octree block: top grid {(tz, ty, tx)} at {lev} levels does not "
+                         f"fit the brick grid {grid}")
+    if not 1 <= wg <= 32 or npal < 1 or npal > (1 << wg):
+        raise InputError(f"octree block: {npal} palette entries at {wg} bits")
+    nt = tz * ty * tx
+    nw = max(1, -(-nn // 64))
+    palette, pos = _take(mv, pos, dtype, npal, lazy)
+    sw, pos = _take(mv, pos, np.uint64, nw, lazy)
+    sr, pos = _take(mv, pos, np.uint32, nw, lazy)
+    ow, pos = _take(mv, pos, np.uint64, nw, lazy)
+    orank, pos = _take(mv, pos, np.uint32, nw, lazy)
+    values, pos = _take(mv, pos, np.uint8, -(-no * wg // 8) + 8, lazy)
+    base, pos = _take(mv, pos, np.uint32, -(-(nr + 1) // _GROUP), lazy)
+    delta, pos = _take(mv, pos, np.uint16, nr + 1, lazy)
+    records, _ = _take(mv, pos, np.uint8, rb + 8)
+    v = OctreeVolume(palette, lev, (tz, ty, tx), nn, nup, sup, nr, wg, sw.view(np.uint32),
+                     sr, ow.view(np.uint32), orank, values, base, delta, records, lazy, pos)
+    _check(v, nt, no, rb, sw, ow)
+    return v
+
+
+def _check(v: OctreeVolume, nt: int, no: int, rb: int, sw: np.ndarray, ow: np.ndarray
+           ) -> None:
+    """Refuse a block whose tree or tables do not hold together (decoding then stays in
+    bounds; the kernels clamp what remains)."""
+    nn = v.n_nodes
+    split = np.unpackbits(sw.view(np.uint8), bitorder="little")
+    other = np.unpackbits(ow.view(np.uint8), bitorder="little")
+    if split[nn:].any() or other[nn:].any() or (split[:nn] & other[:nn]).any():
+        raise InputError("octree block: node bits set past the last node, or a split "
+                         "node marked uniform")
+    for bits, ranks, name in ((split, v.split_rank, "split"), (other, v.other_rank, "other")):
+        want = np.concatenate([[0], np.cumsum(bits.reshape(-1, 64).sum(1))[:-1]])
+        if not np.array_equal(want, ranks.astype(np.int64)):
+            raise InputError(f"octree block: the {name} ranks do not match its bits")
+    if not nt <= v.n_upper <= nn or int(split[:v.n_upper].sum()) != v.split_upper \
+            or nn != nt + 8 * v.split_upper or int(split[v.n_upper:nn].sum()) != v.n_records \
+            or int(other.sum()) != no:
+        raise InputError("octree block: node counts do not match the tree")
+    if no:
+        ent = (np.arange(no, dtype=np.int64)[:, None] * v.wg + np.arange(v.wg)).ravel()
+        vb = np.unpackbits(v.values, bitorder="little")[ent].reshape(no, v.wg)
+        got = (vb.astype(np.uint64) << np.arange(v.wg, dtype=np.uint64)).sum(1)
+        if int(got.max()) >= len(v.palette):
+            raise InputError("octree block: a uniform region points past the palette")
+    off = np.repeat(v.rec_base.astype(np.int64), _GROUP)[:v.n_records + 1] \
+        + v.rec_delta.astype(np.int64)
+    if (np.diff(off) < 2).any() or int(off[-1]) != rb:  # a record has at least 2 bytes
+        raise InputError("octree block: record offsets out of order or past the records")
+
+
+# --------------------------------------------------------------------------- decoder
+def decode_octree(v: OctreeVolume, shape_zyx: tuple[int, int, int],
+                  region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+    """Decode a region (default: everything) of an ``octree`` volume on the CPU."""
+    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
+    z0, y0, x0 = z.start, y.start, x.start
+    shp = (z.stop - z0, y.stop - y0, x.stop - x0)
+    out = np.empty(shp, v.palette.dtype)
+    if min(shp) <= 0:
+        return out
+    ensure_records(v)
+    kernel = _kernels().oct_decode
+    u, ty, tx, nt, nn, sup, wg = v.scalars()
+
+    def run(j0: int, j1: int) -> None:
+        kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, v.split, v.split_rank, v.other,
+               v.other_rank, v.values, wg, v.rec_base, v.rec_delta, v.records, v.palette,
+               j0, j1)
+
+    nbz, nby, _ = _n_region_bricks(BRICK, (z0, y0, x0), shp, per_axis=True)
+    run_chunks(run, nbz * nby, ROWS_PER_TASK)
+    return out
+
+
+def ensure_records(v: OctreeVolume) -> None:
+    """Inflate the records of a lazily inflated volume (label blocks are small: a
+    64×512×512 timepoint's records fit in one or two zstd frames)."""
+    if v.lazy is not None:
+        v.lazy.ensure(v.records_pos, v.records_pos + len(v.records))
