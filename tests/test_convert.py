@@ -68,7 +68,7 @@ def test_info_describes_each_format(outputs, tmp_path):
     ng = tmp_path / "z_fused.ng5d"
     subprocess.run([*CLI, "convert", str(src), str(ng), "-q"], check=True)
     out = subprocess.run([*CLI, "info", str(ng)], capture_output=True, text=True).stdout
-    assert "complete" in out and "bitpack" in out and "palette" in out
+    assert "complete" in out and "bitpack" in out and "octree" in out
     assert "timepoints 2/2" in out and "checksums ok" in out
     out = subprocess.run([*CLI, "info", str(src)], capture_output=True, text=True).stdout
     assert "intensity: uint16" in out and "labels: uint32" in out

@@ -251,7 +251,8 @@ def _check(v: OctreeVolume, nt: int, no: int, rb: int, sw: np.ndarray, ow: np.nd
         want = np.concatenate([[0], np.cumsum(bits.reshape(-1, 64).sum(1))[:-1]])
         if not np.array_equal(want, ranks.astype(np.int64)):
             raise InputError(f"octree block: the {name} ranks do not match its bits")
-    if not nt <= v.n_upper <= nn or int(split[:v.n_upper].sum()) != v.split_upper \
+    upper_ok = v.n_upper == 0 if v.levels == 0 else nt <= v.n_upper <= nn
+    if not upper_ok or int(split[:v.n_upper].sum()) != v.split_upper \
             or nn != nt + 8 * v.split_upper or int(split[v.n_upper:nn].sum()) != v.n_records \
             or int(other.sum()) != no:
         raise InputError("octree block: node counts do not match the tree")
