@@ -15,15 +15,20 @@ from tests.ng5d_spec_reader import read_ng5d
 
 RNG = np.random.default_rng(1234)
 DEFAULT_BRICK = {"intensity": [4, 16, 16], "labels": [8, 8, 8]}
+DEFAULT_CODEC = {"intensity": "bitpack", "labels": "octree"}
 
 
-def _write(path: Path, arrays: dict[str, tuple[str, np.ndarray, tuple | None]],
-           times: dict[str, list[int]] | None = None, finish: bool = True) -> Path:
-    """Write every (role, full TCZYX array, brick) timepoint by timepoint; return the path."""
-    specs = [ArraySpec.make(n, role, a.dtype.name, a.shape, brick=brick)
-             for n, (role, a, brick) in arrays.items()]
+def _write(path: Path, arrays: dict[str, tuple], times: dict[str, list[int]] | None = None,
+           finish: bool = True, storage: str = "zstd") -> Path:
+    """Write every (role, full TCZYX array, brick[, codec]) timepoint by timepoint; return the path.
+
+    The codec defaults to the role's (`bitpack` for intensity, `octree` for labels).
+    """
+    specs = [ArraySpec.make(n, v[0], v[1].dtype.name, v[1].shape, brick=v[2], storage=storage,
+                            codec_name=v[3] if len(v) > 3 else None)
+             for n, v in arrays.items()]
     w = Ng5dWriter(str(path), specs, voxel_size_um=(1.5, 0.5, 0.5), offset_zyx=(0, 3, 4))
-    for name, (_, a, _) in arrays.items():
+    for name, (_, a, *_) in arrays.items():
         for t in (times or {}).get(name, range(a.shape[0])):
             vol = a[t, 0] if a.shape[1] == 1 and t % 2 else a[t]  # both ZYX and CZYX inputs
             w.append(name, t, vol)
@@ -41,15 +46,18 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.tobytes() == b.tobytes()
 
 
-def _check(tmp_path: Path, arrays: dict, name: str = "f.ng5d") -> dict:
-    out = read_ng5d(_write(tmp_path / name, arrays))
-    assert out["complete"] is True
-    for n, (role, a, brick) in arrays.items():
+def _check(tmp_path: Path, arrays: dict, name: str = "f.ng5d", storage: str = "zstd") -> dict:
+    path = _write(tmp_path / name, arrays, storage=storage)
+    assert struct.unpack_from("<HH", path.read_bytes(), 8) == (2, 1)  # format 2.1
+    out = read_ng5d(path)
+    assert out["complete"] is True and out["header"]["version"] == [2, 1]
+    for n, (role, a, brick, *codec) in arrays.items():
         assert _same(out["arrays"][n], a), n
         assert out["present"][n] == list(range(a.shape[0]))
         h = next(s for s in out["header"]["arrays"] if s["name"] == n)
-        assert h["codec"] == {"intensity": "bitpack", "labels": "palette"}[role]
+        assert h["codec"] == (codec[0] if codec else DEFAULT_CODEC[role])
         assert h["brick"] == list(brick or DEFAULT_BRICK[role])
+        assert h["storage"] == storage
     return out
 
 
@@ -80,9 +88,10 @@ def test_intensity_roundtrip(tmp_path: Path, dtype: str, brick: tuple | None) ->
     _check(tmp_path, {"intensity": ("intensity", a, brick)})
 
 
-@pytest.mark.parametrize("brick", BRICKS)
+@pytest.mark.parametrize(("codec", "brick"), [("octree", None), ("octree", (8, 8, 8)),
+                                              *[("palette", b) for b in BRICKS]])
 @pytest.mark.parametrize("dtype", ["uint32", "uint64"])
-def test_labels_roundtrip(tmp_path: Path, dtype: str, brick: tuple | None) -> None:
+def test_labels_roundtrip(tmp_path: Path, dtype: str, codec: str, brick: tuple | None) -> None:
     a = np.zeros(SHAPE, dtype=dtype)
     hi = 2**40 if dtype == "uint64" else 2**32 - 400
     a[0] = RNG.integers(hi, hi + 400, SHAPE[1:], dtype=dtype)  # many (> 300) distinct values
@@ -90,7 +99,7 @@ def test_labels_roundtrip(tmp_path: Path, dtype: str, brick: tuple | None) -> No
     a[1, 0, 5:, :, :4] = np.iinfo(dtype).max
     a[2] = np.iinfo(dtype).max  # all max
     assert len(np.unique(a[0])) > 300
-    _check(tmp_path, {"labels": ("labels", a, brick)})
+    _check(tmp_path, {"labels": ("labels", a, brick, codec)})
 
 
 def test_two_channels_and_two_arrays(tmp_path: Path) -> None:
@@ -100,11 +109,12 @@ def test_two_channels_and_two_arrays(tmp_path: Path) -> None:
     labels = RNG.integers(0, 3, shape).astype(np.uint32) * 100_000
     labels[0, 0] = 0
     out = _check(tmp_path, {"intensity": ("intensity", inten, None),
-                            "labels": ("labels", labels, (3, 5, 7))})
+                            "labels": ("labels", labels, None),
+                            "labels_p": ("labels", labels[::-1], (3, 5, 7), "palette")})
     h = out["header"]
     assert h["format"] == "ng5d" and h["axes"] == ["t", "c", "z", "y", "x"]
     assert h["voxel_size"] == [1.5, 0.5, 0.5] and h["offset_zyx"] == [0, 3, 4]
-    assert [s["name"] for s in h["arrays"]] == ["intensity", "labels"]
+    assert [s["name"] for s in h["arrays"]] == ["intensity", "labels", "labels_p"]
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "float32"])
@@ -143,7 +153,8 @@ def test_large_palette_wide_words(tmp_path: Path) -> None:
     a = a.reshape(1, 1, 7, 100, 100)
     b = RNG.permutation(np.arange(40_000, dtype=np.uint32)).reshape(1, 1, 1, 200, 200)
     path = tmp_path / "f.ng5d"
-    _check(tmp_path, {"a": ("labels", a, None), "b": ("labels", b, (1, 1, 1))})
+    _check(tmp_path, {"a": ("labels", a, None, "palette"),
+                      "b": ("labels", b, (1, 1, 1), "palette")})
     buf = path.read_bytes()
     heads = {}
     for (arr, _), (pos, length, _) in _records(buf).items():
@@ -258,7 +269,8 @@ def test_palette_bricks_are_limited_to_65536_voxels(tmp_path: Path) -> None:
     from neuroglia5d.io.ng5d import ArraySpec
 
     with pytest.raises(ValueError, match="at most 65536 voxels"):
-        ArraySpec.make("a", "labels", np.uint32, (1, 1, 2, 200, 200), (2, 200, 200))
+        ArraySpec.make("a", "labels", np.uint32, (1, 1, 2, 200, 200), (2, 200, 200),
+                       codec_name="palette")
 
 
 # --- §2.5 codec `octree`, blocks built by hand from the spec's text -------------------------
@@ -387,3 +399,124 @@ def test_octree_block_u0_long_table() -> None:
     exp = np.concatenate([np.full((8, 8, 8), pal[17]), pal[lut[loc]]], axis=2)[:, :5, :11]
     out = spec_reader.decode_block("octree", block, (8, 5, 11), (8, 8, 8), np.uint64)
     assert _same(out, exp.astype(np.uint64))
+
+
+# --- §2.5 codec `octree`: neuroglia5d's writer against the spec reader ---------------------
+
+OCTREE_SHAPES = [(1, 1, 1), (3, 17, 9), (8, 8, 8), (20, 33, 70), (40, 64, 72)]
+LABEL_KINDS = ["zero", "single", "boxes", "voronoi", "noisy_few", "many"]
+
+
+def _label_volume(rng: np.random.Generator, kind: str, zyx: tuple[int, int, int],
+                  dtype: str) -> np.ndarray:
+    """A (Z, Y, X) label volume of one kind; uint64 labels above 2**32 (0 stays background)."""
+    top = int(np.iinfo(dtype).max)
+    base = 2**40 if dtype == "uint64" else 0
+
+    def labels(n: int) -> np.ndarray:  # n distinct labels, some at the top of the dtype
+        v = (rng.choice(min(top - base, 10**6), size=min(n, top), replace=False) + base)
+        v = v.astype(dtype)
+        v[: min(2, v.size)] = np.array([top, top - 1], dtype=dtype)[: min(2, v.size)]
+        return v
+
+    a = np.zeros(zyx, dtype=dtype)
+    if kind == "single":
+        a[tuple(int(rng.integers(0, s)) for s in zyx)] = labels(1)[0]
+    elif kind == "boxes":  # large uniform regions, some of them covering whole tree nodes
+        a[:] = labels(1)[0] if rng.random() < 0.5 else 0
+        for v in labels(6):
+            lo = [int(rng.integers(0, s)) for s in zyx]
+            hi = [int(rng.integers(lo_ + 1, s + 1)) for lo_, s in zip(lo, zyx, strict=True)]
+            a[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = v
+    elif kind == "voronoi":  # a segmentation: boundaries through bricks, 4³ and 2³ cells
+        n = int(rng.integers(2, 40))
+        seeds = rng.random((n, 3)) * np.array(zyx)
+        grid = np.stack(np.indices(zyx), -1).reshape(-1, 1, 3) + 0.5
+        near = np.argmin(((grid - seeds) ** 2).sum(-1), axis=1)
+        a[:] = labels(n)[near].reshape(zyx)
+        a[rng.random(zyx) < 0.3] = 0 if rng.random() < 0.5 else a.reshape(-1)[0]
+    elif kind == "noisy_few":
+        a[:] = labels(3)[rng.integers(0, 3, zyx)]
+    elif kind == "many":  # every voxel its own label where the dtype allows (w = 16 bricks)
+        a[:] = rng.integers(0, top, zyx, dtype=dtype, endpoint=True)
+        a[: zyx[0] // 2] |= np.array(base, dtype=dtype)
+    return a
+
+
+@pytest.mark.parametrize("kind", LABEL_KINDS)
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64"])
+def test_octree_writer_matches_spec_reader(tmp_path: Path, dtype: str, kind: str) -> None:
+    """Random label volumes of every shape, two timepoints each, decode bit-exactly."""
+    rng = np.random.default_rng([LABEL_KINDS.index(kind), np.dtype(dtype).itemsize])
+    arrays = {}
+    for s, zyx in enumerate(OCTREE_SHAPES):
+        a = np.stack([_label_volume(rng, kind, zyx, dtype) for _ in range(2)])[:, None]
+        arrays[f"l{s}"] = ("labels", a, None)
+    _check(tmp_path, arrays, storage="plain" if kind in ("boxes", "many") else "zstd")
+
+
+def _octree_records(path: Path) -> list[tuple[int, tuple[int, ...], list[tuple[int, int, int]]]]:
+    """(array, block head, [(lw, zf, m) of every record]) of every octree volume block."""
+    buf = path.read_bytes()
+    hdr = spec_reader.json.loads(buf[16:16 + struct.unpack_from("<I", buf, 12)[0]])
+    out = []
+    for (arr, _), (pos, length, _) in _records(buf).items():
+        payload = buf[pos + 32:pos + 32 + length]
+        spec = hdr["arrays"][arr]
+        for ch in range(spec["shape"][1]):
+            start = struct.unpack_from("<Q", payload, 4 + 8 * ch)[0]
+            block = spec_reader._inflate(payload[start:])
+            head = spec_reader._sections(block, 0, [("u4", 12)])[0]
+            npal, nn, nr, no, wg, rb = (int(head[k]) for k in (0, 5, 8, 9, 10, 11))
+            nw = -(-nn // 64)
+            base, delta, recs = spec_reader._sections(block, 0, [
+                ("u4", 12), (np.dtype(spec["dtype"]).str[1:], npal)]
+                + [("u8", nw), ("u4", nw)] * 2
+                + [("u1", -(-no * wg // 8) + 8), ("u4", -(-(nr + 1) // 16)), ("u2", nr + 1),
+                   ("u1", rb + 8)])[-3:]
+            fields = []
+            for r in range(nr):
+                b0 = int(recs[int(base[r // 16]) + int(delta[r])])
+                fields.append((b0 & 7, b0 >> 3 & 1, b0 >> 4))
+            out.append((arr, tuple(int(v) for v in head), fields))
+    return out
+
+
+def test_octree_writer_exercises_the_format(tmp_path: Path) -> None:
+    """Volumes like those above reach the spec's branches: split and uniform nodes above the
+    bricks, `other` bits, local widths 1 to 16, zf = 0 and 1, m in byte 0 and in the u16."""
+    rng = np.random.default_rng(7)
+    zyx = (40, 64, 72)
+    arrays = {k: ("labels", np.stack([_label_volume(rng, k, zyx, "uint32")])[:, None], None)
+              for k in ("boxes", "voronoi", "many")}
+    arrays["m"] = ("labels", rng.integers(0, 300, (1, 1, *zyx)).astype(np.uint16), None)
+    octant = np.zeros((1, 1, 64, 64, 64), dtype=np.uint16)
+    octant[0, 0, 32:, :32, 32:] = 5  # 4×4×4 bricks of 5, the rest 0: no brick is mixed
+    arrays["octant"] = ("labels", octant, None)
+    path = _write(tmp_path / "x.ng5d", arrays, storage="zstd")
+    out = read_ng5d(path)
+    for n, (_, a, _) in arrays.items():
+        assert _same(out["arrays"][n], a), n
+    blocks = _octree_records(path)
+    heads = [h for _, h, _ in blocks]
+    fields = [f for _, _, fs in blocks for f in fs]
+    assert any(h[7] > 0 for h in heads), "no split node above the bricks"
+    (oct_head,) = [h for a, h, _ in blocks if a == list(arrays).index("octant")]
+    assert oct_head[8] == 0 and oct_head[5] < 8**3, "octant not coded above the bricks"
+    assert oct_head[:1] + oct_head[9:10] == (2, 1), "one uniform node of palette[1] via other"
+    assert {lw for lw, _, _ in fields} >= {0, 1, 2, 3, 4}
+    assert {zf for _, zf, _ in fields} == {0, 1}
+    assert any(m == 15 for _, _, m in fields) and any(m < 15 for _, _, m in fields)
+
+
+def test_unknown_codec_is_rejected(tmp_path: Path) -> None:
+    """§1.1: minor versions add codecs; a reader rejects an array whose codec it does not know."""
+    lab = np.zeros((1, 1, 4, 5, 6), dtype=np.uint8)
+    buf = bytearray(_write(tmp_path / "c.ng5d", {"seg": ("labels", lab, None)}).read_bytes())
+    hlen = struct.unpack_from("<I", buf, 12)[0]
+    head = bytes(buf[16:16 + hlen]).replace(b'"octree"', b'"octrex"')
+    buf[16:16 + hlen] = head
+    struct.pack_into("<I", buf, 16 + hlen, zlib.crc32(head))
+    (tmp_path / "c.ng5d").write_bytes(bytes(buf))
+    with pytest.raises(ValueError, match="seg: unknown codec 'octrex'"):
+        read_ng5d(tmp_path / "c.ng5d")
