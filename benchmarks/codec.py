@@ -31,15 +31,16 @@ Volumes (``neuroglia5d.sample_data.make_sample``, timepoint 0):
 * the ground-truth labels (uint32) of both kinds;
 * the napari sample data (shape 5×32×256×256, seed 0, timepoint 0): intensity and labels.
 
-Codecs: ``.ng5d`` bitpack (bricks 4×16×16, intensity) and palette (bricks 8×8×8,
-labels), in its two tiers: **resident** (the per-voxel decodable block a reader keeps in
+Codecs: ``.ng5d`` bitpack (bricks 4×16×16, intensity) and octree (bricks 8×8×8, labels;
+format 2.1), in its two tiers: **resident** (the per-voxel decodable block a reader keeps in
 memory, parsed and validated once, and decodes on every access, on the CPU or the GPU;
 timed as the decode of the parsed block, which is what every slice or tile read costs)
 and **from file** (the zstd storage tier written to disk, which a reader inflates once per
 timepoint; timed as inflate + parse + decode, the cost of a timepoint's first access);
 Blosc2 LZ4 + byte shuffle and Blosc2 Zstd + bitshuffle (both clevel 5); TIFF LZW
 (tifffile, no predictor); Zarr v3 with its default codecs and chunking (in a
-MemoryStore); compressed_segmentation (labels, 8×8×8 blocks); ``np.copyto`` as the
+MemoryStore); compressed_segmentation (labels, 8×8×8 blocks); for labels also the
+format 2.0 labels codec ``palette`` (resident block, for reference); ``np.copyto`` as the
 ceiling.
 
 Also: ``.ng5d`` decoding of a 25 % tile (all Z, the first half of Y and of X, brick
@@ -81,6 +82,7 @@ SAMPLE_SEED = 0
 CODEC_LABELS = {
     "ng5d": ".ng5d resident (CPU)",
     "ng5d-file": ".ng5d from file (CPU)",
+    "ng5d-palette": ".ng5d 2.0 palette, resident (CPU)",
     "lz4": "Blosc2 LZ4+shuffle",
     "zstd": "Blosc2 Zstd+bitshuffle",
     "tiff": "TIFF LZW (tifffile)",
@@ -249,19 +251,21 @@ def n_bricks(shape: tuple[int, ...], brick: tuple[int, int, int]) -> int:
 def ng5d_encode(vol: Volume) -> tuple[bytes, tuple[int, int, int]]:
     """The resident ``.ng5d`` block of a volume and its brick shape."""
     from neuroglia5d.io import ng5d_codec as c
+    from neuroglia5d.io import ng5d_octree as o
 
     if vol.kind == "labels":
-        return c.encode_palette(vol.data, BRICK_PALETTE), BRICK_PALETTE
+        return o.encode_octree(vol.data), o.BRICK
     return c.encode_bitpack(vol.data, BRICK_BITPACK), BRICK_BITPACK
 
 
 def ng5d_parse(vol: Volume, blob: bytes, brick: tuple[int, int, int]) -> Any:
     from neuroglia5d.io import ng5d_codec as c
+    from neuroglia5d.io import ng5d_octree as o
 
     nb = n_bricks(vol.data.shape, brick)
     nvox = int(np.prod(brick))
     if vol.kind == "labels":
-        return c.parse_palette(blob, nb, vol.data.dtype, nvox)
+        return o.parse_octree(blob, vol.data.shape, vol.data.dtype)  # type: ignore[arg-type]
     return c.parse_bitpack(blob, nb, nvox)
 
 
@@ -281,6 +285,7 @@ def ng5d_decoder(vol: Volume, blob: Any, brick: tuple[int, int, int],
     """Decode (all of it, or ``region``) of a resident block on the CPU; the block is
     parsed once up front, as a reader does, unless ``parse_each_call``."""
     from neuroglia5d.io import ng5d_codec as c
+    from neuroglia5d.io import ng5d_octree as o
 
     shape: tuple[int, int, int] = vol.data.shape  # type: ignore[assignment]
     dtype = vol.data.dtype
@@ -290,8 +295,19 @@ def ng5d_decoder(vol: Volume, blob: Any, brick: tuple[int, int, int],
         return parsed if parsed is not None else ng5d_parse(vol, blob, brick)
 
     if vol.kind == "labels":
-        return lambda: c.decode_palette(parse(), shape, brick, region=region)
+        return lambda: o.decode_octree(parse(), shape, region=region)
     return lambda: c.decode_bitpack(parse(), shape, brick, dtype, region=region)
+
+
+def palette_codec(vol: Volume) -> tuple[int, Decoder]:
+    """The format 2.0 labels codec's resident block (reference row)."""
+    from neuroglia5d.io import ng5d_codec as c
+
+    blob = c.encode_palette(vol.data, BRICK_PALETTE)
+    shape: tuple[int, int, int] = vol.data.shape  # type: ignore[assignment]
+    p = c.parse_palette(blob, n_bricks(shape, BRICK_PALETTE), vol.data.dtype,
+                        int(np.prod(BRICK_PALETTE)))
+    return len(blob), lambda: c.decode_palette(p, shape, BRICK_PALETTE)
 
 
 def blosc2_codec(vol: Volume, threads: int, zstd: bool) -> tuple[int, Decoder]:
@@ -399,7 +415,7 @@ def bench_volume(vol: Volume, threads: int, repeats: int) -> tuple[list[Row], Ti
     from neuroglia5d.io import ng5d_codec as c
 
     blob, brick = ng5d_encode(vol)
-    level = c.ZSTD_LEVELS["palette" if vol.kind == "labels" else "bitpack"]
+    level = c.ZSTD_LEVELS["octree" if vol.kind == "labels" else "bitpack"]
     stored = c.store_zstd(blob, level)
     entries = [("ng5d", len(blob), ng5d_decoder(vol, blob, brick),
                 f"bricks {'×'.join(map(str, brick))}; kept in memory"),
@@ -419,6 +435,8 @@ def bench_volume(vol: Volume, threads: int, repeats: int) -> tuple[list[Row], Ti
     if vol.kind == "labels":
         size, dec = cseg_codec(vol)
         rows.append(measure(vol, "cseg", size, dec, repeats, "single-threaded"))
+        size, dec = palette_codec(vol)
+        rows.append(measure(vol, "ng5d-palette", size, dec, repeats, "bricks 8×8×8"))
     size, dec = memcpy_codec(vol)
     rows.append(measure(vol, "memcpy", size, dec, repeats, "single-threaded"))
 

@@ -175,10 +175,10 @@ def _decode_octree(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.nd
     nt, nwd = tz * ty * tx, -(-nn // 64)
     if not nt <= nn or not nup <= nn or wg > 56:
         raise ValueError("bad octree head (nn, nup or wg)")
-    pal, split, srank, other, orank, values, rbase, rdelta, recs = _sections(block, 0, [
-        ("u4", 12), (dtype.str[1:], npal), ("u8", nwd), ("u4", nwd), ("u8", nwd), ("u4", nwd),
-        ("u1", -(-no * wg // 8) + 8), ("u4", -(-(nr + 1) // 16)), ("u2", nr + 1),
-        ("u1", rb + 8)])[1:]
+    nwo = nwd if no else 0  # no `other` bits at all: empty sections
+    pal, split, srank, other, orank, values, rbase, recs = _sections(block, 0, [
+        ("u4", 12), (dtype.str[1:], npal), ("u8", nwd), ("u4", nwd), ("u8", nwo), ("u4", nwo),
+        ("u1", -(-no * wg // 8) + 8), ("u4", -(-nr // 8) + 1), ("u1", rb + 8)])[1:]
     z, y, x = (a.astype(np.int64).reshape(-1) for a in np.indices(zyx))
     bz, by, bx = z >> 3, y >> 3, x >> 3
     node = ((bz >> u) * ty + (by >> u)) * tx + (bx >> u)
@@ -190,27 +190,55 @@ def _decode_octree(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.nd
             raise ValueError("tree child beyond nn nodes")
     mixed = _bit(split, node)
     pidx = np.zeros(node.shape, dtype=U64)
-    uni = ~mixed & _bit(other, node)
+    uni = ~mixed & (_bit(other, node) if no else False)
     ro = _rank(other, orank, node[uni])
     if ro.size and int(ro.max()) >= no:
         raise ValueError("other rank beyond no")
     pidx[uni] = _stream_bits(values, ro.astype(U64) * U64(wg), wg, "values")
     if np.any(mixed):
-        pidx[mixed] = _octree_bricks(recs, rbase, rdelta, _rank(split, srank, node[mixed]) - sup,
+        offs = _record_offsets(recs, rbase, nr, rb, wg)
+        pidx[mixed] = _octree_bricks(recs, offs, _rank(split, srank, node[mixed]) - sup,
                                      nr, rb, wg, z[mixed] & 7, y[mixed] & 7, x[mixed] & 7)
     return _take(pal, pidx, "palette").astype(dtype).reshape(zyx)
 
 
-def _octree_bricks(recs: np.ndarray, rbase: np.ndarray, rdelta: np.ndarray, r: np.ndarray,
+def _record_offsets(recs: np.ndarray, rbase: np.ndarray, nr: int, rb: int, wg: int
+                    ) -> np.ndarray:
+    """§2.5 records: start of every record (and rb), walking each group of 8 by the
+    records' lengths; a group must end where the next begins."""
+    if int(rbase[-1]) != rb:
+        raise ValueError("rec_base's last entry differs from rb")
+    offs = np.zeros(nr + 1, np.int64)
+    offs[nr] = rb
+    for g in range(len(rbase) - 1):
+        p = int(rbase[g])
+        for r in range(8 * g, min(nr, 8 * g + 8)):
+            offs[r] = p
+            if p + 2 > rb:
+                raise ValueError(f"record {r} starts past the records")
+            b0 = int(recs[p])
+            m, h = b0 >> 4, 1
+            if m == 15:
+                m, h = int(recs[p + 1]) | int(recs[p + 2]) << 8, 3
+            w = 1 << (b0 & 7)
+            q = p + h + -(-m * wg // 8)
+            p1 = bin(int(recs[q])).count("1")
+            big_p = sum(bin(int(recs[q + 1 + t])).count("1") for t in range(p1))
+            nv = (8 - p1) + (8 * p1 - big_p) + 8 * big_p
+            p = q + 1 + p1 + -(-nv * w // 8)
+        if p != int(rbase[g + 1]):
+            raise ValueError(f"record group {g} does not end where the next begins")
+    return offs
+
+
+def _octree_bricks(recs: np.ndarray, offs: np.ndarray, r: np.ndarray,
                    nr: int, rb: int, wg: int, a: np.ndarray, b: np.ndarray,
                    e: np.ndarray) -> np.ndarray:
     """§2.5 records: palette index of in-brick voxels (a, b, e) of mixed-brick records r."""
     if r.size and (int(r.min()) < 0 or int(r.max()) >= nr):
         raise ValueError("mixed brick record number out of range")
-    if int(rbase[nr >> 4]) + int(rdelta[nr]) != rb:
-        raise ValueError("off(nr) differs from rb")
-    off = rbase[r >> 4].astype(np.int64) + rdelta[r]
-    end = rbase[(r + 1) >> 4].astype(np.int64) + rdelta[r + 1]
+    off = offs[r]
+    end = offs[r + 1]
     if int(end.max()) > rb or np.any(end <= off):
         raise ValueError("record bytes outside the records section")
     b0 = recs[off].astype(np.int64)

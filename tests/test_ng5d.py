@@ -180,7 +180,7 @@ def test_octree_extremes_and_known_sizes():
     v = octree.parse_octree(blob, big.shape, np.uint32)
     assert (v.n_records, v.n_nodes, v.split_upper) == (1, 16 + 3 * 8, 3)
     # record: head 1 + table 1 + m1 1 + M2 1 + values ceil((7 + 7 + 8) / 8) = 3 bytes
-    assert int(v.rec_delta[1]) == 7
+    assert list(v.rec_base) == [0, 7]
     assert np.array_equal(octree.decode_octree(v, big.shape), big)
     # labels with 4 values in one brick: 2-bit local indices; 300 values: 16 bits
     lab = np.arange(8 * 8 * 8, dtype=np.uint32).reshape(8, 8, 8) % 4
@@ -202,7 +202,7 @@ def test_octree_voxel_function_matches_the_brick_decoder():
     u, ty, tx, nt, nn, sup, wg = v.scalars()
     got = np.array([v.palette[k.oct_voxel(z, y, x, u, ty, tx, nt, nn, sup, v.split,
                                           v.split_rank, v.other, v.other_rank, v.values,
-                                          wg, v.rec_base, v.rec_delta, v.records)]
+                                          wg, v.rec_base, v.records)]
                     for z, y, x in np.ndindex(lab.shape)]).reshape(lab.shape)
     assert np.array_equal(got, lab)
 
@@ -220,7 +220,10 @@ def test_damaged_octree_blocks_are_refused():
         "top grid": lambda b: struct.pack_into("<I", b, 16, 9),  # ty
         "palette entries": lambda b: struct.pack_into("<I", b, 40, 1),  # wg = 1 for 3
         "ranks do not match": lambda b: b.__setitem__(split_pos, b[split_pos] ^ 0x01),
-        "node counts": lambda b: struct.pack_into("<I", b, 32, v.n_records + 1),
+        "node counts": lambda b: struct.pack_into("<I", b, 28, v.split_upper + 1),
+        # a record's m1 byte: its length changes, its group no longer ends where it should
+        "does not fit": lambda b: b.__setitem__(len(b) - 8 - int(v.rec_base[-1]) + 2,
+                                                b[len(b) - 8 - int(v.rec_base[-1]) + 2] ^ 0xFF),
     }
     for msg, damage in cases.items():
         buf = bytearray(good)

@@ -310,17 +310,16 @@ def _octree_block(pal: np.ndarray, u: int, top: tuple[int, int, int], nn: int, n
                   split: list[int], other: list[int], other_vals: list[int], wg: int,
                   records: list[bytes]) -> bytes:
     sp, sp_rank = _bitset(split, nn)
-    ot, ot_rank = _bitset(other, nn)
+    ot, ot_rank = _bitset(other, nn) if other else (np.zeros(0, "<u8"), np.zeros(0, "<u4"))
     sup = sum(i < nup for i in split)
     offs = np.cumsum([0] + [len(r) for r in records])
     rb, nr = int(offs[-1]), len(records)
-    base = np.array([offs[k * 16] for k in range(-(-(nr + 1) // 16))], dtype="<u4")
-    delta = np.array([offs[r] - base[r // 16] for r in range(nr + 1)], dtype="<u2")
+    base = np.array([offs[8 * k] for k in range(-(-nr // 8))] + [rb], dtype="<u4")
     values = _stream(other_vals, wg) + bytes(8)
     head = np.array([len(pal), u, *top, nn, nup, sup, nr, len(other), wg, rb], dtype="<u4")
     recs = np.frombuffer(b"".join(records) + bytes(8), dtype=np.uint8)
     return _block([head, pal, sp, sp_rank, ot, ot_rank, np.frombuffer(values, np.uint8), base,
-                   delta, recs])
+                   recs])
 
 
 def _cell(c1: int, c2: int | None = None) -> tuple[slice, slice, slice]:
@@ -469,14 +468,15 @@ def _octree_records(path: Path) -> list[tuple[int, tuple[int, ...], list[tuple[i
             head = spec_reader._sections(block, 0, [("u4", 12)])[0]
             npal, nn, nr, no, wg, rb = (int(head[k]) for k in (0, 5, 8, 9, 10, 11))
             nw = -(-nn // 64)
-            base, delta, recs = spec_reader._sections(block, 0, [
-                ("u4", 12), (np.dtype(spec["dtype"]).str[1:], npal)]
-                + [("u8", nw), ("u4", nw)] * 2
-                + [("u1", -(-no * wg // 8) + 8), ("u4", -(-(nr + 1) // 16)), ("u2", nr + 1),
-                   ("u1", rb + 8)])[-3:]
+            nwo = nw if no else 0
+            base, recs = spec_reader._sections(block, 0, [
+                ("u4", 12), (np.dtype(spec["dtype"]).str[1:], npal), ("u8", nw), ("u4", nw),
+                ("u8", nwo), ("u4", nwo), ("u1", -(-no * wg // 8) + 8),
+                ("u4", -(-nr // 8) + 1), ("u1", rb + 8)])[-2:]
+            offs = spec_reader._record_offsets(recs, base, nr, rb, wg)
             fields = []
             for r in range(nr):
-                b0 = int(recs[int(base[r // 16]) + int(delta[r])])
+                b0 = int(recs[offs[r]])
                 fields.append((b0 & 7, b0 >> 3 & 1, b0 >> 4))
             out.append((arr, tuple(int(v) for v in head), fields))
     return out

@@ -92,16 +92,34 @@ def find_node(iz: int, iy: int, ix: int, u: int, ty: int, tx: int, nt: int, nn: 
 
 @_shared
 def node_value(i: int, other: Any, other_rank: Any, values: Any, wg: int) -> int:
-    """Palette index of uniform node ``i``."""
-    if bit_at(other, i) == 0:
+    """Palette index of uniform node ``i`` (no ``other`` bits at all: background)."""
+    if other.shape[0] == 0 or bit_at(other, i) == 0:
         return 0
     return get_bits8(values, wg * rank_at(other, other_rank, i), wg)
 
 
 @_shared
-def record_start(r: int, rec_base: Any, rec_delta: Any) -> int:
-    r = max(0, min(r, rec_delta.shape[0] - 1))
-    return np.int64(rec_base[r >> 4]) + np.int64(rec_delta[r])
+def record_len(rec: Any, p: int, wg: int) -> int:
+    """Length in bytes of the record starting at byte ``p`` (from its own fields)."""
+    w, _zf, _m, q = record_head(rec, p, wg)
+    m1 = get_u8(rec, q)
+    p1 = popc(m1)
+    p2 = 0
+    for t in range(p1):
+        p2 += popc(get_u8(rec, q + 1 + t))
+    nv = (8 - p1) + (8 * p1 - p2) + 8 * p2
+    return (q - p) + 1 + p1 + ((nv * w + 7) >> 3)
+
+
+@_shared
+def record_start(r: int, rec_base: Any, rec: Any, wg: int) -> int:
+    """Byte where record ``r`` starts: its group's start, then the lengths of the records
+    before it in the group (at most 7)."""
+    g = min(max(r, 0) >> 3, rec_base.shape[0] - 1)
+    p = np.int64(rec_base[g])
+    for _ in range(max(r, 0) & 7):
+        p += record_len(rec, p, wg)
+    return p
 
 
 @_shared
@@ -158,13 +176,13 @@ def record_voxel(rec: Any, p: int, wg: int, a: int, b: int, e: int) -> int:
 @_shared
 def oct_voxel(z: int, y: int, x: int, u: int, ty: int, tx: int, nt: int, nn: int,
               sup: int, split: Any, split_rank: Any, other: Any, other_rank: Any,
-              values: Any, wg: int, rec_base: Any, rec_delta: Any, rec: Any) -> int:
+              values: Any, wg: int, rec_base: Any, rec: Any) -> int:
     """Palette index of voxel (z, y, x): the whole per-voxel decode (GPU threads)."""
     iz, iy, ix = z >> 3, y >> 3, x >> 3
     i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
     if bit_at(split, i) == 0:
         return node_value(i, other, other_rank, values, wg)
-    p = record_start(rank_at(split, split_rank, i) - sup, rec_base, rec_delta)
+    p = record_start(rank_at(split, split_rank, i) - sup, rec_base, rec, wg)
     return record_voxel(rec, p, wg, z & 7, y & 7, x & 7)
 
 
@@ -302,87 +320,186 @@ def write_records(idx: Any, bricks: Any, wg: int, offsets: Any, out: Any) -> Non
                      True)
 
 
+@_plain
+def check_records(rec: Any, rec_base: Any, nr: int, wg: int) -> int:
+    """-1 if every record group ends where the next begins and no record reaches past the
+    records, else the first record that does not fit."""
+    rb = np.int64(rec_base[rec_base.shape[0] - 1])
+    for g in range(rec_base.shape[0] - 1):
+        p = np.int64(rec_base[g])
+        for r in range(g * 8, min(nr, g * 8 + 8)):
+            p += record_len(rec, p, wg)
+            if p > rb:
+                return r
+        if p != np.int64(rec_base[g + 1]):
+            return g * 8
+    return -1
+
+
 # --------------------------------------------------------------------------- CPU decoder
 @_plain
-def fill_cube(li: Any, z0: int, y0: int, x0: int, n: int, v: int) -> None:
-    """Set the ``n``³ cube at (z0, y0, x0) of a C-order 8×8×8 brick to ``v``."""
-    for z in range(z0, z0 + n):
-        for y in range(y0, y0 + n):
-            r = (z * 8 + y) * 8 + x0
-            for x in range(n):
-                li[U64(r + x)] = v
+def fill4(out: Any, c: Any, sz: Any, sy: Any, v: Any) -> None:
+    """Set the 4³ cube with corner ``c`` of a flat array (strides ``sz``, ``sy``) to ``v``."""
+    for z in range(4):
+        for y in range(4):
+            r = c + U64(z) * sz + U64(y) * sy
+            for x in range(4):
+                out[r + U64(x)] = v
 
 
 @_plain
-def expand_record(rec: Any, p: int, wg: int, npal: int, li: Any, table: Any) -> int:
-    """Local indices of a mixed brick, in C order, into ``li`` (512), and its local table
-    (palette indices, clamped) into ``table``; returns the table's length."""
+def fill2(out: Any, c: Any, sz: Any, sy: Any, v: Any) -> None:
+    """Set the 2³ cube with corner ``c`` of a flat array to ``v``."""
+    for z in range(2):
+        for y in range(2):
+            r = c + U64(z) * sz + U64(y) * sy
+            out[r] = v
+            out[r + U64(1)] = v
+
+
+@_plain
+def read_fast(rec: Any, pos: int, w: int) -> int:
+    """``w``-bit entry at bit ``pos`` (w <= 16) without clamping: the caller has checked
+    that the record, and 8 bytes after it, lie inside the buffer."""
+    k = U64(pos >> 3)
+    x = np.int64(rec[k]) | (np.int64(rec[k + U64(1)]) << 8) | (np.int64(rec[k + U64(2)]) << 16)
+    return (x >> (pos & 7)) & ((np.int64(1) << w) - 1)
+
+
+@_plain
+def expand_record(rec: Any, p: int, end: int, wg: int, palette: Any, out: Any, corner: Any,
+                  sz: Any, sy: Any, vals: Any) -> None:
+    """The values of a mixed brick (record at bytes ``p .. end - 1``) into the flat array
+    ``out``: voxel (z, y, x) of the brick goes to ``corner + z·sz + y·sy + x`` (all
+    uint64); ``vals`` is scratch for its local table's values. A record whose
+    fields would run past its end is read with clamped reads (damaged: wrong values, but
+    no read outside the buffer)."""
+    npal = palette.shape[0]
     w, zf, m, q = record_head(rec, p, wg)
-    nl = min(zf + m, table.shape[0])
+    nl = min(zf + m, vals.shape[0])
     t0 = (p + (3 if (get_u8(rec, p) >> 4) == 15 else 1)) << 3
     if zf:
-        table[0] = 0
+        vals[0] = palette[0]
     for t in range(zf, nl):
-        table[t] = min(get_bits8(rec, t0 + (t - zf) * wg, wg), npal - 1)
+        vals[t] = palette[U64(min(get_bits8(rec, t0 + (t - zf) * wg, wg), npal - 1))]
     if nl == 0:
         nl = 1
-        table[0] = 0
+        vals[0] = palette[0]
     m1 = get_u8(rec, q)
     p1 = popc(m1)
+    m2s = np.int64(0)  # the M2 bytes, first in the lowest byte
+    p2 = 0
+    for t in range(p1):
+        b = get_u8(rec, q + 1 + t)
+        m2s |= b << (8 * t)
+        p2 += popc(b)
     vb = (q + 1 + p1) << 3
+    nv = (8 - p1) + (8 * p1 - p2) + 8 * p2
+    fast = end <= rec.shape[0] - 8 and (vb + nv * w + 7) >> 3 <= end and w <= 16
     top = nl - 1
     j = 0
-    mask = (np.int64(1) << w) - 1
     for c1 in range(8):
         if (m1 >> c1) & 1 == 0:
-            v = min(get_bits8(rec, vb + j * w, w), top)
+            li = read_fast(rec, vb + j * w, w) if fast else get_bits8(rec, vb + j * w, w)
             j += 1
-            fill_cube(li, (c1 >> 2) * 4, ((c1 >> 1) & 1) * 4, (c1 & 1) * 4, 4, v)
+            fill4(out, corner + U64((c1 >> 2) * 4) * sz + U64(((c1 >> 1) & 1) * 4) * sy
+                  + U64((c1 & 1) * 4), sz, sy, vals[U64(min(li, top))])
     k = 0
     for c1 in range(8):
         if (m1 >> c1) & 1:
-            m2 = get_u8(rec, q + 1 + k)
+            m2 = (m2s >> (8 * k)) & 0xFF
             k += 1
             for c2 in range(8):
                 if (m2 >> c2) & 1 == 0:
-                    v = min(get_bits8(rec, vb + j * w, w), top)
+                    li = read_fast(rec, vb + j * w, w) if fast else get_bits8(rec, vb + j * w, w)
                     j += 1
-                    fill_cube(li, (c1 >> 2) * 4 + (c2 >> 2) * 2,
-                              ((c1 >> 1) & 1) * 4 + ((c2 >> 1) & 1) * 2,
-                              (c1 & 1) * 4 + (c2 & 1) * 2, 2, v)
+                    fill2(out, corner + U64((c1 >> 2) * 4 + (c2 >> 2) * 2) * sz
+                          + U64(((c1 >> 1) & 1) * 4 + ((c2 >> 1) & 1) * 2) * sy
+                          + U64((c1 & 1) * 4 + (c2 & 1) * 2), sz, sy, vals[U64(min(li, top))])
     k = 0
-    n = rec.shape[0]
+    mask = (np.int64(1) << w) - 1
     for c1 in range(8):
         if (m1 >> c1) & 1:
-            m2 = get_u8(rec, q + 1 + k)
+            m2 = (m2s >> (8 * k)) & 0xFF
             k += 1
             for c2 in range(8):
                 if (m2 >> c2) & 1:
-                    r0 = ((((c1 >> 2) * 4 + (c2 >> 2) * 2) * 8
-                           + ((c1 >> 1) & 1) * 4 + ((c2 >> 1) & 1) * 2) * 8
-                          + (c1 & 1) * 4 + (c2 & 1) * 2)
+                    r0 = (corner + U64((c1 >> 2) * 4 + (c2 >> 2) * 2) * sz
+                          + U64(((c1 >> 1) & 1) * 4 + ((c2 >> 1) & 1) * 2) * sy
+                          + U64((c1 & 1) * 4 + (c2 & 1) * 2))
                     pos = vb + j * w
-                    if w <= 4 and (pos >> 3) + w < n:  # 8 entries: w + 1 bytes from pos
-                        bits = np.int64(rec[pos >> 3])
+                    if fast and w <= 4:  # 8 entries: w + 1 bytes from pos
+                        kk = U64(pos >> 3)
+                        bits = np.int64(rec[kk])
                         for d in range(1, w + 1):
-                            bits |= np.int64(rec[(pos >> 3) + d]) << (8 * d)
+                            bits |= np.int64(rec[kk + U64(d)]) << (8 * d)
                         bits >>= pos & 7
                         for c3 in range(8):
-                            li[U64(r0 + (c3 >> 2) * 64 + ((c3 >> 1) & 1) * 8 + (c3 & 1))] = \
-                                min(bits & mask, top)
+                            out[r0 + U64(c3 >> 2) * sz + U64((c3 >> 1) & 1) * sy
+                                + U64(c3 & 1)] = vals[U64(min(bits & mask, top))]
                             bits >>= w
                     else:
                         for c3 in range(8):
-                            li[U64(r0 + (c3 >> 2) * 64 + ((c3 >> 1) & 1) * 8 + (c3 & 1))] = \
-                                min(get_bits8(rec, pos + c3 * w, w), top)
+                            out[r0 + U64(c3 >> 2) * sz + U64((c3 >> 1) & 1) * sy
+                                + U64(c3 & 1)] = vals[U64(min(get_bits8(rec, pos + c3 * w, w),
+                                                              top))]
                     j += 8
-    return nl
+
+
+@_plain
+def row_refs(iz: int, iy: int, bx0: int, nbx: int, u: int, ty: int, tx: int, nt: int,
+             nn: int, sup: int, split: Any, split_rank: Any, other: Any, other_rank: Any,
+             values: Any, wg: int, rec_base: Any, npal: int,
+             path: Any, base: Any, refs: Any) -> None:
+    """What each brick of a row (along x) holds: ``refs[j] >= 0`` the palette index of a
+    uniform brick, ``-1 - refs[j]`` the number of a mixed brick's record.
+
+    Neighbouring bricks share their ancestors: a brick re-descends only from the highest
+    level at which its position differs from the previous brick's, and a brick inside the
+    same uniform node as the previous one costs nothing (``path[k]``: node at level k,
+    ``base[k]``: its first child)."""
+    stop = u + 1  # level at which the previous descent ended (none yet)
+    prev = np.int64(-1)
+    for j in range(nbx):
+        ix = bx0 + j
+        h = u
+        if j > 0:
+            h = 0
+            while h < u and (ix >> (h + 1)) != ((ix - 1) >> (h + 1)):
+                h += 1
+            if (ix >> u) != ((ix - 1) >> u):
+                h = u
+            if h < stop and stop <= u:  # still inside the previous uniform node
+                refs[j] = prev
+                continue
+        if h == u:
+            i = min(((iz >> u) * ty + (iy >> u)) * tx + (ix >> u), nn - 1)
+        else:
+            c = ((iz >> h) & 1) * 4 + ((iy >> h) & 1) * 2 + ((ix >> h) & 1)
+            i = min(base[h + 1] + c, nn - 1)
+        k = h
+        while True:
+            path[k] = i
+            if bit_at(split, i) == 0:
+                prev = min(node_value(i, other, other_rank, values, wg), npal - 1)
+                stop = k
+                break
+            r = rank_at(split, split_rank, i)
+            if k == 0:
+                prev = -1 - (r - sup)
+                stop = 0
+                break
+            base[k] = nt + 8 * r
+            k -= 1
+            c = ((iz >> k) & 1) * 4 + ((iy >> k) & 1) * 2 + ((ix >> k) & 1)
+            i = min(base[k + 1] + c, nn - 1)
+        refs[j] = prev
 
 
 @_plain
 def oct_decode(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt: int,
                nn: int, sup: int, split: Any, split_rank: Any, other: Any, other_rank: Any,
-               values: Any, wg: int, rec_base: Any, rec_delta: Any, rec: Any, palette: Any,
+               values: Any, wg: int, rec_base: Any, rec: Any, palette: Any,
                j0: int, j1: int) -> None:
     """Decode the rows of bricks (along x) ``j0 .. j1 - 1`` among those covering a region
     into ``out`` (C-contiguous): runs of uniform bricks along x with the same value become
@@ -395,31 +512,29 @@ def oct_decode(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt
     nby = ((y0 + oy - 1) >> 3) - by0 + 1
     nbx = ((x0 + ox - 1) >> 3) - bx0 + 1
     nbz = ((z0 + oz - 1) >> 3) - bz0 + 1
-    li = np.empty(512, np.int32)
-    table = np.empty(512, np.int64)
+    brick = np.empty(512, palette.dtype)
     vals = np.empty(512, palette.dtype)
+    path = np.zeros(u + 2, np.int64)
+    base = np.zeros(u + 2, np.int64)
+    refs = np.empty(nbx, np.int64)
     for j in range(j0, min(j1, nbz * nby)):
         iz = bz0 + j // nby
         iy = by0 + j % nby
         za, zb = max(iz * 8, z0), min(iz * 8 + 8, z0 + oz)
         ya, yb = max(iy * 8, y0), min(iy * 8 + 8, y0 + oy)
+        row_refs(iz, iy, bx0, nbx, u, ty, tx, nt, nn, sup, split, split_rank, other,
+                 other_rank, values, wg, rec_base, npal, path, base, refs)
         jx = 0
         while jx < nbx:
             ix = bx0 + jx
-            i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
+            ref = refs[jx]
             xa = max(ix * 8, x0)
-            if bit_at(split, i) == 0:  # uniform: extend over the next bricks of this value
-                p = min(node_value(i, other, other_rank, values, wg), npal - 1)
+            if ref >= 0:  # uniform: one fill over the following bricks of this value
                 jy = jx + 1
-                while jy < nbx:
-                    i2, _ = find_node(iz, iy, bx0 + jy, u, ty, tx, nt, nn, split,
-                                      split_rank)
-                    if bit_at(split, i2) or min(node_value(i2, other, other_rank, values, wg),
-                                                npal - 1) != p:
-                        break
+                while jy < nbx and refs[jy] == ref:
                     jy += 1
                 xb = min((bx0 + jy) * 8, x0 + ox)
-                val = palette[U64(p)]
+                val = palette[U64(ref)]
                 for z in range(za, zb):
                     for y in range(ya, yb):
                         rs = U64(((z - z0) * oy + (y - y0)) * ox + xa - x0)
@@ -429,13 +544,17 @@ def oct_decode(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt
                 continue
             jx += 1
             xb = min(ix * 8 + 8, x0 + ox)
-            pr = record_start(rank_at(split, split_rank, i) - sup, rec_base, rec_delta)
-            nl = expand_record(rec, pr, wg, npal, li, table)
-            for t in range(nl):
-                vals[t] = palette[U64(table[t])]
+            p0 = record_start(-1 - ref, rec_base, rec, wg)
+            p1 = p0 + record_len(rec, p0, wg)
+            if zb - za == 8 and yb - ya == 8 and xb - xa == 8:  # whole brick: straight out
+                corner = U64(((za - z0) * oy + (ya - y0)) * ox + (xa - x0))
+                expand_record(rec, p0, p1, wg, palette, flat, corner, U64(oy * ox), U64(ox),
+                              vals)
+                continue
+            expand_record(rec, p0, p1, wg, palette, brick, U64(0), U64(64), U64(8), vals)
             for z in range(za, zb):
                 for y in range(ya, yb):
                     rs = ((z - z0) * oy + (y - y0)) * ox - x0
                     rb = ((z - iz * 8) * 8 + (y - iy * 8)) * 8 - ix * 8
                     for x in range(xa, xb):
-                        flat[U64(rs + x)] = vals[U64(li[U64(rb + x)])]
+                        flat[U64(rs + x)] = brick[U64(rb + x)]

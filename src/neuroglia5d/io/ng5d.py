@@ -548,7 +548,10 @@ class Ng5dFile:
         if dv is None:
             v = self.volume(name, t, c)
             try:
-                codec.ensure_inflated(v, self.specs[name].brick)
+                if isinstance(v, octree.OctreeVolume):
+                    octree.ensure_records(v)
+                else:
+                    codec.ensure_inflated(v, self.specs[name].brick)
             except InputError as e:
                 raise Ng5dError(f"{self.path}: {name} t={t}: {e} (damaged record)") from None
             dv = self._device[key] = DeviceVolume(v, xp)

@@ -57,7 +57,7 @@ def pal_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, top, words, ext_w, ext_lut,
 
 @cuda.jit
 def oct_kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other,
-               other_rank, values, wg, rec_base, rec_delta, records, palette
+               other_rank, values, wg, rec_base, records, palette
                ):  # pragma: no cover - device code
     i = cuda.grid(1)
     oz, oy, ox = out.shape
@@ -67,7 +67,7 @@ def oct_kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other
     y = y0 + (i // ox) % oy
     x = x0 + i % ox
     p = oct_voxel(z, y, x, u, ty, tx, nt, nn, sup, split, split_rank, other, other_rank,
-                  values, wg, rec_base, rec_delta, records)
+                  values, wg, rec_base, records)
     out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
 
 
@@ -135,7 +135,7 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
             oct_kernel[blocks, _THREADS](out, z.start, y.start, x.start, u, ty, tx, nt, nn,
                                          sup, a["split"], a["split_rank"], a["other"],
                                          a["other_rank"], a["values"], wg, a["rec_base"],
-                                         a["rec_delta"], a["records"], a["palette"])
+                                         a["records"], a["palette"])
         return out
     top = np.int64(1) << np.int64(a["words"].dtype.itemsize * 8 - 1)
     if n and min(shp) > 0:

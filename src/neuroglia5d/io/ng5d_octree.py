@@ -40,7 +40,7 @@ BRICK = (8, 8, 8)
 #: tree levels above the bricks: top nodes of 8 bricks (64 voxels) per axis
 LEVELS = 3
 _HEAD = 12
-_GROUP = 16  # records per rec_base entry
+_GROUP = 8  # records per rec_base entry
 
 
 def _kernels() -> Any:
@@ -67,17 +67,16 @@ class OctreeVolume:
     other_rank: np.ndarray
     values: np.ndarray
     rec_base: np.ndarray
-    rec_delta: np.ndarray
     records: np.ndarray
     lazy: LazyBlock | None = None
     records_pos: int = 0
+    checked: bool = False
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The block's arrays (what a device copy needs)."""
         return {"palette": self.palette, "split": self.split, "split_rank": self.split_rank,
                 "other": self.other, "other_rank": self.other_rank, "values": self.values,
-                "rec_base": self.rec_base, "rec_delta": self.rec_delta,
-                "records": self.records}
+                "rec_base": self.rec_base, "records": self.records}
 
     def scalars(self) -> tuple[int, int, int, int, int, int, int]:
         """(U, ty, tx, nt, nn, sup, wg) as the kernels take them."""
@@ -177,7 +176,8 @@ def encode_octree(vol: np.ndarray, levels: int = LEVELS) -> bytes:
     other = vals != 0
     nn = len(split)
     sw, sr = _bits(split)
-    ow, orank = _bits(other)
+    no = int(other.sum())
+    ow, orank = _bits(other) if no else (np.zeros(0, np.uint64), np.zeros(0, np.uint32))
     values = _pack(vals[other], wg)
     bricks = np.ascontiguousarray(mixed, np.int64)
     nr = len(bricks)
@@ -190,14 +190,13 @@ def encode_octree(vol: np.ndarray, levels: int = LEVELS) -> bytes:
     records = np.zeros(rb + 8, np.uint8)
     if nr:
         k.write_records(idx, bricks, wg, offsets[:-1], records)
-    base = offsets[::_GROUP].astype(np.uint32)
-    delta = offsets - np.repeat(base.astype(np.int64), _GROUP)[:nr + 1]
-    if int(delta.max(initial=0)) > 0xFFFF:  # cannot happen: 16 records < 64 KiB
-        raise AssertionError("octree record group longer than 64 KiB")
+    if rb >= 2**32:
+        raise ValueError("octree: a volume's mixed bricks take more than 4 GiB")
+    base = np.append(offsets[:-1][::_GROUP], rb).astype(np.uint32)
     tz, ty, tx = top_mn.shape
-    buf = bytearray(np.array([npal, levels, tz, ty, tx, nn, n_upper, sup, nr,
-                              int(other.sum()), wg, rb], np.uint32).tobytes())
-    for arr in (palette, sw, sr, ow, orank, values, base, delta.astype(np.uint16), records):
+    buf = bytearray(np.array([npal, levels, tz, ty, tx, nn, n_upper, sup, nr, no, wg, rb],
+                             np.uint32).tobytes())
+    for arr in (palette, sw, sr, ow, orank, values, base, records):
         _section(buf, arr)
     return bytes(buf)
 
@@ -225,14 +224,13 @@ def parse_octree(block: bytes | memoryview | LazyBlock, shape_zyx: tuple[int, in
     palette, pos = _take(mv, pos, dtype, npal, lazy)
     sw, pos = _take(mv, pos, np.uint64, nw, lazy)
     sr, pos = _take(mv, pos, np.uint32, nw, lazy)
-    ow, pos = _take(mv, pos, np.uint64, nw, lazy)
-    orank, pos = _take(mv, pos, np.uint32, nw, lazy)
+    ow, pos = _take(mv, pos, np.uint64, nw if no else 0, lazy)
+    orank, pos = _take(mv, pos, np.uint32, nw if no else 0, lazy)
     values, pos = _take(mv, pos, np.uint8, -(-no * wg // 8) + 8, lazy)
-    base, pos = _take(mv, pos, np.uint32, -(-(nr + 1) // _GROUP), lazy)
-    delta, pos = _take(mv, pos, np.uint16, nr + 1, lazy)
+    base, pos = _take(mv, pos, np.uint32, -(-nr // _GROUP) + 1, lazy)
     records, _ = _take(mv, pos, np.uint8, rb + 8)
     v = OctreeVolume(palette, lev, (tz, ty, tx), nn, nup, sup, nr, wg, sw.view(np.uint32),
-                     sr, ow.view(np.uint32), orank, values, base, delta, records, lazy, pos)
+                     sr, ow.view(np.uint32), orank, values, base, records, lazy, pos)
     _check(v, nt, no, rb, sw, ow)
     return v
 
@@ -243,11 +241,13 @@ def _check(v: OctreeVolume, nt: int, no: int, rb: int, sw: np.ndarray, ow: np.nd
     bounds; the kernels clamp what remains)."""
     nn = v.n_nodes
     split = np.unpackbits(sw.view(np.uint8), bitorder="little")
-    other = np.unpackbits(ow.view(np.uint8), bitorder="little")
+    other = np.unpackbits(ow.view(np.uint8), bitorder="little") if no else \
+        np.zeros_like(split)
     if split[nn:].any() or other[nn:].any() or (split[:nn] & other[:nn]).any():
         raise InputError("octree block: node bits set past the last node, or a split "
                          "node marked uniform")
-    for bits, ranks, name in ((split, v.split_rank, "split"), (other, v.other_rank, "other")):
+    pairs = [(split, v.split_rank, "split")] + ([(other, v.other_rank, "other")] if no else [])
+    for bits, ranks, name in pairs:
         want = np.concatenate([[0], np.cumsum(bits.reshape(-1, 64).sum(1))[:-1]])
         if not np.array_equal(want, ranks.astype(np.int64)):
             raise InputError(f"octree block: the {name} ranks do not match its bits")
@@ -262,10 +262,16 @@ def _check(v: OctreeVolume, nt: int, no: int, rb: int, sw: np.ndarray, ow: np.nd
         got = (vb.astype(np.uint64) << np.arange(v.wg, dtype=np.uint64)).sum(1)
         if int(got.max()) >= len(v.palette):
             raise InputError("octree block: a uniform region points past the palette")
-    off = np.repeat(v.rec_base.astype(np.int64), _GROUP)[:v.n_records + 1] \
-        + v.rec_delta.astype(np.int64)
-    if (np.diff(off) < 2).any() or int(off[-1]) != rb:  # a record has at least 2 bytes
-        raise InputError("octree block: record offsets out of order or past the records")
+    if int(v.rec_base[-1]) != rb or (np.diff(v.rec_base.astype(np.int64)) < 0).any():
+        raise InputError("octree block: record groups out of order or past the records")
+    if v.lazy is None:  # a lazily inflated block checks its records when they arrive
+        _check_records(v)
+
+
+def _check_records(v: OctreeVolume) -> None:
+    bad = _kernels().check_records(v.records, v.rec_base, v.n_records, v.wg)
+    if bad >= 0:
+        raise InputError(f"octree block: record {bad} does not fit its group (damaged)")
 
 
 # --------------------------------------------------------------------------- decoder
@@ -284,7 +290,7 @@ def decode_octree(v: OctreeVolume, shape_zyx: tuple[int, int, int],
 
     def run(j0: int, j1: int) -> None:
         kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, v.split, v.split_rank, v.other,
-               v.other_rank, v.values, wg, v.rec_base, v.rec_delta, v.records, v.palette,
+               v.other_rank, v.values, wg, v.rec_base, v.records, v.palette,
                j0, j1)
 
     nbz, nby, _ = _n_region_bricks(BRICK, (z0, y0, x0), shp, per_axis=True)
@@ -295,5 +301,7 @@ def decode_octree(v: OctreeVolume, shape_zyx: tuple[int, int, int],
 def ensure_records(v: OctreeVolume) -> None:
     """Inflate the records of a lazily inflated volume (label blocks are small: a
     64×512×512 timepoint's records fit in one or two zstd frames)."""
-    if v.lazy is not None:
+    if v.lazy is not None and not v.checked:
         v.lazy.ensure(v.records_pos, v.records_pos + len(v.records))
+        _check_records(v)
+        v.checked = True
