@@ -321,6 +321,48 @@ def write_records(idx: Any, bricks: Any, wg: int, offsets: Any, out: Any) -> Non
 
 
 @_plain
+def check_tree(sw: Any, sr: Any, ow: Any, orank: Any, values: Any, nn: int, nup: int,
+               sup: int, nr: int, no: int, wg: int, npal: int) -> int:
+    """0 when the bit sets hold together, else the code of the first problem (see
+    ``ng5d_octree._TREE_ERRORS``)."""
+    nw = sw.shape[0]
+    s_up = 0
+    s_low = 0
+    o_all = 0
+    for k in range(nw):
+        ws = sw[k]
+        wo = ow[k] if no else np.uint64(0)
+        if ws & wo:
+            return 1
+        lo = 64 * k
+        if lo + 64 > nn:  # the last word: nothing past node nn - 1
+            keep = np.uint64(0) if nn <= lo else (np.uint64(1) << np.uint64(nn - lo)) - \
+                np.uint64(1)
+            if (ws | wo) & ~keep:
+                return 1
+        if np.int64(sr[k]) != s_up + s_low:
+            return 2
+        if no and np.int64(orank[k]) != o_all:
+            return 3
+        for b in range(64):
+            i = lo + b
+            if i >= nn:
+                break
+            if (ws >> np.uint64(b)) & np.uint64(1):
+                if i < nup:
+                    s_up += 1
+                else:
+                    s_low += 1
+        o_all += popc(np.int64(wo & np.uint64(0xFFFFFFFF))) + popc(np.int64(wo >> np.uint64(32)))
+    if s_up != sup or s_low != nr or o_all != no:
+        return 4
+    for j in range(no):
+        if get_bits8(values, j * wg, wg) >= npal:
+            return 5
+    return 0
+
+
+@_plain
 def check_records(rec: Any, rec_base: Any, nr: int, wg: int) -> int:
     """-1 if every record group ends where the next begins and no record reaches past the
     records, else the first record that does not fit."""

@@ -235,33 +235,26 @@ def parse_octree(block: bytes | memoryview | LazyBlock, shape_zyx: tuple[int, in
     return v
 
 
+_TREE_ERRORS = {
+    1: "node bits set past the last node, or a split node marked uniform",
+    2: "the split ranks do not match its bits",
+    3: "the other ranks do not match its bits",
+    4: "node counts do not match the tree",
+    5: "a uniform region points past the palette",
+}
+
+
 def _check(v: OctreeVolume, nt: int, no: int, rb: int, sw: np.ndarray, ow: np.ndarray
            ) -> None:
     """Refuse a block whose tree or tables do not hold together (decoding then stays in
-    bounds; the kernels clamp what remains)."""
-    nn = v.n_nodes
-    split = np.unpackbits(sw.view(np.uint8), bitorder="little")
-    other = np.unpackbits(ow.view(np.uint8), bitorder="little") if no else \
-        np.zeros_like(split)
-    if split[nn:].any() or other[nn:].any() or (split[:nn] & other[:nn]).any():
-        raise InputError("octree block: node bits set past the last node, or a split "
-                         "node marked uniform")
-    pairs = [(split, v.split_rank, "split")] + ([(other, v.other_rank, "other")] if no else [])
-    for bits, ranks, name in pairs:
-        want = np.concatenate([[0], np.cumsum(bits.reshape(-1, 64).sum(1))[:-1]])
-        if not np.array_equal(want, ranks.astype(np.int64)):
-            raise InputError(f"octree block: the {name} ranks do not match its bits")
-    upper_ok = v.n_upper == 0 if v.levels == 0 else nt <= v.n_upper <= nn
-    if not upper_ok or int(split[:v.n_upper].sum()) != v.split_upper \
-            or nn != nt + 8 * v.split_upper or int(split[v.n_upper:nn].sum()) != v.n_records \
-            or int(other.sum()) != no:
-        raise InputError("octree block: node counts do not match the tree")
-    if no:
-        ent = (np.arange(no, dtype=np.int64)[:, None] * v.wg + np.arange(v.wg)).ravel()
-        vb = np.unpackbits(v.values, bitorder="little")[ent].reshape(no, v.wg)
-        got = (vb.astype(np.uint64) << np.arange(v.wg, dtype=np.uint64)).sum(1)
-        if int(got.max()) >= len(v.palette):
-            raise InputError("octree block: a uniform region points past the palette")
+    bounds; the kernels clamp what remains). One compiled pass over the bit sets."""
+    upper_ok = v.n_upper == 0 if v.levels == 0 else nt <= v.n_upper <= v.n_nodes
+    code = 4 if not upper_ok or v.n_nodes != nt + 8 * v.split_upper else \
+        _kernels().check_tree(sw, v.split_rank, ow, v.other_rank, v.values, v.n_nodes,
+                              v.n_upper, v.split_upper, v.n_records, no, v.wg,
+                              len(v.palette))
+    if code:
+        raise InputError(f"octree block: {_TREE_ERRORS[code]}")
     if int(v.rec_base[-1]) != rb or (np.diff(v.rec_base.astype(np.int64)) < 0).any():
         raise InputError("octree block: record groups out of order or past the records")
     if v.lazy is None:  # a lazily inflated block checks its records when they arrive
