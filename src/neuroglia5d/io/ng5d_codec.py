@@ -1,4 +1,5 @@
-"""The two ``.ng5d`` volume codecs: ``bitpack`` (intensity) and ``palette`` (labels).
+"""The ``.ng5d`` volume codecs ``bitpack`` (intensity) and ``palette`` (labels, format 2.0;
+2.1 writes labels with ``octree``, :mod:`neuroglia5d.io.ng5d_octree`), and the storage tier.
 
 Both split a (Z, Y, X) volume into bricks and store every brick so that **each voxel can
 be decoded on its own** from the brick's header and a few 32-bit data words: no voxel's
