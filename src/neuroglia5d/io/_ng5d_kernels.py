@@ -54,6 +54,13 @@ def get_bits(data: Any, pos: int, w: int) -> int:
     return x & ((np.int64(1) << w) - 1)
 
 @_shared
+def region_voxel(i: int, z0: int, y0: int, x0: int, oy: int, ox: int
+                 ) -> tuple[int, int, int]:
+    """Volume coordinates of flat index ``i`` of a (·, oy, ox) region at (z0, y0, x0)."""
+    return z0 + i // (oy * ox), y0 + (i // ox) % oy, x0 + i % ox
+
+
+@_shared
 def locate(z: int, y: int, x: int, gy: int, gx: int, bz: int, by: int, bx: int
            ) -> tuple[int, int]:
     """Brick number and index within the brick of voxel (z, y, x)."""
@@ -80,6 +87,18 @@ def cttz(typingctx: Any, x: Any) -> Any:
         return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
 
     return sig, codegen
+
+
+@_plain
+def fill_box(flat: Any, z0: int, y0: int, x0: int, oy: int, ox: int, za: int, zb: int,
+             ya: int, yb: int, xa: int, xb: int, val: Any) -> None:
+    """Set voxels [za, zb) × [ya, yb) × [xa, xb) of a C-contiguous (·, oy, ox) output whose
+    corner is voxel (z0, y0, x0) to ``val`` (row by row)."""
+    for z in range(za, zb):
+        for y in range(ya, yb):
+            rs = U64(((z - z0) * oy + (y - y0)) * ox + xa - x0)
+            for x in range(xb - xa):
+                flat[rs + U64(x)] = val
 
 
 @_plain
@@ -570,12 +589,8 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
                 while jy < nbx and np.int64(words[U64(row0 + bx0 + jy)]) == word:
                     jy += 1
                 xb = min((bx0 + jy) * bx, x0 + ox)
-                val = palette[U64(min(word, npal - 1))]
-                for z in range(za, zb):
-                    for y in range(ya, yb):
-                        rs = U64(((z - z0) * oy + (y - y0)) * ox + xa - x0)
-                        for x in range(xb - xa):
-                            flat[rs + U64(x)] = val
+                fill_box(flat, z0, y0, x0, oy, ox, za, zb, ya, yb, xa, xb,
+                         palette[U64(min(word, npal - 1))])
                 jx = jy
                 continue
             jx += 1

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 from numba.core.extending import register_jitable
 
-from ._ng5d_kernels import popc
+from ._ng5d_kernels import fill_box, popc
 
 _plain = numba.njit(cache=True, nogil=True)
 _par = numba.njit(cache=True, nogil=True, parallel=True)
@@ -576,12 +576,8 @@ def oct_decode(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt
                 while jy < nbx and refs[jy] == ref:
                     jy += 1
                 xb = min((bx0 + jy) * 8, x0 + ox)
-                val = palette[U64(ref)]
-                for z in range(za, zb):
-                    for y in range(ya, yb):
-                        rs = U64(((z - z0) * oy + (y - y0)) * ox + xa - x0)
-                        for x in range(xb - xa):
-                            flat[rs + U64(x)] = val
+                fill_box(flat, z0, y0, x0, oy, ox, za, zb, ya, yb, xa, xb,
+                         palette[U64(ref)])
                 jx = jy
                 continue
             jx += 1

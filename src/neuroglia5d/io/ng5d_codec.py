@@ -326,9 +326,7 @@ def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
                    brick: tuple[int, int, int], dtype: Any,
                    region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
     """Decode a region (default: everything) of a ``bitpack`` volume on the CPU."""
-    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
-    z0, y0, x0 = z.start, y.start, x.start
-    shp = (z.stop - z0, y.stop - y0, x.stop - x0)
+    (z0, y0, x0), shp = region_start_shape(shape_zyx, region)
     dt = np.dtype(dtype)
     out = np.empty(shp, np.uint32 if dt == np.float32 else dt)
     if min(shp) <= 0:
@@ -478,9 +476,7 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
                    brick: tuple[int, int, int],
                    region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
     """Decode a region (default: everything) of a ``palette`` volume on the CPU."""
-    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
-    z0, y0, x0 = z.start, y.start, x.start
-    shp = (z.stop - z0, y.stop - y0, x.stop - x0)
+    (z0, y0, x0), shp = region_start_shape(shape_zyx, region)
     out = np.empty(shp, v.palette.dtype)
     if min(shp) <= 0:
         return out
@@ -614,6 +610,15 @@ def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> No
     # a slice's few frames inflate on the calling thread (no hand-off)
     run_chunks(run, len(frames), 1 if len(frames) > _SERIAL_FRAMES else _SERIAL_FRAMES,
                threads)
+
+
+def region_start_shape(shape_zyx: tuple[int, int, int],
+                       region: tuple[slice, slice, slice] | None
+                       ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(start, shape) of a region of slices with explicit bounds (default: the volume)."""
+    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
+    return ((z.start, y.start, x.start),
+            (z.stop - z.start, y.stop - y.start, x.stop - x.start))
 
 
 def _n_region_bricks(brick: tuple[int, int, int], start: tuple[int, int, int],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ._ng5d_kernels import bp_voxel, locate, pal_voxel
+from ._ng5d_kernels import bp_voxel, locate, pal_voxel, region_voxel
 from ._ng5d_octree_kernels import oct_voxel
 from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
 from .ng5d_octree import OctreeVolume
@@ -32,9 +32,7 @@ def bp_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, nmask, npre, modes, widths, b
     oz, oy, ox = out.shape
     if i >= oz * oy * ox:
         return
-    z = z0 + i // (oy * ox)
-    y = y0 + (i // ox) % oy
-    x = x0 + i % ox
+    z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
     b, li = locate(z, y, x, gy, gx, bz, by, bx)
     out[z - z0, y - y0, x - x0] = bp_voxel(li, np.int64(modes[b]), np.int64(widths[b]),
                                            np.int64(bases[b]), np.int64(offsets[b]),
@@ -47,9 +45,7 @@ def pal_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, top, words, ext_w, ext_lut,
     oz, oy, ox = out.shape
     if i >= oz * oy * ox:
         return
-    z = z0 + i // (oy * ox)
-    y = y0 + (i // ox) % oy
-    x = x0 + i % ox
+    z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
     b, li = locate(z, y, x, gy, gx, bz, by, bx)
     p = pal_voxel(li, np.int64(words[b]), top, ext_w, ext_lut, ext_data, lut, data)
     out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
@@ -63,9 +59,7 @@ def oct_kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other
     oz, oy, ox = out.shape
     if i >= oz * oy * ox:
         return
-    z = z0 + i // (oy * ox)
-    y = y0 + (i // ox) % oy
-    x = x0 + i % ox
+    z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
     p = oct_voxel(z, y, x, u, ty, tx, nt, nn, sup, split, split_rank, other, other_rank,
                   values, wg, rec_base, records)
     out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]

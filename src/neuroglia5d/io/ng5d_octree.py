@@ -32,6 +32,7 @@ from .ng5d_codec import (
     _section,
     _take,
     brick_grid,
+    region_start_shape,
     run_chunks,
 )
 
@@ -271,9 +272,7 @@ def _check_records(v: OctreeVolume) -> None:
 def decode_octree(v: OctreeVolume, shape_zyx: tuple[int, int, int],
                   region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
     """Decode a region (default: everything) of an ``octree`` volume on the CPU."""
-    z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
-    z0, y0, x0 = z.start, y.start, x.start
-    shp = (z.stop - z0, y.stop - y0, x.stop - x0)
+    (z0, y0, x0), shp = region_start_shape(shape_zyx, region)
     out = np.empty(shp, v.palette.dtype)
     if min(shp) <= 0:
         return out
