@@ -68,6 +68,31 @@ def _voxel_map(zyx: tuple[int, int, int], brick: tuple[int, int, int]) -> tuple[
     return b, i, nb, bz * by * bx
 
 
+def _patched(data: np.ndarray, o: np.ndarray, i: np.ndarray, w: np.ndarray, base: np.ndarray,
+             n: int) -> np.ndarray:
+    """§2.3 mode 3 (patched): low values with an escape code, exceptions by position."""
+    h = _take(data, o, "patched header").astype(np.int64)
+    we, ne = h & 0xFF, (h >> 8) & 0xFF
+    if np.any((we < 1) | (we > 32) | (ne < 1) | (h >> 16 != 0)):
+        raise ValueError("bad patched brick header")
+    nm = -(-n // 32)
+    pw = max(1, (32 * nm - 1).bit_length())
+    low = o + 1 + -(-ne * pw // 32)
+    x = low + nm * w.astype(np.int64)
+    v = _get_bits(data, U64(32) * low.astype(U64) + i.astype(U64) * w, w)
+    out = base + v
+    esc = v == (U64(1) << w) - U64(1)
+    for k in np.flatnonzero(esc):  # the exception whose position is this voxel
+        pos = _get_bits(data, U64(32) * U64(o[k] + 1) + np.arange(ne[k], dtype=U64) * U64(pw),
+                        np.full(ne[k], pw, U64))
+        q = np.flatnonzero(pos == U64(i[k]))
+        if len(q) != 1:
+            raise ValueError("escaped voxel is not an exception position")
+        out[k] = base[k] + _get_bits(data, np.array([32 * x[k] + int(q[0]) * int(we[k])], U64),
+                                     np.array([we[k]], U64))[0]
+    return out
+
+
 def _decode_bitpack(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.ndarray:
     b, i, nb, n = _voxel_map(zyx, brick)
     (head,) = _sections(block, 0, [("u4", 2)])
@@ -78,7 +103,7 @@ def _decode_bitpack(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.n
     )[1:]
     m, w, o = mode[b], width[b].astype(U64), off[b].astype(U64)
     u = base[b].astype(U64)
-    if np.any(m > 2) or np.any(w > 32):
+    if np.any(m > 3) or np.any(w > 32):
         raise ValueError("bad brick mode or width")
     dense = m == 1
     u[dense] += _get_bits(data, U64(32) * o[dense] + i[dense].astype(U64) * w[dense], w[dense])
@@ -103,6 +128,10 @@ def _decode_bitpack(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.n
         us = u[sp]
         us[stored] += val
         u[sp] = us
+    pt = m == 3
+    if np.any(pt):
+        u[pt] = _patched(data, o[pt].astype(np.int64), i[pt].astype(np.int64), w[pt], u[pt],
+                         n)
     if np.any(u > 0xFFFFFFFF):
         raise ValueError("decoded value exceeds 32 bits")
     if dtype == np.float32:

@@ -126,6 +126,78 @@ def test_region_decodes_only_what_is_asked(tmp_path):
         assert np.array_equal(codec.decode_palette(p, lab.shape, (8, 8, 8), r), lab[r])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.float32])
+def test_patched_bricks_round_trip(dtype):
+    """Camera-like noise with a few bright voxels: bricks go to the patched mode (low
+    width with an escape code, exceptions by position), whole and in regions."""
+    rng = np.random.default_rng(11)
+    vol = rng.poisson(40, (9, 37, 45)).astype(np.float64)
+    hot = rng.integers(0, vol.size, 60)
+    vol.flat[hot] = 240 if dtype == np.uint8 else 60000
+    vol = (vol / 7.5).astype(np.float32) if dtype == np.float32 else vol.astype(dtype)
+    for br in ((4, 16, 16), (3, 5, 7)):
+        nb = int(np.prod(codec.brick_grid(vol.shape, br)))
+        v = codec.parse_bitpack(codec.encode_bitpack(vol, br), nb, int(np.prod(br)))
+        if dtype != np.float32:  # (float32's order-preserving map spreads the values)
+            assert (v.modes == codec.MODE_PATCHED).sum() >= nb // 4
+        assert same(codec.decode_bitpack(v, vol.shape, br, dtype), vol)
+        r = (slice(2, 8), slice(5, 30), slice(9, 44))
+        assert same(codec.decode_bitpack(v, vol.shape, br, dtype, r), vol[r])
+        k = codec._kernels()  # the per-voxel function agrees (what the GPU threads run)
+        nmask = (int(np.prod(br)) + 31) // 32
+        b = int(np.flatnonzero(v.modes == codec.MODE_PATCHED)[0]) if dtype != np.float32 \
+            else 0
+        got = [k.bp_voxel(i, int(v.modes[b]), int(v.widths[b]), int(v.bases[b]),
+                          int(v.offsets[b]), nmask, (nmask + 7) // 8, v.data)
+               for i in range(int(np.prod(br)))]
+        full = codec.decode_bitpack(v, vol.shape, br, dtype)
+        _, gy, gx = codec.brick_grid(vol.shape, br)
+        iz, iy, ix = b // (gy * gx), (b // gx) % gy, b % gx
+        want = []
+        for i in range(int(np.prod(br))):
+            z, y, x = i // (br[1] * br[2]), (i // br[2]) % br[1], i % br[2]
+            zz, yy, xx = iz * br[0] + z, iy * br[1] + y, ix * br[2] + x
+            if zz < vol.shape[0] and yy < vol.shape[1] and xx < vol.shape[2]:
+                want.append((i, full[zz, yy, xx]))
+        u = np.array(got, np.uint64).astype(np.uint32)
+        vals = u.view(np.float32) if dtype == np.float32 else u
+        if dtype == np.float32:
+            vals = codec.ordered_to_float(u)
+        assert all(vals[i] == w for i, w in want)
+
+
+def test_damaged_patched_bricks_are_refused():
+    rng = np.random.default_rng(12)
+    vol = rng.poisson(40, (4, 16, 16)).astype(np.uint16)
+    vol[1, 2, 3] = 60000
+    buf = bytearray(codec.encode_bitpack(vol, (4, 16, 16)))
+    v = codec.parse_bitpack(buf, 1, 1024)
+    assert v.modes[0] == codec.MODE_PATCHED
+    off = int(v.offsets[0])
+    assert (int(v.data[off]) >> 8) & 0xFF == 1  # one exception
+    v.data[off + 1] ^= 1  # its position: no longer on the escape code
+    with pytest.raises(codec.InputError, match="exception positions"):
+        codec._check_bitpack(v, 1024)
+    v.data[off + 1] ^= 1
+    v.data[off] += 1 << 8  # two exceptions announced, one escape code
+    with pytest.raises(codec.InputError, match="patched brick"):
+        codec._check_bitpack(v, 1024)
+
+
+def test_frames_zstd_barely_shrinks_are_stored_verbatim():
+    rng = np.random.default_rng(13)
+    raw = rng.integers(0, 256, 300_000).astype(np.uint8)
+    raw[::10] = 0  # zstd saves about 4 %
+    block = raw.tobytes()
+    tight = codec.store_zstd(block, min_gain=0.10)
+    loose = codec.store_zstd(block, min_gain=0.0)
+    rlen, _, lens, _ = codec.stored_layout(tight)
+    assert rlen == len(block) and int(lens.sum()) == len(block)  # all verbatim
+    assert len(loose) < len(tight)  # zstd still saves a little
+    for stored in (tight, loose):
+        assert codec.inflate_zstd(stored).tobytes() == block
+
+
 def roundtrip_octree(vol: np.ndarray, region: tuple[slice, slice, slice] | None = None,
                      levels: int = octree.LEVELS) -> np.ndarray:
     v = octree.parse_octree(octree.encode_octree(vol, levels), vol.shape, vol.dtype)
@@ -440,8 +512,11 @@ from neuroglia5d.io import ng5d_codec as c
 from neuroglia5d.io.ng5d_gpu import DeviceVolume, decode_on_device
 rng = np.random.default_rng(0)
 ok = []
-for dtype in (np.uint16, np.float32):
+for dtype in (np.uint16, np.float32, np.uint8):
     v = (rng.random((5, 20, 24)) * 300).astype(dtype)
+    if dtype == np.uint8:  # camera-like noise and bright voxels: patched bricks
+        v = rng.poisson(20, (5, 20, 24)).astype(np.uint8)
+        v.flat[rng.integers(0, v.size, 9)] = 250
     v[:2] = 0
     v[3, 2:9, 2:9] = 7
     br = (4, 8, 8)
@@ -487,7 +562,7 @@ def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
     proc = subprocess.run([sys.executable, "-c", _SIM], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["True", "8"]
+    assert proc.stdout.split() == ["True", "10"]
 
 
 def test_edit_a_tile_then_save_appends_and_survives_reopening(tmp_path):
@@ -591,8 +666,8 @@ def test_info_reports_stored_and_resident_sizes(tmp_path):
 
 def test_damaged_sparse_bricks_are_refused():
     vol = np.zeros((4, 16, 32), np.uint16)
-    vol[1, 2, 3] = 500
-    vol[2, 9, 20] = 7  # second brick: a sparse one too
+    vol[0:2, 0:10, 0:15] = 500  # 300 bright voxels per brick: too many exceptions for the
+    vol[2:4, 0:10, 16:31] = 7  # patched mode, too few for dense: both bricks sparse
     buf = bytearray(codec.encode_bitpack(vol, (4, 16, 16)))
     v = codec.parse_bitpack(buf, 2, 1024)
     assert list(v.modes) == [codec.MODE_SPARSE] * 2

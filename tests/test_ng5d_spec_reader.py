@@ -129,6 +129,18 @@ def test_sparse_volume(tmp_path: Path, dtype: str) -> None:
     assert 2 in _bitpack_modes(path), "expected the writer to pick the sparse mode somewhere"
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_patched_bricks(tmp_path: Path, dtype: str) -> None:
+    """Camera-like noise with bright voxels: the writer picks the patched mode (2.1)."""
+    a = RNG.poisson(30, (2, 1, 9, 33, 35)).astype(np.float64)
+    a.reshape(-1)[RNG.integers(0, a.size, 40)] = 250 if dtype == "uint8" else 50_000
+    a = (a / 3).astype(dtype) if dtype == "float32" else a.astype(dtype)
+    path = _write(tmp_path / "p.ng5d", {"v": ("intensity", a, None)})
+    assert _same(read_ng5d(path)["arrays"]["v"], a)
+    if dtype != "float32":
+        assert 3 in _bitpack_modes(path), "expected the writer to pick the patched mode"
+
+
 def test_noisy_dense_and_mixed_modes(tmp_path: Path) -> None:
     a = np.zeros((1, 1, 8, 32, 32), dtype=np.uint16)
     a[0, 0, :4] = RNG.integers(0, 65535, (4, 32, 32), endpoint=True)  # dense bricks

@@ -54,6 +54,17 @@ def get_bits(data: Any, pos: int, w: int) -> int:
     return x & ((np.int64(1) << w) - 1)
 
 @_shared
+def pos_bits(nmask: int) -> int:
+    """Width of an exception position in a patched brick: enough for 32·nmask voxels."""
+    v = 32 * nmask - 1
+    n = 0
+    while v:
+        v >>= 1
+        n += 1
+    return max(n, 1)
+
+
+@_shared
 def region_voxel(i: int, z0: int, y0: int, x0: int, oy: int, ox: int
                  ) -> tuple[int, int, int]:
     """Volume coordinates of flat index ``i`` of a (·, oy, ox) region at (z0, y0, x0)."""
@@ -122,8 +133,7 @@ def popc(x: int) -> int:
 # ---------------- bitpack
 @_par
 def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_sparse: Any,
-             nnz: Any
-             ) -> None:
+             nnz: Any, pwidth: Any, pcount: Any) -> None:
     Z, Y, X = u.shape
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
@@ -152,10 +162,41 @@ def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_spars
                     if np.int64(u[zz, yy, xx]) != lo:
                         c += 1
         mins[b] = lo
-        widths[b] = bitlen(hi - lo)
+        w = bitlen(hi - lo)
+        widths[b] = w
         # sparse mode stores d - 1 (every stored d is >= 1)
         widths_sparse[b] = bitlen(hi - lo - 1) if hi > lo else 0
         nnz[b] = c
+        # patched mode: the fewest words over low widths w - 5 .. w - 1 (at most 255
+        # exceptions: values >= the escape code 2^w2 - 1, stored at w bits)
+        nmask = (bz * by * bx + 31) // 32
+        cnt = np.zeros(6, np.int64)
+        if w >= 2:
+            for z in range(bz):
+                zz = min(iz * bz + z, Z - 1)
+                for y in range(by):
+                    yy = min(iy * by + y, Y - 1)
+                    for x in range(bx):
+                        xx = min(ix * bx + x, X - 1)
+                        d = np.int64(u[zz, yy, xx]) - lo
+                        for t in range(1, 6):
+                            if d >= (np.int64(1) << max(w - t, 1)) - 1:
+                                cnt[t] += 1
+        best_w = 0
+        best_n = 0
+        best = np.int64(nmask) * w + 1  # must beat dense by more than the header
+        for t in range(1, 6):
+            w2 = w - t
+            if w2 < 1:
+                break
+            if cnt[t] > 255:
+                continue
+            words = 1 + (cnt[t] * pos_bits(nmask) + 31) // 32 + nmask * w2 \
+                + (cnt[t] * w + 31) // 32
+            if words < best:
+                best, best_w, best_n = words, w2, cnt[t]
+        pwidth[b] = best_w
+        pcount[b] = best_n
 
 @_par
 def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
@@ -177,6 +218,14 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
         base = np.int64(bases[b])
         start = np.int64(offsets[b]) * 32
         vstart = start + (nmask + npre) * 32 if mode == 2 else start
+        if mode == 3:  # header word, exception positions, low values, exception values
+            hdr = np.int64(data[offsets[b]])
+            we = hdr & 0xFF
+            ppos = (np.int64(offsets[b]) + 1) * 32
+            pw = pos_bits(nmask)
+            start = (np.int64(offsets[b]) + 1 + (((hdr >> 8) * pw + 31) >> 5)) * 32
+            vstart = start + nmask * w * 32
+            esc = (np.int64(1) << w) - 1
         i = 0
         r = 0
         for z in range(bz):
@@ -188,6 +237,14 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                     d = np.int64(u[zz, yy, xx]) - base
                     if mode == 1:
                         put_bits(data, start + i * w, d, w)
+                    elif mode == 3:
+                        if d >= esc:
+                            put_bits(data, start + i * w, esc, w)
+                            put_bits(data, vstart + r * we, d, we)
+                            put_bits(data, ppos + r * pw, i, pw)
+                            r += 1
+                        else:
+                            put_bits(data, start + i * w, d, w)
                     elif d != 0:
                         k = i >> 5
                         data[offsets[b] + k] |= np.uint32(np.int64(1) << (i & 31))
@@ -210,6 +267,9 @@ def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, ba
     npre = (nmask + 7) // 8
     nw = data.shape[0]
     for b in prange(modes.shape[0]):
+        if modes[b] == 3:
+            bad[b] = bp_check_patched(np.int64(widths[b]), np.int64(offsets[b]), data, n)
+            continue
         if modes[b] != 2:
             continue
         off = np.int64(offsets[b])
@@ -225,6 +285,37 @@ def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, ba
             bad[b] = 3
 
 
+@_plain
+def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
+    """0 if a patched brick's header, positions and exceptions fit, else 4 (header or
+    extent), 5 (positions not increasing, or not on an escape code), 6 (exception count
+    differs from the escape codes)."""
+    nmask = (n + 31) // 32
+    nw = data.shape[0]
+    if off + 1 > nw - 1:
+        return 4
+    hdr = np.int64(data[off])
+    we = hdr & 0xFF
+    ne = (hdr >> 8) & 0xFF
+    pw = pos_bits(nmask)
+    low0 = off + 1 + ((ne * pw + 31) >> 5)
+    if w < 1 or we < 1 or we > 32 or hdr >> 16 or ne == 0 \
+            or low0 + nmask * w + (ne * we + 31) // 32 > nw - 1:
+        return 4
+    esc = (np.int64(1) << w) - 1
+    prev = -1
+    for q in range(ne):
+        i = get_bits(data, ((off + 1) << 5) + q * pw, pw)
+        if i <= prev or i >= n or get_bits(data, (low0 << 5) + i * w, w) != esc:
+            return 5
+        prev = i
+    cnt = 0
+    for i in range(n):
+        if get_bits(data, (low0 << 5) + i * w, w) == esc:
+            cnt += 1
+    return 0 if cnt == ne else 6
+
+
 @_shared
 def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: int,
              data: Any) -> int:
@@ -232,6 +323,25 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
         return base
     if mode == 1:
         return base + get_bits(data, (off << 5) + i * w, w)
+    if mode == 3:  # patched: w-bit low values, the escape code marks an exception
+        hdr = np.int64(data[min(off, data.shape[0] - 1)])
+        we = hdr & 0xFF
+        ne = (hdr >> 8) & 0xFF
+        pw = pos_bits(nmask)
+        low0 = (off + 1 + ((ne * pw + 31) >> 5)) << 5
+        esc = (np.int64(1) << w) - 1
+        v = get_bits(data, low0 + i * w, w)
+        if v != esc:
+            return base + v
+        lo = 0  # the voxel's rank among the exceptions: binary search of their positions
+        hi = ne
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if get_bits(data, ((off + 1) << 5) + mid * pw, pw) <= i:
+                lo = mid
+            else:
+                hi = mid
+        return base + get_bits(data, low0 + ((nmask * w) << 5) + lo * we, we)
     k = i >> 5
     m = np.int64(data[off + k])
     bit = i & 31
@@ -372,6 +482,25 @@ def bp_sparse(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base
 
 
 @_plain
+def bp_patched(flat: Any, corner: Any, lin: Any, rows: Any, bx: int, w: int, base: Any,
+               off: Any, nmask: int, data: Any) -> None:
+    """Decode a patched brick: its low values as a dense brick, then the exceptions
+    written over the voxels their positions name (checked against the escape codes when
+    the brick was first read)."""
+    hdr = np.int64(data[U64(off)])
+    we = hdr & 0xFF
+    ne = (hdr >> 8) & 0xFF
+    pw = pos_bits(nmask)
+    low0 = off + 1 + ((ne * pw + 31) >> 5)
+    bp_dense(flat, corner, rows, bx, w, base, low0, data)
+    p = (low0 + nmask * w) << 5
+    n = lin.shape[0]
+    for q in range(ne):
+        i = min(get_bits(data, ((off + 1) << 5) + q * pw, pw), n - 1)
+        flat[corner + lin[U64(i)]] = base + U64(get_bits(data, p + q * we, we))
+
+
+@_plain
 def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w: int,
              base: Any, off: Any, nmask: int, npre: int, data: Any) -> None:
     """Decode one whole brick into ``flat``: its row ``r`` goes to ``corner + rows[r]``,
@@ -380,6 +509,8 @@ def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w:
         bp_fill(flat, corner, rows, bx, base)
     elif mode == 1:
         bp_dense(flat, corner, rows, bx, w, base, off, data)
+    elif mode == 3:
+        bp_patched(flat, corner, lin, rows, bx, w, base, off, nmask, data)
     else:
         bp_sparse(flat, corner, rows, lin, bx, w, base, off, nmask, npre, data)
 

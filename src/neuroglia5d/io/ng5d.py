@@ -192,7 +192,8 @@ def _encode_volume(spec: ArraySpec, vol: np.ndarray) -> bytes:
     else:
         block = codec.encode_bitpack(vol, spec.brick)
     if spec.storage == codec.STORAGE_ZSTD:
-        return codec.store_zstd(block, codec.ZSTD_LEVELS[spec.codec])
+        return codec.store_zstd(block, codec.ZSTD_LEVELS[spec.codec],
+                                min_gain=codec.ZSTD_MIN_GAIN[spec.codec])
     return block
 
 
