@@ -340,9 +340,7 @@ def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
                               4: "a patched brick's header or exceptions do not fit the "
                                  "block",
                               5: "a patched brick's exception positions do not match its "
-                                 "escape codes",
-                              6: "a patched brick's exception count does not match its "
-                                 "escapes"}[int(bad[np.flatnonzero(bad)[0]])])
+                                 "escape codes"}[int(bad[np.flatnonzero(bad)[0]])])
 
 
 def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
