@@ -134,33 +134,19 @@ def popc(x: int) -> int:
 @_par
 def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_sparse: Any,
              nnz: Any, pwidth: Any, pcount: Any) -> None:
-    Z, Y, X = u.shape
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
+    n = bz * by * bx
+    nmask = (n + 31) // 32
     for b in prange(gz * gy * gx):
-        iz = b // (gy * gx)
-        iy = (b // gx) % gy
-        ix = b % gx
-        lo = np.int64(0x7FFFFFFFFFFFFFFF)
-        hi = np.int64(0)
-        for z in range(bz):
-            zz = min(iz * bz + z, Z - 1)
-            for y in range(by):
-                yy = min(iy * by + y, Y - 1)
-                for x in range(bx):
-                    xx = min(ix * bx + x, X - 1)
-                    v = np.int64(u[zz, yy, xx])
-                    lo = min(lo, v)
-                    hi = max(hi, v)
+        vals = np.empty(n, np.int64)
+        gather_brick(u, b // (gy * gx), (b // gx) % gy, b % gx, bz, by, bx, vals)
+        lo = vals.min()
+        hi = vals.max()
         c = 0
-        for z in range(bz):
-            zz = min(iz * bz + z, Z - 1)
-            for y in range(by):
-                yy = min(iy * by + y, Y - 1)
-                for x in range(bx):
-                    xx = min(ix * bx + x, X - 1)
-                    if np.int64(u[zz, yy, xx]) != lo:
-                        c += 1
+        for i in range(n):
+            if vals[i] != lo:
+                c += 1
         mins[b] = lo
         w = bitlen(hi - lo)
         widths[b] = w
@@ -169,19 +155,13 @@ def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_spars
         nnz[b] = c
         # patched mode: the fewest words over low widths w - 5 .. w - 1 (at most 255
         # exceptions: values >= the escape code 2^w2 - 1, stored at w bits)
-        nmask = (bz * by * bx + 31) // 32
         cnt = np.zeros(6, np.int64)
         if w >= 2:
-            for z in range(bz):
-                zz = min(iz * bz + z, Z - 1)
-                for y in range(by):
-                    yy = min(iy * by + y, Y - 1)
-                    for x in range(bx):
-                        xx = min(ix * bx + x, X - 1)
-                        d = np.int64(u[zz, yy, xx]) - lo
-                        for t in range(1, 6):
-                            if d >= (np.int64(1) << max(w - t, 1)) - 1:
-                                cnt[t] += 1
+            for i in range(n):
+                d = vals[i] - lo
+                for t in range(1, 6):
+                    if d >= (np.int64(1) << max(w - t, 1)) - 1:
+                        cnt[t] += 1
         best_w = 0
         best_n = 0
         best = np.int64(nmask) * w + 1  # must beat dense by more than the header
@@ -201,7 +181,6 @@ def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_spars
 @_par
 def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
             offsets: Any, data: Any) -> None:
-    Z, Y, X = u.shape
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -211,9 +190,8 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
         mode = modes[b]
         if mode == 0:
             continue
-        iz = b // (gy * gx)
-        iy = (b // gx) % gy
-        ix = b % gx
+        vals = np.empty(n, np.int64)
+        gather_brick(u, b // (gy * gx), (b // gx) % gy, b % gx, bz, by, bx, vals)
         w = widths[b]
         base = np.int64(bases[b])
         start = np.int64(offsets[b]) * 32
@@ -226,31 +204,23 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
             start = (np.int64(offsets[b]) + 1 + (((hdr >> 8) * pw + 31) >> 5)) * 32
             vstart = start + nmask * w * 32
             esc = (np.int64(1) << w) - 1
-        i = 0
         r = 0
-        for z in range(bz):
-            zz = min(iz * bz + z, Z - 1)
-            for y in range(by):
-                yy = min(iy * by + y, Y - 1)
-                for x in range(bx):
-                    xx = min(ix * bx + x, X - 1)
-                    d = np.int64(u[zz, yy, xx]) - base
-                    if mode == 1:
-                        put_bits(data, start + i * w, d, w)
-                    elif mode == 3:
-                        if d >= esc:
-                            put_bits(data, start + i * w, esc, w)
-                            put_bits(data, vstart + r * we, d, we)
-                            put_bits(data, ppos + r * pw, i, pw)
-                            r += 1
-                        else:
-                            put_bits(data, start + i * w, d, w)
-                    elif d != 0:
-                        k = i >> 5
-                        data[offsets[b] + k] |= np.uint32(np.int64(1) << (i & 31))
-                        put_bits(data, vstart + r * w, d - 1, w)
-                        r += 1
-                    i += 1
+        for i in range(n):
+            d = vals[i] - base
+            if mode == 1:
+                put_bits(data, start + i * w, d, w)
+            elif mode == 3:
+                if d >= esc:
+                    put_bits(data, start + i * w, esc, w)
+                    put_bits(data, vstart + r * we, d, we)
+                    put_bits(data, ppos + r * pw, i, pw)
+                    r += 1
+                else:
+                    put_bits(data, start + i * w, d, w)
+            elif d != 0:
+                data[offsets[b] + (i >> 5)] |= np.uint32(np.int64(1) << (i & 31))
+                put_bits(data, vstart + r * w, d - 1, w)
+                r += 1
         if mode == 2:  # count of set mask bits before every 8th mask word
             acc = 0
             for k in range(nmask):
