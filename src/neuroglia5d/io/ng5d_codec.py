@@ -390,23 +390,29 @@ class PaletteVolume:
                 "data": self.data}
 
 
-def encode_palette(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
-    """Encode a (Z, Y, X) label volume (unsigned integers) as a ``palette`` block."""
+def palette_index(vol: np.ndarray, codec: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted palette of a (Z, Y, X) label volume and every voxel's index into it
+    (uint16 when the palette allows, else uint32); ``codec`` names the caller in errors."""
     import fastremap
 
     if vol.ndim != 3:
         raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
     dt = np.dtype(vol.dtype)
     if dt.name not in PALETTE_DTYPES:
-        raise ValueError(f"palette: unsupported dtype {dt} (use one of {PALETTE_DTYPES})")
+        raise ValueError(f"{codec}: unsupported dtype {dt} (use one of {PALETTE_DTYPES})")
     vol = np.ascontiguousarray(vol)
-    k = _kernels()
     palette = np.asarray(fastremap.unique(vol), dtype=dt)
     palette.sort()
+    idx = np.empty(vol.shape, np.uint16 if len(palette) <= 65536 else np.uint32)
+    _kernels().pal_index(vol, palette, idx)
+    return palette, idx
+
+
+def encode_palette(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
+    """Encode a (Z, Y, X) label volume (unsigned integers) as a ``palette`` block."""
+    palette, idx = palette_index(vol, "palette")
+    k = _kernels()
     npal = len(palette)
-    idx_dt = np.uint16 if npal <= 65536 else np.uint32
-    idx = np.empty(vol.shape, idx_dt)
-    k.pal_index(vol, palette, idx)
     grid = np.array(brick_grid(vol.shape, brick), np.int64)
     br = np.array(brick, np.int64)
     nb = int(np.prod(grid))

@@ -25,13 +25,13 @@ import numpy as np
 
 from ..errors import InputError
 from .ng5d_codec import (
-    PALETTE_DTYPES,
     ROWS_PER_TASK,
     LazyBlock,
     _n_region_bricks,
     _section,
     _take,
     brick_grid,
+    palette_index,
     region_start_shape,
     run_chunks,
 )
@@ -128,22 +128,9 @@ def _pack(values: np.ndarray, w: int) -> np.ndarray:
 
 def encode_octree(vol: np.ndarray, levels: int = LEVELS) -> bytes:
     """Encode a (Z, Y, X) label volume (unsigned integers) as an ``octree`` block."""
-    import fastremap
-
-    from . import _ng5d_kernels as kb
-
-    if vol.ndim != 3:
-        raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
-    dt = np.dtype(vol.dtype)
-    if dt.name not in PALETTE_DTYPES:
-        raise ValueError(f"octree: unsupported dtype {dt} (use one of {PALETTE_DTYPES})")
+    palette, idx = palette_index(vol, "octree")
     k = _kernels()
-    vol = np.ascontiguousarray(vol)
-    palette = np.asarray(fastremap.unique(vol), dtype=dt)
-    palette.sort()
     npal = len(palette)
-    idx = np.empty(vol.shape, np.uint16 if npal <= 65536 else np.uint32)
-    kb.pal_index(vol, palette, idx)
     wg = max(1, (npal - 1).bit_length())
     grid = brick_grid(vol.shape, BRICK)
     mn = np.empty(int(np.prod(grid)), np.int64)
