@@ -57,3 +57,45 @@ def test_process_channel_gpu_equals_cpu(kind, request):
     assert len(cpu.table["label"]) == len(gpu.table["label"])
     assert np.mean(cpu.labels == gpu.labels) > 0.999
     assert np.abs(cpu.intensity.astype(int) - gpu.intensity.astype(int)).max() <= 1
+
+
+def test_ng5d_kernels_on_the_gpu_match_the_cpu_decoder():
+    """The checks run under the CUDA simulator in test_ng5d.py, here on the device."""
+    import os
+    import subprocess
+    import sys
+
+    from test_ng5d import GPU_CHECK
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NG5D_XP"] = "cupy"
+    proc = subprocess.run([sys.executable, "-c", GPU_CHECK], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "10"]
+
+
+@pytest.mark.parametrize("storage", ["zstd", "plain"])
+def test_to_device_decodes_a_written_file_like_the_cpu(tmp_path, nuclei_small, storage):
+    import cupy as cp
+
+    from neuroglia5d.io.ng5d import ArraySpec, Ng5dWriter, open_ng5d
+
+    raw = nuclei_small.raw.astype(np.uint16)
+    lab = nuclei_small.labels.astype(np.uint32)
+    T, Z, Y, X = raw.shape
+    specs = [ArraySpec.make("intensity", "intensity", np.uint16, (T, 1, Z, Y, X),
+                            storage=storage),
+             ArraySpec.make("labels", "labels", np.uint32, (T, 1, Z, Y, X), storage=storage)]
+    w = Ng5dWriter(tmp_path / "g.ng5d", specs)
+    for t in range(T):
+        w.append("intensity", t, raw[t][None])
+        w.append("labels", t, lab[t][None])
+    path = w.finalize()
+    f = open_ng5d(path)
+    region = (slice(3, Z - 2), slice(17, Y - 9), slice(8, X - 31))
+    for name, ref in (("intensity", raw), ("labels", lab)):
+        for t in range(T):
+            assert np.array_equal(cp.asnumpy(f.to_device(name, t)), ref[t])
+            assert np.array_equal(cp.asnumpy(f.to_device(name, t, region=region)),
+                                  ref[t][region])
