@@ -64,12 +64,12 @@ def test_ng5d_kernels_on_the_gpu_match_the_cpu_decoder():
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    from test_ng5d import GPU_CHECK
-
+    script = Path(__file__).with_name("ng5d_gpu_check.py")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["NG5D_XP"] = "cupy"
-    proc = subprocess.run([sys.executable, "-c", GPU_CHECK], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["True", "10"]

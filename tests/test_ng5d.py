@@ -504,71 +504,12 @@ def test_finalize_refuses_missing_timepoints(tmp_path):
     w.abort()
 
 
-#: the GPU kernels against the CPU decoder; ``NG5D_XP=cupy`` runs them on a real GPU
-#: (tests/test_gpu.py), otherwise under numba's CUDA simulator on NumPy arrays
-GPU_CHECK = r"""
-import os
-import numpy as np
-if os.environ.get("NG5D_XP") == "cupy":
-    import cupy as xp
-    host = xp.asnumpy
-else:
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-    xp = np
-    host = np.asarray
-from neuroglia5d.io import ng5d_codec as c
-from neuroglia5d.io.ng5d_gpu import DeviceVolume, decode_on_device
-rng = np.random.default_rng(0)
-ok = []
-for dtype in (np.uint16, np.float32, np.uint8):
-    v = (rng.random((5, 20, 24)) * 300).astype(dtype)
-    if dtype == np.uint8:  # camera-like noise and bright voxels: patched bricks
-        v = rng.poisson(20, (5, 20, 24)).astype(np.uint8)
-        v.flat[rng.integers(0, v.size, 9)] = 250
-    v[:2] = 0
-    v[3, 2:9, 2:9] = 7
-    br = (4, 8, 8)
-    p = c.parse_bitpack(c.encode_bitpack(v, br), int(np.prod(c.brick_grid(v.shape, br))), 256)
-    r = (slice(1, 4), slice(3, 17), slice(5, 20))
-    for reg in (None, r):
-        d = decode_on_device(DeviceVolume(p, xp), v.shape, br, dtype, reg)
-        cpu = c.decode_bitpack(p, v.shape, br, dtype, reg)
-        ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
-lab = np.zeros((6, 20, 21), np.uint64)
-lab[1:4, 3:12, 3:15] = 9
-lab[2:6, 10:20, 10:21] = 2**40 + 1
-bl = (4, 8, 8)
-pl = c.parse_palette(c.encode_palette(lab, bl), int(np.prod(c.brick_grid(lab.shape, bl))),
-                     np.uint64, 256)
-ok.append(np.array_equal(host(decode_on_device(DeviceVolume(pl, xp), lab.shape, bl,
-                                               np.uint64)),
-                         c.decode_palette(pl, lab.shape, bl)))
-# octree: uniform regions above the bricks, records with uniform 4^3 and 2^3 cells, w 1-4
-from neuroglia5d.io import ng5d_octree as o
-lab2 = np.zeros((20, 37, 35), np.uint64)
-lab2[2:17, 3:30, 5:33] = 5
-lab2[6:11, 9:20, 9:25] = 2**40 + 1
-lab2[12, 20:26, 4:30] = 9
-lab2[0:3, 0:4, 30:35] = rng.integers(0, 12, (3, 4, 5))
-po = o.parse_octree(o.encode_octree(lab2, levels=2), lab2.shape, np.uint64)
-for reg in (None, (slice(3, 17), slice(5, 33), slice(1, 34))):
-    ok.append(np.array_equal(host(decode_on_device(DeviceVolume(po, xp), lab2.shape,
-                                                   o.BRICK, np.uint64, reg)),
-                             o.decode_octree(po, lab2.shape, reg)))
-# a zstd-stored block inflated frame by frame: part of it on the CPU, then all for the GPU
-lz = c.parse_bitpack(c.LazyBlock(c.store_zstd(c.encode_bitpack(v, br), frame=512)),
-                     int(np.prod(c.brick_grid(v.shape, br))), 256)
-cpu = c.decode_bitpack(lz, v.shape, br, v.dtype, r)
-c.ensure_inflated(lz, br)
-d = decode_on_device(DeviceVolume(lz, xp), v.shape, br, v.dtype, r)
-ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
-print(all(ok), len(ok))
-"""
+GPU_CHECK = Path(__file__).with_name("ng5d_gpu_check.py")
 
 
 def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-c", GPU_CHECK], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(GPU_CHECK)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["True", "10"]

@@ -54,9 +54,11 @@ def _eig_smallest(j11: Any, j22: Any, j33: Any, j12: Any, j13: Any,
 
     cands = [cross(rows[0], rows[1]), cross(rows[0], rows[2]), cross(rows[1], rows[2])]
     norms = [c[0] ** 2 + c[1] ** 2 + c[2] ** 2 for c in cands]
-    best = xp.argmax(xp.stack(norms), axis=0)
-    v = [xp.choose(best, [c[i] for c in cands]) for i in range(3)]
-    n = xp.sqrt(xp.choose(best, norms))
+    norms_a = xp.stack(norms)
+    best = xp.argmax(norms_a, axis=0)
+    # choices as one stacked array: CuPy's choose takes no list of arrays
+    v = [xp.choose(best, xp.stack([c[i] for c in cands])) for i in range(3)]
+    n = xp.sqrt(xp.choose(best, norms_a))
     ok = n > 1e-30
     n = xp.where(ok, n, 1.0)
     v = [xp.where(ok, vi / n, 1.0 if i == 0 else 0.0) for i, vi in enumerate(v)]
