@@ -1,4 +1,4 @@
-"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 10``).
+"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 18``).
 
 ``NG5D_XP=cupy`` runs them on a real GPU with CuPy arrays (tests/test_gpu.py); otherwise
 under numba's CUDA simulator on NumPy arrays (tests/test_ng5d.py). A script, not a test
@@ -7,6 +7,7 @@ module, because the simulator must be switched on before numba is imported.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -29,47 +30,59 @@ def main() -> list[bool]:
 
     rng = np.random.default_rng(0)
     ok = []
-    for dtype in (np.uint16, np.float32, np.uint8):
-        v = (rng.random((5, 20, 24)) * 300).astype(dtype)
-        if dtype == np.uint8:  # camera-like noise and bright voxels: patched bricks
-            v = rng.poisson(20, (5, 20, 24)).astype(np.uint8)
-            v.flat[rng.integers(0, v.size, 9)] = 250
-        v[:2] = 0
-        v[3, 2:9, 2:9] = 7
-        br = (4, 8, 8)
-        p = c.parse_bitpack(c.encode_bitpack(v, br), int(np.prod(c.brick_grid(v.shape, br))), 256)
-        r = (slice(1, 4), slice(3, 17), slice(5, 20))
-        for reg in (None, r):
-            d = decode_on_device(DeviceVolume(p, xp), v.shape, br, dtype, reg)
-            cpu = c.decode_bitpack(p, v.shape, br, dtype, reg)
-            ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
-    lab = np.zeros((6, 20, 21), np.uint64)
-    lab[1:4, 3:12, 3:15] = 9
-    lab[2:6, 10:20, 10:21] = 2**40 + 1
-    bl = (4, 8, 8)
-    pl = c.parse_palette(c.encode_palette(lab, bl), int(np.prod(c.brick_grid(lab.shape, bl))),
-                         np.uint64, 256)
-    ok.append(np.array_equal(host(decode_on_device(DeviceVolume(pl, xp), lab.shape, bl,
-                                                   np.uint64)),
-                             c.decode_palette(pl, lab.shape, bl)))
-    # octree: uniform regions above the bricks, records with uniform 4^3 and 2^3 cells, w 1-4
-    lab2 = np.zeros((20, 37, 35), np.uint64)
-    lab2[2:17, 3:30, 5:33] = 5
-    lab2[6:11, 9:20, 9:25] = 2**40 + 1
-    lab2[12, 20:26, 4:30] = 9
-    lab2[0:3, 0:4, 30:35] = rng.integers(0, 12, (3, 4, 5))
-    po = o.parse_octree(o.encode_octree(lab2, levels=2), lab2.shape, np.uint64)
-    for reg in (None, (slice(3, 17), slice(5, 33), slice(1, 34))):
-        ok.append(np.array_equal(host(decode_on_device(DeviceVolume(po, xp), lab2.shape,
-                                                       o.BRICK, np.uint64, reg)),
-                                 o.decode_octree(po, lab2.shape, reg)))
-    # a zstd-stored block inflated frame by frame: part of it on the CPU, then all for the GPU
-    lz = c.parse_bitpack(c.LazyBlock(c.store_zstd(c.encode_bitpack(v, br), frame=512)),
-                         int(np.prod(c.brick_grid(v.shape, br))), 256)
-    cpu = c.decode_bitpack(lz, v.shape, br, v.dtype, r)
-    c.ensure_inflated(lz, br)
-    d = decode_on_device(DeviceVolume(lz, xp), v.shape, br, v.dtype, r)
-    ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
+    for layout in ("brick", "flat"):  # a thread block per brick; a thread per voxel
+        dec = functools.partial(decode_on_device, layout=layout)
+        # (the simulator is slow: the flat layout gets the patched uint8 volume only)
+        for dtype in (np.uint16, np.float32, np.uint8) if layout == "brick" else (np.uint8,):
+            v = (rng.random((5, 20, 24)) * 300).astype(dtype)
+            if dtype == np.uint8:  # camera-like noise and bright voxels: patched bricks
+                v = rng.poisson(20, (5, 20, 24)).astype(np.uint8)
+                v.flat[rng.integers(0, v.size, 9)] = 250
+            v[:2] = 0
+            v[3, 2:9, 2:9] = 7
+            br = (4, 8, 8)
+            nb = int(np.prod(c.brick_grid(v.shape, br)))
+            p = c.parse_bitpack(c.encode_bitpack(v, br), nb, 256)
+            r = (slice(1, 4), slice(3, 17), slice(5, 20))
+            for reg in (None, r):
+                d = dec(DeviceVolume(p, xp), v.shape, br, dtype, reg)
+                cpu = c.decode_bitpack(p, v.shape, br, dtype, reg)
+                ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
+        lab = np.zeros((6, 20, 21), np.uint64)
+        lab[1:4, 3:12, 3:15] = 9
+        lab[2:6, 10:20, 10:21] = 2**40 + 1
+        bl = (4, 8, 8)
+        nb = int(np.prod(c.brick_grid(lab.shape, bl)))
+        pl = c.parse_palette(c.encode_palette(lab, bl), nb, np.uint64, 256)
+        ok.append(np.array_equal(host(dec(DeviceVolume(pl, xp), lab.shape, bl,
+                                                       np.uint64)),
+                                 c.decode_palette(pl, lab.shape, bl)))
+        # octree: uniform regions above the bricks, records with uniform 4^3 and 2^3
+        # cells, w 1-4
+        lab2 = np.zeros((20, 37, 35), np.uint64)
+        lab2[2:17, 3:30, 5:33] = 5
+        lab2[6:11, 9:20, 9:25] = 2**40 + 1
+        lab2[12, 20:26, 4:30] = 9
+        lab2[0:3, 0:4, 30:35] = rng.integers(0, 12, (3, 4, 5))
+        po = o.parse_octree(o.encode_octree(lab2, levels=2), lab2.shape, np.uint64)
+        for reg in (None, (slice(3, 17), slice(5, 33), slice(1, 34))):
+            ok.append(np.array_equal(host(dec(DeviceVolume(po, xp), lab2.shape,
+                                                           o.BRICK, np.uint64, reg)),
+                                     o.decode_octree(po, lab2.shape, reg)))
+        # a zstd-stored block inflated frame by frame: part of it on the CPU, then all for
+        # the GPU
+        lz = c.parse_bitpack(c.LazyBlock(c.store_zstd(c.encode_bitpack(v, br), frame=512)),
+                             int(np.prod(c.brick_grid(v.shape, br))), 256)
+        cpu = c.decode_bitpack(lz, v.shape, br, v.dtype, r)
+        c.ensure_inflated(lz, br)
+        d = dec(DeviceVolume(lz, xp), v.shape, br, v.dtype, r)
+        ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
+        # a brick plane of more than 1024 voxels: the flat kernel either way
+        wide = (1, 8, 136)
+        pw = c.parse_bitpack(c.encode_bitpack(v, wide),
+                             int(np.prod(c.brick_grid(v.shape, wide))), 8 * 136)
+        ok.append(np.array_equal(host(dec(DeviceVolume(pw, xp), v.shape, wide, v.dtype, r)),
+                                 c.decode_bitpack(pw, v.shape, wide, v.dtype, r)))
     return ok
 
 
