@@ -10,6 +10,8 @@ original, then prints, per decode of the whole timepoint:
   back-to-back calls (the host's launch cost hides behind the device's work, unless the
   host is the slower of the two);
 - ``host``: median host time to issue one call without waiting for it;
+- variants: ``flat`` (a thread per voxel, C order) or ``brick`` (a block per brick, with
+  that many voxels per block), launched by numba's dispatcher or through CuPy;
 - the GB/s of decoded output for ``call`` and ``kernel``, and ``kernel`` as a percentage of a
   ``cupy.copyto`` of the decoded output (same bytes written, timed the same way).
 
@@ -32,7 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-VARIANTS = [("flat", 256), ("brick", 256), ("brick", 512), ("brick", 1024)]
+#: (layout, voxels per block of the brick layout, launcher)
+VARIANTS = [("flat", 256, "numba"), ("brick", 256, "numba"), ("flat", 256, "cupy"),
+            ("brick", 128, "cupy"), ("brick", 256, "cupy"), ("brick", 512, "cupy")]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -62,12 +66,14 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
     copy_ms = statistics.median(event_ms(cp, functools.partial(cp.copyto, dst, src), 20)
                                 for _ in range(5))
     rows = []
-    for layout, bv in VARIANTS:
+    for layout, bv, launcher in VARIANTS:
         g.BLOCK_VOXELS = bv
+        g.LAUNCH = launcher
         dec = functools.partial(g.decode_on_device, dv, vol.data.shape, brick, vol.data.dtype,
                                 layout=layout)
         if not np.array_equal(cp.asnumpy(dec()), vol.data):
-            raise AssertionError(f"{vol.name}: {layout}/{bv} differs from the original")
+            raise AssertionError(f"{vol.name}: {layout}/{bv}/{launcher} differs from the "
+                                 "original")
         calls, hosts = [], []
         for _ in range(repeats):
             sync()
@@ -80,12 +86,13 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
             calls.append(t2 - t0)
         kern = statistics.median(event_ms(cp, dec, 20) for _ in range(5))
         call = statistics.median(calls) * 1e3
-        rows.append([vol.name, f"{layout} {bv}", f"{call:.3f}", f"{kern:.3f}",
+        name = f"{layout} {bv} {launcher}" if layout == "brick" else f"flat {launcher}"
+        rows.append([vol.name, name, f"{call:.3f}", f"{kern:.3f}",
                      f"{statistics.median(hosts) * 1e3:.3f}",
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
-    g.BLOCK_VOXELS = 256
+    g.BLOCK_VOXELS, g.LAUNCH = 256, "cupy"
     return rows
 
 

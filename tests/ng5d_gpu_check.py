@@ -89,3 +89,4 @@ def main() -> list[bool]:
 if __name__ == "__main__":
     res = main()
     print(all(res), len(res))
+    raise SystemExit(0 if all(res) else 1)

