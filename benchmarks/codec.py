@@ -523,8 +523,9 @@ def bench_gpu(vols: list[Volume], cp: Any, repeats: int) -> list[Row]:
 
 
 # --------------------------------------------------------------------------- targets
-def check_targets(vols: list[Volume], rows: list[Row], tiles: list[Tile]) -> list[Target]:
-    by = {(r.volume, r.codec): r for r in rows}
+def check_targets(vols: list[Volume], rows: list[Row], tiles: list[Tile],
+                  gpu_rows: list[Row] | None = None) -> list[Target]:
+    by = {(r.volume, r.codec): r for r in rows + (gpu_rows or [])}
     out: list[Target] = []
     for v in vols:
         zs = by[(v.name, "zstd")]
@@ -556,6 +557,11 @@ def check_targets(vols: list[Volume], rows: list[Row], tiles: list[Tile]) -> lis
     for t in tiles:
         out.append(Target("(e) 25 % tile ≥ 3 × faster than whole", t.volume, t.speedup,
                           3.0, t.speedup >= 3.0, "speed-up"))
+    for v in vols:
+        if (v.name, "ng5d-gpu") in by:
+            pct = 100 * by[(v.name, "ng5d-gpu")].gbps / by[(v.name, "gpu-copy")].gbps
+            out.append(Target("(f) GPU decode ≥ 25 % of a device-to-device copy's GB/s",
+                              v.name, pct, 25.0, pct >= 25.0, "%"))
     return sorted(out, key=lambda t: t.target)  # stable: volumes keep their order
 
 
@@ -676,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(gpu_line)
     print()
-    targets = check_targets(vols, rows, tiles)
+    targets = check_targets(vols, rows, tiles, gpu_rows)
     print("targets:")
     print()
     print(markdown_table(

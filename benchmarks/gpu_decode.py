@@ -11,7 +11,8 @@ original, then prints, per decode of the whole timepoint:
   host is the slower of the two);
 - ``host``: median host time to issue one call without waiting for it;
 - variants: ``flat`` (a thread per voxel, C order) or ``brick`` (a block per brick, with
-  that many voxels per block), launched by numba's dispatcher or through CuPy;
+  that many voxels per block), launched by numba's dispatcher, CuPy's kernel call or
+  ``cuLaunchKernel`` (``neuroglia5d.io.ng5d_gpu.LAUNCH``);
 - the GB/s of decoded output for ``call`` and ``kernel``, and ``kernel`` as a percentage of a
   ``cupy.copyto`` of the decoded output (same bytes written, timed the same way).
 
@@ -35,8 +36,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: (layout, voxels per block of the brick layout, launcher)
-VARIANTS = [("flat", 256, "numba"), ("brick", 256, "numba"), ("flat", 256, "cupy"),
-            ("brick", 128, "cupy"), ("brick", 256, "cupy"), ("brick", 512, "cupy")]
+VARIANTS = [("flat", 256, "numba"), ("brick", 256, "numba"), ("brick", 256, "cupy"),
+            ("flat", 256, "driver"), ("brick", 128, "driver"), ("brick", 256, "driver"),
+            ("brick", 512, "driver")]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -92,7 +94,7 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
-    g.BLOCK_VOXELS, g.LAUNCH = 256, "cupy"
+    g.BLOCK_VOXELS, g.LAUNCH = 256, "driver"
     return rows
 
 

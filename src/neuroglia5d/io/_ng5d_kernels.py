@@ -284,6 +284,32 @@ def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
 
 
 @_shared
+def bp_patched_head(off: int, nmask: int, data: Any) -> tuple[int, int, int, int]:
+    """(exception width, exception count, position width, first bit of the low values)
+    of the patched brick at word ``off``."""
+    hdr = np.int64(data[min(off, data.shape[0] - 1)])
+    ne = (hdr >> 8) & 0xFF
+    pw = pos_bits(nmask)
+    return hdr & 0xFF, ne, pw, (off + 1 + ((ne * pw + 31) >> 5)) << 5
+
+
+@_shared
+def bp_exception(i: int, off: int, w: int, nmask: int, we: int, ne: int, pw: int,
+                 low0: int, data: Any) -> int:
+    """Value (above the base) of voxel ``i`` of a patched brick, which holds the escape
+    code: its rank among the exceptions by binary search of their positions."""
+    lo = 0
+    hi = ne
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if get_bits(data, ((off + 1) << 5) + mid * pw, pw) <= i:
+            lo = mid
+        else:
+            hi = mid
+    return get_bits(data, low0 + ((nmask * w) << 5) + lo * we, we)
+
+
+@_shared
 def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: int,
              data: Any) -> int:
     if mode == 0:
@@ -291,24 +317,11 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
     if mode == 1:
         return base + get_bits(data, (off << 5) + i * w, w)
     if mode == 3:  # patched: w-bit low values, the escape code marks an exception
-        hdr = np.int64(data[min(off, data.shape[0] - 1)])
-        we = hdr & 0xFF
-        ne = (hdr >> 8) & 0xFF
-        pw = pos_bits(nmask)
-        low0 = (off + 1 + ((ne * pw + 31) >> 5)) << 5
-        esc = (np.int64(1) << w) - 1
+        we, ne, pw, low0 = bp_patched_head(off, nmask, data)
         v = get_bits(data, low0 + i * w, w)
-        if v != esc:
+        if v != (np.int64(1) << w) - 1:
             return base + v
-        lo = 0  # the voxel's rank among the exceptions: binary search of their positions
-        hi = ne
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            if get_bits(data, ((off + 1) << 5) + mid * pw, pw) <= i:
-                lo = mid
-            else:
-                hi = mid
-        return base + get_bits(data, low0 + ((nmask * w) << 5) + lo * we, we)
+        return base + bp_exception(i, off, w, nmask, we, ne, pw, low0, data)
     k = i >> 5
     m = np.int64(data[off + k])
     bit = i & 31

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ._ng5d_kernels import bp_voxel, locate, pal_voxel, region_voxel
+from ._ng5d_kernels import (
+    bp_exception,
+    bp_patched_head,
+    bp_voxel,
+    get_bits,
+    locate,
+    pal_voxel,
+    region_voxel,
+)
 from ._ng5d_octree_kernels import (
     bit_at,
     find_node,
@@ -90,11 +98,22 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, nmask, n
     b = (iz * gy + iy) * gx + ix
     mode, w = np.int64(modes[b]), np.int64(widths[b])
     base, off = np.int64(bases[b]), np.int64(offsets[b])
+    # what a thread's voxels of the brick share, read once (``bp_voxel`` per voxel else)
+    we, ne, pw, low0 = bp_patched_head(off, nmask, data) if mode == 3 else (0, 0, 0, 0)
+    if mode == 1:
+        low0 = off << 5
+    esc = (np.int64(1) << w) - 1
     for lz in range(cuda.threadIdx.z, bz, cuda.blockDim.z):
         z = iz * bz + lz - z0
         if z >= 0 and z < oz:
-            out[z, y, x] = bp_voxel((lz * by + ly) * bx + lx, mode, w, base, off, nmask,
-                                    npre, data)
+            li = (lz * by + ly) * bx + lx
+            if mode == 1 or mode == 3:
+                v = get_bits(data, low0 + li * w, w)
+                if mode == 3 and v == esc:
+                    v = bp_exception(li, off, w, nmask, we, ne, pw, low0, data)
+                out[z, y, x] = base + v
+            else:
+                out[z, y, x] = bp_voxel(li, mode, w, base, off, nmask, npre, data)
 
 
 @cuda.jit
@@ -170,69 +189,93 @@ class DeviceVolume:
         return int(sum(a.nbytes for a in self.arrays.values()))
 
 
-#: how kernels are launched on a GPU: ``cupy`` (numba compiles each kernel to PTX once per
-#: argument signature, CuPy loads and launches it: a few microseconds of host time) or
-#: ``numba`` (numba's own dispatcher, which marshals every array argument on every launch:
-#: about 0.2 ms, as long as decoding a whole 64×512×512 timepoint). The simulator always
-#: uses numba's. The environment variable ``NG5D_GPU_LAUNCH`` sets it.
-LAUNCH = os.environ.get("NG5D_GPU_LAUNCH", "cupy")
+#: how kernels are launched on a GPU: numba compiles each kernel to PTX once per argument
+#: signature and CuPy loads it; ``driver`` then launches it with ``cuLaunchKernel`` on a
+#: parameter block packed by NumPy (a few microseconds of host time), ``cupy`` through
+#: CuPy's kernel call (about 0.1 ms for the 50-80 parameters of these kernels), ``numba``
+#: through numba's own dispatcher (about 0.3 ms: it marshals every array on every launch,
+#: longer than decoding a whole 64×512×512 timepoint takes). The simulator always uses
+#: numba's. The environment variable ``NG5D_GPU_LAUNCH`` sets it.
+LAUNCH = os.environ.get("NG5D_GPU_LAUNCH", "driver")
 _MODULES: dict[Any, Any] = {}
+#: byte offsets of the 8-byte kernel parameters in a packed parameter block
+_OFFSETS = np.arange(0, 8 * 512, 8, dtype=np.uint64)
+
+
+def _is_array(a: Any) -> bool:
+    return hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0
+
+
+def _arg_key(a: Any) -> Any:
+    return (a.dtype.str, a.ndim) if _is_array(a) else None
 
 
 def _arg_type(a: Any) -> Any:
     from numba import types
     from numba.np.numpy_support import from_dtype
 
-    if hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
-        return types.Array(from_dtype(a.dtype), a.ndim, "C")
-    return types.int64
+    return types.Array(from_dtype(a.dtype), a.ndim, "C") if _is_array(a) else types.int64
 
 
-def _arg_key(a: Any) -> Any:
-    if hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
-        return a.dtype.str, a.ndim
-    return None
+def _flat_args(args: tuple[Any, ...]) -> list[int]:
+    """The kernel parameters as numba's kernels take them, as ints: an array as its data
+    model's fields (meminfo, parent, size, itemsize, data pointer, shape, strides), an
+    int as an int64."""
+    flat: list[int] = []
+    for a in args:
+        if _is_array(a):
+            if not a.flags.c_contiguous:
+                raise ValueError("kernel arrays must be C-contiguous")
+            flat += (0, 0, a.size, a.itemsize, a.data.ptr, *a.shape, *a.strides)
+        else:
+            flat.append(int(a))
+    return flat
 
 
-def _flat_arg(a: Any) -> tuple[Any, ...]:
-    """A kernel argument as numba's kernels take it: an array as its model's fields
-    (meminfo, parent, size, itemsize, data pointer, shape, strides), an int as int64."""
-    if hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
-        if not a.flags.c_contiguous:
-            raise ValueError("kernel arrays must be C-contiguous")
-        return (np.uint64(0), np.uint64(0), np.int64(a.size), np.int64(a.itemsize),
-                np.uint64(a.data.ptr), *(np.int64(v) for v in a.shape),
-                *(np.int64(v) for v in a.strides))
-    return (np.int64(a),)
+def _load(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any, bool]:
+    """(module, function, all parameters 8 bytes) of ``kernel`` for these argument types."""
+    import re
+
+    import cupy
+
+    dev = cupy.cuda.Device()
+    key = (kernel.py_func, dev.id, *(_arg_key(a) for a in args))
+    got = _MODULES.get(key)
+    if got is None:
+        cc = str(dev.compute_capability)  # "90" for 9.0
+        ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(_arg_type(a) for a in args),
+                                  cc=(int(cc[:-1]), int(cc[-1])))
+        entry = re.search(r"\.entry\s+([\w$]+)\s*\(([^)]*)\)", ptx)
+        if entry is None:
+            raise RuntimeError(f"{kernel.py_func.__name__}: no kernel entry in its PTX")
+        kinds = re.findall(r"\.param\s+\.(\w+)", entry.group(2))
+        mod = cupy.cuda.function.Module()
+        mod.load(ptx.encode() + b"\0")
+        got = _MODULES[key] = (mod, mod.get_function(entry.group(1)),
+                               all(k in ("u64", "s64", "b64") for k in kinds))
+    return got
 
 
 def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any) -> None:
     """Run a numba CUDA kernel over ``grid`` × ``block`` threads with ``args`` (device
-    arrays and ints): through CuPy on a GPU (see :data:`LAUNCH`), else numba's dispatch."""
+    arrays and ints) on the current CuPy stream (see :data:`LAUNCH`); under the simulator
+    (``xp`` NumPy), through numba."""
     if xp is np or LAUNCH == "numba":
         kernel[grid, block](*args)
         return
     import cupy
 
-    dev = cupy.cuda.Device()
-    key = (kernel.py_func, dev.id, *(_arg_key(a) for a in args))
-    fn = _MODULES.get(key)
-    if fn is None:
-        import re
-
-        cc = str(dev.compute_capability)  # "90" for 9.0
-        ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(_arg_type(a) for a in args),
-                                  cc=(int(cc[:-1]), int(cc[-1])))
-        entry = re.search(r"\.entry\s+([\w$]+)\s*\(", ptx)
-        if entry is None:
-            raise RuntimeError(f"{kernel.py_func.__name__}: no kernel entry in its PTX")
-        mod = cupy.cuda.function.Module()
-        mod.load(ptx.encode() + b"\0")
-        fn = _MODULES[key] = (mod, mod.get_function(entry.group(1)))
-    flat: list[Any] = []
-    for a in args:
-        flat.extend(_flat_arg(a))
-    fn[1](tuple(grid), tuple(block), tuple(flat))
+    _, fn, all8 = _load(kernel, args)
+    flat = _flat_args(args)
+    g = (*grid, 1, 1)[:3] if isinstance(grid, tuple) else (grid, 1, 1)
+    b = (*block, 1, 1)[:3] if isinstance(block, tuple) else (block, 1, 1)
+    if LAUNCH == "driver" and all8 and len(flat) <= _OFFSETS.shape[0]:
+        buf = np.array(flat, dtype=np.int64)
+        ptrs = _OFFSETS[:len(flat)] + np.uint64(buf.ctypes.data)
+        cupy.cuda.driver.launchKernel(fn.ptr, *g, *b, 0, cupy.cuda.get_current_stream().ptr,
+                                      int(ptrs.ctypes.data), 0)
+        return
+    fn(g, b, tuple(np.int64(v) for v in flat))
 
 
 #: voxels per thread block of the brick-major kernels (a brick's plane times a slab of its
