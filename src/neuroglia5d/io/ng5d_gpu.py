@@ -40,6 +40,9 @@ from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
 from .ng5d_octree import OctreeVolume
 
 _THREADS = 256
+#: stores index with unsigned ints (non-negative by the kernels' own tests): numba then
+#: emits no negative-index wrap-around for them
+_U = np.uint64
 
 
 @cuda.jit
@@ -111,9 +114,9 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, nmask, n
                 v = get_bits(data, low0 + li * w, w)
                 if mode == 3 and v == esc:
                     v = bp_exception(li, off, w, nmask, we, ne, pw, low0, data)
-                out[z, y, x] = base + v
+                out[_U(z), _U(y), _U(x)] = base + v
             else:
-                out[z, y, x] = bp_voxel(li, mode, w, base, off, nmask, npre, data)
+                out[_U(z), _U(y), _U(x)] = bp_voxel(li, mode, w, base, off, nmask, npre, data)
 
 
 @cuda.jit
@@ -132,7 +135,7 @@ def pal_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, top, wo
         if z >= 0 and z < oz:
             p = pal_voxel((lz * by + ly) * bx + lx, word, top, ext_w, ext_lut, ext_data, lut,
                           data)
-            out[z, y, x] = palette[min(p, palette.shape[0] - 1)]
+            out[_U(z), _U(y), _U(x)] = palette[min(p, palette.shape[0] - 1)]
 
 
 @cuda.jit
@@ -162,7 +165,7 @@ def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, spl
         z = iz * 8 + lz - z0
         if z >= 0 and z < oz:
             p = -1 - h if h < 0 else record_voxel(records, h, wg, lz, ly, lx)
-            out[z, y, x] = palette[min(p, palette.shape[0] - 1)]
+            out[_U(z), _U(y), _U(x)] = palette[min(p, palette.shape[0] - 1)]
 
 
 class DeviceVolume:
@@ -280,7 +283,7 @@ def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any) -
 
 #: voxels per thread block of the brick-major kernels (a brick's plane times a slab of its
 #: planes; the threads loop over the rest of the brick)
-BLOCK_VOXELS = 256
+BLOCK_VOXELS = 128
 
 
 def _brick_launch(region: tuple[slice, slice, slice], brick: tuple[int, int, int]
