@@ -332,7 +332,9 @@ def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
         modes = np.where(keep.astype(bool), modes, np.uint8(MODE_CONSTANT))
     if ((modes == MODE_SPARSE) | (modes == MODE_PATCHED)).any():
         bad = np.zeros(len(v.modes), np.uint8)
-        _kernels().bp_check_sparse(modes, v.widths, v.offsets, v.data, n, bad)
+        check = _kernels().bp_check_sparse
+        run_chunks(lambda j0, j1: check(modes, v.widths, v.offsets, v.data, n, bad, j0, j1),
+                   len(modes), 4 * BRICKS_PER_TASK)
         if bad.any():
             raise InputError({1: "a sparse brick's mask lies past the end of the block",
                               2: "a sparse brick's prefix counts do not match its mask",
