@@ -88,7 +88,8 @@ def oct_kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other
 # Brick-major kernels: the grid is the bricks covering the region, a block is one brick
 # (its (x, y) plane, and a slab of ``blockDim.z`` planes that loops over the brick's z):
 # no integer division per voxel, the brick's header loads are shared by the block, and a
-# warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024).
+# warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024),
+# for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
 @cuda.jit
 def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, nmask, npre, modes,
                     widths, bases, offsets, data):  # pragma: no cover - device code
@@ -117,25 +118,6 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, nmask, n
                 out[_U(z), _U(y), _U(x)] = base + v
             else:
                 out[_U(z), _U(y), _U(x)] = bp_voxel(li, mode, w, base, off, nmask, npre, data)
-
-
-@cuda.jit
-def pal_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, top, words, ext_w,
-                     ext_lut, ext_data, lut, data, palette):  # pragma: no cover - device code
-    oz, oy, ox = out.shape
-    iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
-    ly, lx = cuda.threadIdx.y, cuda.threadIdx.x
-    y, x = iy * by + ly - y0, ix * bx + lx - x0
-    if y < 0 or y >= oy or x < 0 or x >= ox:
-        return
-    b = (iz * gy + iy) * gx + ix
-    word = np.int64(words[b])
-    for lz in range(cuda.threadIdx.z, bz, cuda.blockDim.z):
-        z = iz * bz + lz - z0
-        if z >= 0 and z < oz:
-            p = pal_voxel((lz * by + ly) * bx + lx, word, top, ext_w, ext_lut, ext_data, lut,
-                          data)
-            out[_U(z), _U(y), _U(x)] = palette[min(p, palette.shape[0] - 1)]
 
 
 @cuda.jit
@@ -308,8 +290,9 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
     ----------
     layout : {"brick", "flat"}
         ``brick``: a thread block per brick (the default; bricks whose (y, x) plane
-        exceeds 1024 voxels fall back to ``flat``); ``flat``: one thread per output
-        voxel in C order, the region's index split into brick and voxel by division.
+        exceeds 1024 voxels, and the 2.0 ``palette`` codec, fall back to ``flat``);
+        ``flat``: one thread per output voxel in C order, the region's index split into
+        brick and voxel by division.
 
     Returns
     -------
@@ -367,8 +350,6 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
     top = np.int64(1) << np.int64(a["words"].dtype.itemsize * 8 - 1)
     tail = (gy, gx, bz, by, bx, top, a["words"], a["ext_w"], a["ext_lut"], a["ext_data"],
             a["lut"], a["data"], a["palette"])
-    if layout == "brick":
-        launch(pal_brick_kernel, grid, block, (out, *at, *first, *tail), xp)
-    else:
-        launch(pal_kernel, *flat, (out, *at, *tail), xp)
+    # the 2.0 ``palette`` codec (still read) keeps the flat kernel only
+    launch(pal_kernel, *flat, (out, *at, *tail), xp)
     return out
