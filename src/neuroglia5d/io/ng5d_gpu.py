@@ -176,10 +176,11 @@ class DeviceVolume:
 
 #: how kernels are launched on a GPU: numba compiles each kernel to PTX once per argument
 #: signature and CuPy loads it; ``driver`` then launches it with ``cuLaunchKernel`` on a
-#: parameter block packed by NumPy (a few microseconds of host time), ``cupy`` through
-#: CuPy's kernel call (about 0.1 ms for the 50-80 parameters of these kernels), ``numba``
-#: through numba's own dispatcher (about 0.3 ms: it marshals every array on every launch,
-#: longer than decoding a whole 64×512×512 timepoint takes). The simulator always uses
+#: parameter block packed by NumPy, ``cupy`` through CuPy's kernel call (50-80 parameters
+#: converted one by one), ``numba`` through numba's own dispatcher (it marshals every
+#: array on every launch). Host time of a whole ``decode_on_device`` call on an H100
+#: machine (benchmarks/gpu_decode.py): 0.04-0.08, 0.07-0.13 and 0.2-0.34 ms, against
+#: 0.15 ms for the kernel decoding a 64×512×512 timepoint. The simulator always uses
 #: numba's. The environment variable ``NG5D_GPU_LAUNCH`` sets it.
 LAUNCH = os.environ.get("NG5D_GPU_LAUNCH", "driver")
 _MODULES: dict[Any, Any] = {}
@@ -307,14 +308,12 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
     shp = (z.stop - z.start, y.stop - y.start, x.stop - x.start)
     _, gy, gx = brick_grid(shape_zyx, brick)
     bz, by, bx = brick
-    n = max(1, shp[0] * shp[1] * shp[2])
-    empty = min(shp) <= 0
     if by * bx > 1024:
         layout = "flat"
-    if empty:
-        out = xp.empty(shp, np.dtype(dtype) if dv.kind == "bitpack"
-                       else dv.arrays["palette"].dtype)
-        return out
+    if min(shp) <= 0:
+        return xp.empty(shp, np.dtype(dtype) if dv.kind == "bitpack"
+                        else dv.arrays["palette"].dtype)
+    n = shp[0] * shp[1] * shp[2]
     flat = ((n + _THREADS - 1) // _THREADS,), (_THREADS,)
     cube = brick if dv.kind != "octree" else (8, 8, 8)
     grid, block, first = _brick_launch(reg, cube)
