@@ -12,7 +12,8 @@ original, then prints, per decode of the whole timepoint:
 - ``host``: median host time to issue one call without waiting for it;
 - variants: ``flat`` (a thread per voxel, C order) or ``brick`` (a block per brick, with
   that many voxels per block), launched by numba's dispatcher, CuPy's kernel call or
-  ``cuLaunchKernel`` (``neuroglia5d.io.ng5d_gpu.LAUNCH``);
+  ``cuLaunchKernel`` (``neuroglia5d.io.ng5d_gpu.LAUNCH``), into a new array or (``out=``)
+  into a given one;
 - the GB/s of decoded output for ``call`` and ``kernel``, and ``kernel`` as a percentage of a
   ``cupy.copyto`` of the decoded output (same bytes written, timed the same way).
 
@@ -35,10 +36,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: (layout, voxels per block of the brick layout, launcher)
-VARIANTS = [("flat", 256, "numba"), ("brick", 256, "numba"), ("brick", 256, "cupy"),
-            ("flat", 256, "driver"), ("brick", 128, "driver"), ("brick", 256, "driver"),
-            ("brick", 512, "driver")]
+#: (layout, voxels per block of the brick layout, launcher, decode into a given buffer)
+VARIANTS = [("flat", 256, "numba", False), ("brick", 128, "numba", False),
+            ("brick", 128, "cupy", False), ("flat", 256, "driver", False),
+            ("brick", 64, "driver", False), ("brick", 128, "driver", False),
+            ("brick", 256, "driver", False), ("brick", 128, "driver", True),
+            ("brick", 64, "driver", True)]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -68,11 +71,11 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
     copy_ms = statistics.median(event_ms(cp, functools.partial(cp.copyto, dst, src), 20)
                                 for _ in range(5))
     rows = []
-    for layout, bv, launcher in VARIANTS:
+    for layout, bv, launcher, given in VARIANTS:
         g.BLOCK_VOXELS = bv
         g.LAUNCH = launcher
         dec = functools.partial(g.decode_on_device, dv, vol.data.shape, brick, vol.data.dtype,
-                                layout=layout)
+                                layout=layout, out=cp.empty_like(src) if given else None)
         if not np.array_equal(cp.asnumpy(dec()), vol.data):
             raise AssertionError(f"{vol.name}: {layout}/{bv}/{launcher} differs from the "
                                  "original")
@@ -89,13 +92,30 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
         kern = statistics.median(event_ms(cp, dec, 20) for _ in range(5))
         call = statistics.median(calls) * 1e3
         name = f"{layout} {bv} {launcher}" if layout == "brick" else f"flat {launcher}"
+        name += " out=" if given else ""
         rows.append([vol.name, name, f"{call:.3f}", f"{kern:.3f}",
                      f"{statistics.median(hosts) * 1e3:.3f}",
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
-    g.BLOCK_VOXELS, g.LAUNCH = 256, "driver"
+    g.BLOCK_VOXELS, g.LAUNCH = 128, "driver"
     return rows
+
+
+def kernel_resources(cp: Any) -> list[str]:
+    """Registers per thread and local (spill) bytes of each kernel loaded so far."""
+    from neuroglia5d.io import ng5d_gpu as g
+
+    lines = []
+    for key, (_, fn, _) in g._MODULES.items():
+        try:
+            regs = cp.cuda.driver.funcGetAttribute(4, fn.ptr)  # CU_FUNC_ATTRIBUTE_NUM_REGS
+            local = cp.cuda.driver.funcGetAttribute(3, fn.ptr)  # ..._LOCAL_SIZE_BYTES
+        except Exception as e:  # an older CuPy without the call: the table still stands
+            lines.append(f"{key[0].__name__}: attributes unavailable ({e})")
+            continue
+        lines.append(f"{key[0].__name__} {key[2:3]}: {regs} registers, {local} B local")
+    return sorted(set(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     for vol in vols:
         rows += bench_volume(vol, cp, args.repeats)
         cp.get_default_memory_pool().free_all_blocks()
+    print()
+    print("\n".join(kernel_resources(cp)))
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")

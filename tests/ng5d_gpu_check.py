@@ -1,4 +1,4 @@
-"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 17``).
+"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 22``).
 
 ``NG5D_XP=cupy`` runs them on a real GPU with CuPy arrays (tests/test_gpu.py); otherwise
 under numba's CUDA simulator on NumPy arrays (tests/test_ng5d.py). A script, not a test
@@ -25,29 +25,53 @@ def main() -> list[bool]:
         xp = np
         host = np.asarray
     from neuroglia5d.io import ng5d_codec as c
+    from neuroglia5d.io import ng5d_gpu as g
     from neuroglia5d.io import ng5d_octree as o
     from neuroglia5d.io.ng5d_gpu import DeviceVolume, decode_on_device
 
     rng = np.random.default_rng(0)
     ok = []
+    modes: set[int] = set()
     for layout in ("brick", "flat"):  # a thread block per brick; a thread per voxel
         dec = functools.partial(decode_on_device, layout=layout)
         # (the simulator is slow: the flat layout gets the patched uint8 volume only)
-        for dtype in (np.uint16, np.float32, np.uint8) if layout == "brick" else (np.uint8,):
+        for dtype in ((np.uint16, np.float32, np.uint8, np.uint32) if layout == "brick"
+                      else (np.uint8,)):
             v = (rng.random((5, 20, 24)) * 300).astype(dtype)
             if dtype == np.uint8:  # camera-like noise and bright voxels: patched bricks
                 v = rng.poisson(20, (5, 20, 24)).astype(np.uint8)
                 v.flat[rng.integers(0, v.size, 9)] = 250
             v[:2] = 0
             v[3, 2:9, 2:9] = 7
+            if dtype == np.uint32:  # every brick mode: uniform (zero and not), dense,
+                # sparse, patched (brick 4×8×8: the z = 4 plane is a brick of its own)
+                v = np.zeros((5, 20, 24), np.uint32)
+                v[:4, :8, 8:16] = 3
+                v[:4, 8:16, :8] = rng.integers(0, 400, (4, 8, 8))
+                v[:4, 8:16, 8:16].flat[rng.integers(0, 256, 5)] = 31
+                v[:4, 16:, 16:] = rng.poisson(9, (4, 4, 8)) + 100
+                v[:4, 16:, 16:].flat[[3, 77, 100]] = 3_000_000
             br = (4, 8, 8)
             nb = int(np.prod(c.brick_grid(v.shape, br)))
             p = c.parse_bitpack(c.encode_bitpack(v, br), nb, 256)
+            if dtype == np.uint32:
+                modes.update(int(m) for m in np.asarray(p.arrays()["modes"]))
             r = (slice(1, 4), slice(3, 17), slice(5, 20))
             for reg in (None, r):
                 d = dec(DeviceVolume(p, xp), v.shape, br, dtype, reg)
                 cpu = c.decode_bitpack(p, v.shape, br, dtype, reg)
                 ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
+            if dtype == np.float32 and layout == "brick":  # into a given device buffer
+                buf = xp.full((3, 14, 15), np.nan, np.float32)
+                d = dec(DeviceVolume(p, xp), v.shape, br, dtype, r, out=buf)
+                ok.append(d is buf and np.array_equal(
+                    host(buf).view(np.uint8), c.decode_bitpack(p, v.shape, br, dtype, r)
+                    .view(np.uint8)))
+                try:
+                    dec(DeviceVolume(p, xp), v.shape, br, dtype, r, out=buf[:, 1:])
+                    ok.append(False)
+                except ValueError as e:
+                    ok.append("out: need a C-contiguous" in str(e))
         lab = np.zeros((6, 20, 21), np.uint64)
         lab[1:4, 3:12, 3:15] = 9
         lab[2:6, 10:20, 10:21] = 2**40 + 1
@@ -72,6 +96,15 @@ def main() -> list[bool]:
             ok.append(np.array_equal(host(dec(DeviceVolume(po, xp), lab2.shape,
                                                            o.BRICK, np.uint64, reg)),
                                      o.decode_octree(po, lab2.shape, reg)))
+        if layout == "brick":  # a block of one brick plane (8 planes per thread)
+            g.BLOCK_VOXELS = 64
+            try:
+                reg = (slice(2, 20), slice(0, 37), slice(3, 35))
+                ok.append(np.array_equal(host(dec(DeviceVolume(po, xp), lab2.shape,
+                                                               o.BRICK, np.uint64, reg)),
+                                         o.decode_octree(po, lab2.shape, reg)))
+            finally:
+                g.BLOCK_VOXELS = 128
         # a zstd-stored block inflated frame by frame: part of it on the CPU, then all for
         # the GPU
         lz = c.parse_bitpack(c.LazyBlock(c.store_zstd(c.encode_bitpack(v, br), frame=512)),
@@ -86,6 +119,8 @@ def main() -> list[bool]:
                              int(np.prod(c.brick_grid(v.shape, wide))), 8 * 136)
         ok.append(np.array_equal(host(dec(DeviceVolume(pw, xp), v.shape, wide, v.dtype, r)),
                                  c.decode_bitpack(pw, v.shape, wide, v.dtype, r)))
+    if modes != {0, 1, 2, 3}:
+        raise AssertionError(f"the uint32 volume has brick modes {sorted(modes)}, not all four")
     return ok
 
 

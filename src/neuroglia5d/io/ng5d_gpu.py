@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from numba import cuda
+from numba.core.extending import register_jitable
 
 from ._ng5d_kernels import (
     bp_exception,
@@ -33,6 +34,7 @@ from ._ng5d_octree_kernels import (
     node_value,
     oct_voxel,
     rank_at,
+    record_len,
     record_start,
     record_voxel,
 )
@@ -46,7 +48,7 @@ _U = np.uint64
 
 
 @cuda.jit
-def bp_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, nmask, npre, modes, widths, bases,
+def bp_kernel(out, z0, y0, x0, fmap, gy, gx, bz, by, bx, nmask, npre, modes, widths, bases,
               offsets, data):  # pragma: no cover - device code
     i = cuda.grid(1)
     oz, oy, ox = out.shape
@@ -54,9 +56,9 @@ def bp_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, nmask, npre, modes, widths, b
         return
     z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
     b, li = locate(z, y, x, gy, gx, bz, by, bx)
-    out[z - z0, y - y0, x - x0] = bp_voxel(li, np.int64(modes[b]), np.int64(widths[b]),
-                                           np.int64(bases[b]), np.int64(offsets[b]),
-                                           nmask, npre, data)
+    v = bp_voxel(li, np.int64(modes[b]), np.int64(widths[b]), np.int64(bases[b]),
+                 np.int64(offsets[b]), nmask, npre, data)
+    out[z - z0, y - y0, x - x0] = float_bits(v) if fmap else v
 
 @cuda.jit
 def pal_kernel(out, z0, y0, x0, gy, gx, bz, by, bx, top, words, ext_w, ext_lut,
@@ -85,14 +87,20 @@ def oct_kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other
     out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
 
 
+@register_jitable
+def float_bits(v: int) -> int:
+    """float32 bits of a value of the order-preserving map (``ordered_to_float``)."""
+    return (v ^ ((((v >> 31) & 1) - 1) | 0x80000000)) & 0xFFFFFFFF
+
+
 # Brick-major kernels: the grid is the bricks covering the region, a block is one brick
 # (its (x, y) plane, and a slab of ``blockDim.z`` planes that loops over the brick's z):
 # no integer division per voxel, the brick's header loads are shared by the block, and a
 # warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024),
 # for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
 @cuda.jit
-def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, nmask, npre, modes,
-                    widths, bases, offsets, data):  # pragma: no cover - device code
+def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nmask, npre,
+                    modes, widths, bases, offsets, data):  # pragma: no cover - device code
     oz, oy, ox = out.shape
     iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
     ly, lx = cuda.threadIdx.y, cuda.threadIdx.x
@@ -107,17 +115,64 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, gy, gx, bz, by, bx, nmask, n
     if mode == 1:
         low0 = off << 5
     esc = (np.int64(1) << w) - 1
-    for lz in range(cuda.threadIdx.z, bz, cuda.blockDim.z):
-        z = iz * bz + lz - z0
+    dz = cuda.blockDim.z
+    step = dz * by * bx  # voxels from one of a thread's planes to its next
+    zb = iz * bz - z0  # the brick's first plane in ``out``
+    # 4 planes per pass, every load before any store: the stores may alias the data
+    # (nothing tells the compiler otherwise), so a load after a store waits for it and a
+    # thread would have one load in flight at a time
+    for lz in range(cuda.threadIdx.z, bz, 4 * dz):
+        li = (lz * by + ly) * bx + lx
+        if mode == 1 or mode == 3:
+            p = low0 + li * w
+            v0 = get_bits(data, p, w)
+            v1 = get_bits(data, p + step * w, w)
+            v2 = get_bits(data, p + 2 * step * w, w)
+            v3 = get_bits(data, p + 3 * step * w, w)
+            if mode == 3:
+                if v0 == esc:
+                    v0 = bp_exception(li, off, w, nmask, we, ne, pw, low0, data)
+                if v1 == esc and lz + dz < bz:
+                    v1 = bp_exception(li + step, off, w, nmask, we, ne, pw, low0, data)
+                if v2 == esc and lz + 2 * dz < bz:
+                    v2 = bp_exception(li + 2 * step, off, w, nmask, we, ne, pw, low0, data)
+                if v3 == esc and lz + 3 * dz < bz:
+                    v3 = bp_exception(li + 3 * step, off, w, nmask, we, ne, pw, low0, data)
+            v0 += base
+            v1 += base
+            v2 += base
+            v3 += base
+        elif mode == 0:
+            v0 = v1 = v2 = v3 = base
+        else:
+            v0 = bp_voxel(li, mode, w, base, off, nmask, npre, data)
+            v1 = bp_voxel(min(li + step, 32 * nmask - 1), mode, w, base, off, nmask, npre,
+                          data)
+            v2 = bp_voxel(min(li + 2 * step, 32 * nmask - 1), mode, w, base, off, nmask,
+                          npre, data)
+            v3 = bp_voxel(min(li + 3 * step, 32 * nmask - 1), mode, w, base, off, nmask,
+                          npre, data)
+        if fmap:
+            v0, v1 = float_bits(v0), float_bits(v1)
+            v2, v3 = float_bits(v2), float_bits(v3)
+        z = zb + lz
         if z >= 0 and z < oz:
-            li = (lz * by + ly) * bx + lx
-            if mode == 1 or mode == 3:
-                v = get_bits(data, low0 + li * w, w)
-                if mode == 3 and v == esc:
-                    v = bp_exception(li, off, w, nmask, we, ne, pw, low0, data)
-                out[_U(z), _U(y), _U(x)] = base + v
-            else:
-                out[_U(z), _U(y), _U(x)] = bp_voxel(li, mode, w, base, off, nmask, npre, data)
+            out[_U(z), _U(y), _U(x)] = v0
+        z += dz
+        if lz + dz < bz and z >= 0 and z < oz:
+            out[_U(z), _U(y), _U(x)] = v1
+        z += dz
+        if lz + 2 * dz < bz and z >= 0 and z < oz:
+            out[_U(z), _U(y), _U(x)] = v2
+        z += dz
+        if lz + 3 * dz < bz and z >= 0 and z < oz:
+            out[_U(z), _U(y), _U(x)] = v3
+
+
+#: bytes of the largest octree record (3 header bytes, a local palette of 512 entries of
+#: up to 32 bits, 9 mask bytes, 512 indices of up to 16 bits): the brick kernel copies a
+#: brick's record into shared memory
+REC_BYTES = 3088
 
 
 @cuda.jit
@@ -125,29 +180,59 @@ def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, spl
                      split_rank, other, other_rank, values, wg, rec_base, records, palette
                      ):  # pragma: no cover - device code
     # the brick's descent of the tree and its record's start are the same for all of its
-    # voxels: the block's first thread finds them (``oct_voxel`` up to the record), the
-    # others wait for it and decode only their voxel of the record
+    # voxels: the block's first thread finds them (``oct_voxel`` up to the record), then
+    # the block copies the record into shared memory (coalesced, all loads in flight at
+    # once), and each thread decodes its voxels from there
     head = cuda.shared.array(2, np.int64)
+    rec = cuda.shared.array(REC_BYTES, np.uint8)
     iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
-    if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0 and cuda.threadIdx.z == 0:
+    ly, lx, tz = cuda.threadIdx.y, cuda.threadIdx.x, cuda.threadIdx.z
+    t = (tz * 8 + ly) * 8 + lx
+    if t == 0:
         i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
         if bit_at(split, i) == 0:
             head[0] = -1 - node_value(i, other, other_rank, values, wg)
+            head[1] = 0
         else:
-            head[0] = record_start(rank_at(split, split_rank, i) - sup, rec_base, records,
-                                   wg)
+            h = record_start(rank_at(split, split_rank, i) - sup, rec_base, records, wg)
+            head[0] = h
+            head[1] = min(record_len(records, h, wg), REC_BYTES)
+    cuda.syncthreads()
+    h, n = head[0], head[1]
+    nrec = records.shape[0]
+    for k in range(t, n, 64 * cuda.blockDim.z):  # (n is 0 for a uniform brick)
+        rec[k] = records[min(h + k, nrec - 1)]
     cuda.syncthreads()
     oz, oy, ox = out.shape
-    ly, lx = cuda.threadIdx.y, cuda.threadIdx.x
     y, x = iy * 8 + ly - y0, ix * 8 + lx - x0
     if y < 0 or y >= oy or x < 0 or x >= ox:
         return
-    h = head[0]
-    for lz in range(cuda.threadIdx.z, 8, cuda.blockDim.z):
+    dz = cuda.blockDim.z
+    npal = palette.shape[0] - 1
+    for lz in range(tz, 8, 4 * dz):  # 4 planes per pass, loads before stores
+        if h < 0:
+            p0 = p1 = p2 = p3 = -1 - h
+        else:
+            p0 = record_voxel(rec, 0, wg, lz, ly, lx)
+            p1 = record_voxel(rec, 0, wg, min(lz + dz, 7), ly, lx)
+            p2 = record_voxel(rec, 0, wg, min(lz + 2 * dz, 7), ly, lx)
+            p3 = record_voxel(rec, 0, wg, min(lz + 3 * dz, 7), ly, lx)
+        v0 = palette[min(p0, npal)]
+        v1 = palette[min(p1, npal)]
+        v2 = palette[min(p2, npal)]
+        v3 = palette[min(p3, npal)]
         z = iz * 8 + lz - z0
         if z >= 0 and z < oz:
-            p = -1 - h if h < 0 else record_voxel(records, h, wg, lz, ly, lx)
-            out[_U(z), _U(y), _U(x)] = palette[min(p, palette.shape[0] - 1)]
+            out[_U(z), _U(y), _U(x)] = v0
+        z += dz
+        if lz + dz < 8 and z >= 0 and z < oz:
+            out[_U(z), _U(y), _U(x)] = v1
+        z += dz
+        if lz + 2 * dz < 8 and z >= 0 and z < oz:
+            out[_U(z), _U(y), _U(x)] = v2
+        z += dz
+        if lz + 3 * dz < 8 and z >= 0 and z < oz:
+            out[_U(z), _U(y), _U(x)] = v3
 
 
 class DeviceVolume:
@@ -167,6 +252,9 @@ class DeviceVolume:
         self.scalars = vol.scalars() if isinstance(vol, OctreeVolume) else ()
         self.xp = xp
         self.arrays = {k: xp.array(v) for k, v in vol.arrays().items()}  # copies (writable)
+        #: loaded kernels and packed parameters of this volume's arguments, per
+        #: (volume shape, brick) and kernel (see :func:`launch`)
+        self.launches: dict[Any, dict[Any, Any]] = {}
 
     @property
     def nbytes(self) -> int:
@@ -242,17 +330,36 @@ def _load(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any, bool]:
     return got
 
 
-def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any) -> None:
+def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any,
+           fixed: int = 0, cache: dict[Any, Any] | None = None) -> None:
     """Run a numba CUDA kernel over ``grid`` × ``block`` threads with ``args`` (device
     arrays and ints) on the current CuPy stream (see :data:`LAUNCH`); under the simulator
-    (``xp`` NumPy), through numba."""
+    (``xp`` NumPy), through numba.
+
+    Parameters
+    ----------
+    fixed : int
+        The last ``fixed`` arguments are the same on every call that passes this
+        ``cache`` (a volume's compressed arrays and sizes): their part of the parameter
+        block is packed once and kept there, with the loaded kernel.
+    cache : dict, optional
+        Where to keep it (:attr:`DeviceVolume.launches`).
+    """
     if xp is np or LAUNCH == "numba":
         kernel[grid, block](*args)
         return
     import cupy
 
-    _, fn, all8 = _load(kernel, args)
-    flat = _flat_args(args)
+    head = args[:len(args) - fixed]
+    key = (kernel.py_func, *(_arg_key(a) for a in head))
+    got = cache.get(key) if cache is not None else None
+    if got is None:
+        _, fn, all8 = _load(kernel, args)
+        got = (fn, all8, _flat_args(args[len(head):]))
+        if cache is not None:
+            cache[key] = got
+    fn, all8, tail = got
+    flat = _flat_args(head) + tail
     g = (*grid, 1, 1)[:3] if isinstance(grid, tuple) else (grid, 1, 1)
     b = (*block, 1, 1)[:3] if isinstance(block, tuple) else (block, 1, 1)
     if LAUNCH == "driver" and all8 and len(flat) <= _OFFSETS.shape[0]:
@@ -284,21 +391,32 @@ def _brick_launch(region: tuple[slice, slice, slice], brick: tuple[int, int, int
 def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
                      brick: tuple[int, int, int], dtype: Any,
                      region: tuple[slice, slice, slice] | None = None,
-                     layout: str = "brick") -> Any:
-    """Decode a region of a volume on the device into a new device array.
+                     layout: str = "brick", out: Any = None) -> Any:
+    """Decode a region of a volume on the device into a device array.
 
     Parameters
     ----------
+    dv : DeviceVolume
+        The volume's compressed arrays on the device.
+    shape_zyx, brick : tuple of int
+        The volume's shape and brick shape (voxels).
+    dtype : dtype
+        The volume's dtype.
+    region : tuple of slice, optional
+        Region (step 1, within the volume) to decode; the whole volume by default.
     layout : {"brick", "flat"}
         ``brick``: a thread block per brick (the default; bricks whose (y, x) plane
         exceeds 1024 voxels, and the 2.0 ``palette`` codec, fall back to ``flat``);
         ``flat``: one thread per output voxel in C order, the region's index split into
         brick and voxel by division.
+    out : array, optional
+        C-contiguous device array of the region's shape and the volume's dtype to decode
+        into (a new one by default).
 
     Returns
     -------
     array
-        CuPy array (NumPy under the simulator) of the region, dtype ``dtype``.
+        CuPy array (NumPy under the simulator) of the region: ``out`` if given.
     """
     if layout not in ("brick", "flat"):
         raise ValueError(f"layout must be 'brick' or 'flat', got {layout!r}")
@@ -306,49 +424,54 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
     z, y, x = region if region is not None else (slice(0, s) for s in shape_zyx)
     reg = (z, y, x)
     shp = (z.stop - z.start, y.stop - y.start, x.stop - x.start)
+    dt = np.dtype(dtype) if dv.kind == "bitpack" else dv.arrays["palette"].dtype
+    if out is None:
+        out = xp.empty(shp, dt)
+    elif (tuple(out.shape) != shp or out.dtype != dt or not out.flags.c_contiguous
+          or not isinstance(out, xp.ndarray)):
+        raise ValueError(f"out: need a C-contiguous {xp.__name__} array {shp} {dt}, got "
+                         f"{type(out).__name__} {tuple(out.shape)} {out.dtype}")
+    if min(shp) <= 0:
+        return out
     _, gy, gx = brick_grid(shape_zyx, brick)
     bz, by, bx = brick
     if by * bx > 1024:
         layout = "flat"
-    if min(shp) <= 0:
-        return xp.empty(shp, np.dtype(dtype) if dv.kind == "bitpack"
-                        else dv.arrays["palette"].dtype)
     n = shp[0] * shp[1] * shp[2]
     flat = ((n + _THREADS - 1) // _THREADS,), (_THREADS,)
     cube = brick if dv.kind != "octree" else (8, 8, 8)
     grid, block, first = _brick_launch(reg, cube)
     at = (z.start, y.start, x.start)
     a = dv.arrays
-    dt = np.dtype(dtype)
+    # the volume's own arguments (the kernels' last ones) are packed once per volume
+    cache = dv.launches.setdefault((tuple(shape_zyx), tuple(brick)), {})
     if dv.kind == "bitpack":
         nvox = bz * by * bx
         nmask = (nvox + 31) // 32
         npre = (nmask + 7) // 8
-        out = xp.empty(shp, np.uint32 if dt == np.float32 else dt)
+        res = out.view(np.uint32) if dt == np.float32 else out
         tail = (gy, gx, bz, by, bx, nmask, npre, a["modes"], a["widths"], a["bases"],
                 a["offsets"], a["data"])
+        fmap = int(dt == np.float32)  # the kernel maps the values back to float bits
         if layout == "brick":
-            launch(bp_brick_kernel, grid, block, (out, *at, *first, *tail), xp)
+            launch(bp_brick_kernel, grid, block, (res, *at, *first, fmap, *tail), xp,
+                   len(tail), cache)
         else:
-            launch(bp_kernel, *flat, (out, *at, *tail), xp)
-        if dt == np.float32:  # the order-preserving map back to float bits, on the device
-            pos = (out >> np.uint32(31)).astype(bool)
-            out = xp.where(pos, out & np.uint32(0x7FFFFFFF), ~out).astype(np.uint32)
-            out = out.view(np.float32)
+            launch(bp_kernel, *flat, (res, *at, fmap, *tail), xp, len(tail), cache)
         return out
-    out = xp.empty(shp, a["palette"].dtype)
     if dv.kind == "octree":
         u, ty, tx, nt, nn, sup, wg = dv.scalars
         tail = (u, ty, tx, nt, nn, sup, a["split"], a["split_rank"], a["other"],
                 a["other_rank"], a["values"], wg, a["rec_base"], a["records"], a["palette"])
         if layout == "brick":
-            launch(oct_brick_kernel, grid, block, (out, *at, *first, *tail), xp)
+            launch(oct_brick_kernel, grid, block, (out, *at, *first, *tail), xp, len(tail),
+                   cache)
         else:
-            launch(oct_kernel, *flat, (out, *at, *tail), xp)
+            launch(oct_kernel, *flat, (out, *at, *tail), xp, len(tail), cache)
         return out
     top = np.int64(1) << np.int64(a["words"].dtype.itemsize * 8 - 1)
     tail = (gy, gx, bz, by, bx, top, a["words"], a["ext_w"], a["ext_lut"], a["ext_data"],
             a["lut"], a["data"], a["palette"])
     # the 2.0 ``palette`` codec (still read) keeps the flat kernel only
-    launch(pal_kernel, *flat, (out, *at, *tail), xp)
+    launch(pal_kernel, *flat, (out, *at, *tail), xp, len(tail), cache)
     return out
