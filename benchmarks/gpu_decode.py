@@ -36,12 +36,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: (layout, voxels per block of the brick layout, launcher, decode into a given buffer)
-VARIANTS = [("flat", 256, "numba", False), ("brick", 128, "numba", False),
-            ("brick", 128, "cupy", False), ("flat", 256, "driver", False),
-            ("brick", 64, "driver", False), ("brick", 128, "driver", False),
-            ("brick", 256, "driver", False), ("brick", 128, "driver", True),
-            ("brick", 64, "driver", True)]
+#: (layout, voxels per block of the brick layout, launcher, decode into a given buffer,
+#: bricks per block of the octree brick kernel)
+VARIANTS = [("flat", 256, "driver", False, 4), ("brick", 128, "cupy", False, 4),
+            ("brick", 64, "driver", False, 4), ("brick", 128, "driver", False, 4),
+            ("brick", 256, "driver", False, 4), ("brick", 128, "driver", True, 4),
+            ("brick", 64, "driver", True, 4)]
+#: further variants for labels (octree) only
+LABEL_VARIANTS = [("brick", 128, "driver", True, 1), ("brick", 128, "driver", True, 2),
+                  ("brick", 128, "driver", True, 8), ("brick", 64, "driver", True, 8)]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -71,9 +74,14 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
     copy_ms = statistics.median(event_ms(cp, functools.partial(cp.copyto, dst, src), 20)
                                 for _ in range(5))
     rows = []
-    for layout, bv, launcher, given in VARIANTS:
+    labels = vol.data.dtype.itemsize == 4
+    for layout, bv, launcher, given, group in VARIANTS + (LABEL_VARIANTS if labels else []):
         g.BLOCK_VOXELS = bv
         g.LAUNCH = launcher
+        if group != g.OCT_BRICKS:  # a compile-time constant of the kernel: compile anew
+            g.OCT_BRICKS = group
+            g._MODULES.clear()
+            dv.launches.clear()
         dec = functools.partial(g.decode_on_device, dv, vol.data.shape, brick, vol.data.dtype,
                                 layout=layout, out=cp.empty_like(src) if given else None)
         if not np.array_equal(cp.asnumpy(dec()), vol.data):
@@ -93,12 +101,15 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
         call = statistics.median(calls) * 1e3
         name = f"{layout} {bv} {launcher}" if layout == "brick" else f"flat {launcher}"
         name += " out=" if given else ""
+        name += f" {group} bricks/block" if labels and layout == "brick" else ""
         rows.append([vol.name, name, f"{call:.3f}", f"{kern:.3f}",
                      f"{statistics.median(hosts) * 1e3:.3f}",
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
-    g.BLOCK_VOXELS, g.LAUNCH = 128, "driver"
+    print("\n".join(kernel_resources(cp)), flush=True)
+    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_BRICKS = 128, "driver", 4
+    g._MODULES.clear()
     return rows
 
 
@@ -136,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     for vol in vols:
         rows += bench_volume(vol, cp, args.repeats)
         cp.get_default_memory_pool().free_all_blocks()
-    print()
-    print("\n".join(kernel_resources(cp)))
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")

@@ -20,7 +20,6 @@ from numba import cuda
 from numba.core.extending import register_jitable
 
 from ._ng5d_kernels import (
-    bp_exception,
     bp_patched_head,
     bp_voxel,
     get_bits,
@@ -34,7 +33,6 @@ from ._ng5d_octree_kernels import (
     node_value,
     oct_voxel,
     rank_at,
-    record_len,
     record_start,
     record_voxel,
 )
@@ -98,141 +96,141 @@ def float_bits(v: int) -> int:
 # no integer division per voxel, the brick's header loads are shared by the block, and a
 # warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024),
 # for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
+
+#: mask words of the largest brick (voxels / 32) whose sparse mask the bitpack brick
+#: kernel ranks in shared memory (larger bricks rank voxel by voxel)
+MASK_WORDS = 32
+
+
 @cuda.jit
 def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nmask, npre,
                     modes, widths, bases, offsets, data):  # pragma: no cover - device code
+    msk = cuda.shared.array(MASK_WORDS, np.uint32)
+    pre = cuda.shared.array(MASK_WORDS, np.int32)
     oz, oy, ox = out.shape
     iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
     ly, lx = cuda.threadIdx.y, cuda.threadIdx.x
+    t = (cuda.threadIdx.z * by + ly) * bx + lx
+    nthr = by * bx * cuda.blockDim.z
     y, x = iy * by + ly - y0, ix * bx + lx - x0
-    if y < 0 or y >= oy or x < 0 or x >= ox:
-        return
     b = (iz * gy + iy) * gx + ix
     mode, w = np.int64(modes[b]), np.int64(widths[b])
     base, off = np.int64(bases[b]), np.int64(offsets[b])
-    # what a thread's voxels of the brick share, read once (``bp_voxel`` per voxel else)
+    # what the brick's voxels share, read once: the patched head; a sparse mask's words
+    # and each word's rank (set bits before it), in shared memory
     we, ne, pw, low0 = bp_patched_head(off, nmask, data) if mode == 3 else (0, 0, 0, 0)
     if mode == 1:
         low0 = off << 5
+    ranked = mode == 2 and nmask <= MASK_WORDS  # the same for the whole block
+    if ranked:
+        for k in range(t, nmask, nthr):
+            msk[k] = data[off + k]
+            r = np.int64(data[off + nmask + (k >> 3)])
+            for kk in range(k & ~7, k):
+                r += cuda.popc(data[off + kk])
+            pre[k] = r
+        cuda.syncthreads()
+        low0 = (off + nmask + npre) << 5
     esc = (np.int64(1) << w) - 1
-    dz = cuda.blockDim.z
-    step = dz * by * bx  # voxels from one of a thread's planes to its next
-    zb = iz * bz - z0  # the brick's first plane in ``out``
-    # 4 planes per pass, every load before any store: the stores may alias the data
-    # (nothing tells the compiler otherwise), so a load after a store waits for it and a
-    # thread would have one load in flight at a time
-    for lz in range(cuda.threadIdx.z, bz, 4 * dz):
-        li = (lz * by + ly) * bx + lx
-        if mode == 1 or mode == 3:
-            p = low0 + li * w
-            v0 = get_bits(data, p, w)
-            v1 = get_bits(data, p + step * w, w)
-            v2 = get_bits(data, p + 2 * step * w, w)
-            v3 = get_bits(data, p + 3 * step * w, w)
-            if mode == 3:
-                if v0 == esc:
-                    v0 = bp_exception(li, off, w, nmask, we, ne, pw, low0, data)
-                if v1 == esc and lz + dz < bz:
-                    v1 = bp_exception(li + step, off, w, nmask, we, ne, pw, low0, data)
-                if v2 == esc and lz + 2 * dz < bz:
-                    v2 = bp_exception(li + 2 * step, off, w, nmask, we, ne, pw, low0, data)
-                if v3 == esc and lz + 3 * dz < bz:
-                    v3 = bp_exception(li + 3 * step, off, w, nmask, we, ne, pw, low0, data)
-            v0 += base
-            v1 += base
-            v2 += base
-            v3 += base
-        elif mode == 0:
-            v0 = v1 = v2 = v3 = base
-        else:
-            v0 = bp_voxel(li, mode, w, base, off, nmask, npre, data)
-            v1 = bp_voxel(min(li + step, 32 * nmask - 1), mode, w, base, off, nmask, npre,
-                          data)
-            v2 = bp_voxel(min(li + 2 * step, 32 * nmask - 1), mode, w, base, off, nmask,
-                          npre, data)
-            v3 = bp_voxel(min(li + 3 * step, 32 * nmask - 1), mode, w, base, off, nmask,
-                          npre, data)
-        if fmap:
-            v0, v1 = float_bits(v0), float_bits(v1)
-            v2, v3 = float_bits(v2), float_bits(v3)
-        z = zb + lz
-        if z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v0
-        z += dz
-        if lz + dz < bz and z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v1
-        z += dz
-        if lz + 2 * dz < bz and z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v2
-        z += dz
-        if lz + 3 * dz < bz and z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v3
+    if y >= 0 and y < oy and x >= 0 and x < ox:
+        for lz in range(cuda.threadIdx.z, bz, cuda.blockDim.z):
+            z = iz * bz + lz - z0
+            if z < 0 or z >= oz:
+                continue
+            li = (lz * by + ly) * bx + lx
+            if mode == 1 or mode == 3:
+                v = get_bits(data, low0 + li * w, w)
+                if mode == 3 and v == esc:
+                    continue  # an exception: written below
+                v += base
+            elif mode == 0:
+                v = base
+            elif ranked:
+                k = li >> 5
+                m = np.int64(msk[k])
+                bit = li & 31
+                v = base
+                if (m >> bit) & 1:
+                    rank = np.int64(pre[k]) + cuda.popc(m & ((np.int64(1) << bit) - 1))
+                    v += 1 + get_bits(data, low0 + rank * w, w)
+            else:
+                v = bp_voxel(li, mode, w, base, off, nmask, npre, data)
+            out[_U(z), _U(y), _U(x)] = float_bits(v) if fmap else v
+    if mode == 3:
+        # a patched brick's exceptions, one per thread, written where their positions say
+        # (the voxels holding the escape code, which the loop above left alone)
+        plane = by * bx
+        ex0 = low0 + ((nmask * w) << 5)
+        for e in range(t, ne, nthr):
+            i = min(get_bits(data, ((off + 1) << 5) + e * pw, pw), bz * plane - 1)
+            lz = i // plane
+            ey = (i - lz * plane) // bx
+            z, yy, xx = iz * bz + lz - z0, iy * by + ey - y0, ix * bx + i % bx - x0
+            if z >= 0 and z < oz and yy >= 0 and yy < oy and xx >= 0 and xx < ox:
+                v = base + get_bits(data, ex0 + e * we, we)
+                out[_U(z), _U(yy), _U(xx)] = float_bits(v) if fmap else v
 
 
-#: bytes of the largest octree record (3 header bytes, a local palette of 512 entries of
-#: up to 32 bits, 9 mask bytes, 512 indices of up to 16 bits): the brick kernel copies a
-#: brick's record into shared memory
-REC_BYTES = 3088
+#: bricks along x per thread block of the octree brick kernel: one thread each finds their
+#: records (a serial chain of loads, the kernel's latency), the block then decodes them
+OCT_BRICKS = 4
 
 
 @cuda.jit
 def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, split,
                      split_rank, other, other_rank, values, wg, rec_base, records, palette
                      ):  # pragma: no cover - device code
-    # the brick's descent of the tree and its record's start are the same for all of its
-    # voxels: the block's first thread finds them (``oct_voxel`` up to the record), then
-    # the block copies the record into shared memory (coalesced, all loads in flight at
-    # once), and each thread decodes its voxels from there
-    head = cuda.shared.array(2, np.int64)
-    rec = cuda.shared.array(REC_BYTES, np.uint8)
-    iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
+    # a brick's descent of the tree and its record's start are the same for all of its
+    # voxels: the first OCT_BRICKS threads find them for the block's bricks (``oct_voxel``
+    # up to the record), the others wait for them, then all decode their voxels
+    head = cuda.shared.array(OCT_BRICKS, np.int64)
+    oz, oy, ox = out.shape
+    iz, iy = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y
+    ix0 = bx0 + cuda.blockIdx.x * OCT_BRICKS
     ly, lx, tz = cuda.threadIdx.y, cuda.threadIdx.x, cuda.threadIdx.z
     t = (tz * 8 + ly) * 8 + lx
-    if t == 0:
-        i, _ = find_node(iz, iy, ix, u, ty, tx, nt, nn, split, split_rank)
+    if t < OCT_BRICKS and ix0 + t <= (x0 + ox - 1) >> 3:
+        i, _ = find_node(iz, iy, ix0 + t, u, ty, tx, nt, nn, split, split_rank)
         if bit_at(split, i) == 0:
-            head[0] = -1 - node_value(i, other, other_rank, values, wg)
-            head[1] = 0
+            head[t] = -1 - node_value(i, other, other_rank, values, wg)
         else:
-            h = record_start(rank_at(split, split_rank, i) - sup, rec_base, records, wg)
-            head[0] = h
-            head[1] = min(record_len(records, h, wg), REC_BYTES)
+            head[t] = record_start(rank_at(split, split_rank, i) - sup, rec_base, records,
+                                   wg)
     cuda.syncthreads()
-    h, n = head[0], head[1]
-    nrec = records.shape[0]
-    for k in range(t, n, 64 * cuda.blockDim.z):  # (n is 0 for a uniform brick)
-        rec[k] = records[min(h + k, nrec - 1)]
-    cuda.syncthreads()
-    oz, oy, ox = out.shape
-    y, x = iy * 8 + ly - y0, ix * 8 + lx - x0
-    if y < 0 or y >= oy or x < 0 or x >= ox:
+    y = iy * 8 + ly - y0
+    if y < 0 or y >= oy:
         return
     dz = cuda.blockDim.z
     npal = palette.shape[0] - 1
-    for lz in range(tz, 8, 4 * dz):  # 4 planes per pass, loads before stores
-        if h < 0:
-            p0 = p1 = p2 = p3 = -1 - h
-        else:
-            p0 = record_voxel(rec, 0, wg, lz, ly, lx)
-            p1 = record_voxel(rec, 0, wg, min(lz + dz, 7), ly, lx)
-            p2 = record_voxel(rec, 0, wg, min(lz + 2 * dz, 7), ly, lx)
-            p3 = record_voxel(rec, 0, wg, min(lz + 3 * dz, 7), ly, lx)
-        v0 = palette[min(p0, npal)]
-        v1 = palette[min(p1, npal)]
-        v2 = palette[min(p2, npal)]
-        v3 = palette[min(p3, npal)]
-        z = iz * 8 + lz - z0
-        if z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v0
-        z += dz
-        if lz + dz < 8 and z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v1
-        z += dz
-        if lz + 2 * dz < 8 and z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v2
-        z += dz
-        if lz + 3 * dz < 8 and z >= 0 and z < oz:
-            out[_U(z), _U(y), _U(x)] = v3
+    for j in range(OCT_BRICKS):
+        x = (ix0 + j) * 8 + lx - x0
+        if x < 0 or x >= ox:
+            continue
+        h = head[j]
+        for lz in range(tz, 8, 4 * dz):  # 4 planes per pass, loads before stores
+            if h < 0:
+                p0 = p1 = p2 = p3 = -1 - h
+            else:
+                p0 = record_voxel(records, h, wg, lz, ly, lx)
+                p1 = record_voxel(records, h, wg, min(lz + dz, 7), ly, lx)
+                p2 = record_voxel(records, h, wg, min(lz + 2 * dz, 7), ly, lx)
+                p3 = record_voxel(records, h, wg, min(lz + 3 * dz, 7), ly, lx)
+            v0 = palette[min(p0, npal)]
+            v1 = palette[min(p1, npal)]
+            v2 = palette[min(p2, npal)]
+            v3 = palette[min(p3, npal)]
+            z = iz * 8 + lz - z0
+            if z >= 0 and z < oz:
+                out[_U(z), _U(y), _U(x)] = v0
+            z += dz
+            if lz + dz < 8 and z >= 0 and z < oz:
+                out[_U(z), _U(y), _U(x)] = v1
+            z += dz
+            if lz + 2 * dz < 8 and z >= 0 and z < oz:
+                out[_U(z), _U(y), _U(x)] = v2
+            z += dz
+            if lz + 3 * dz < 8 and z >= 0 and z < oz:
+                out[_U(z), _U(y), _U(x)] = v3
 
 
 class DeviceVolume:
@@ -376,15 +374,17 @@ def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any,
 BLOCK_VOXELS = 128
 
 
-def _brick_launch(region: tuple[slice, slice, slice], brick: tuple[int, int, int]
+def _brick_launch(region: tuple[slice, slice, slice], brick: tuple[int, int, int],
+                  group: int = 1
                   ) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
-    """Grid (bricks covering the region, x fastest), block and first brick (z, y, x)."""
+    """Grid (bricks covering the region, x fastest, ``group`` bricks along x per block),
+    block and first brick (z, y, x)."""
     first = tuple(r.start // b for r, b in zip(region, brick, strict=True))
     counts = tuple((r.stop - 1) // b - f + 1
                    for r, b, f in zip(region, brick, first, strict=True))
     bz, by, bx = brick
     tz = max(1, min(bz, BLOCK_VOXELS // (by * bx)))
-    return ((counts[2], counts[1], counts[0]), (bx, by, tz),
+    return (((counts[2] + group - 1) // group, counts[1], counts[0]), (bx, by, tz),
             (first[0], first[1], first[2]))
 
 
@@ -439,8 +439,10 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
         layout = "flat"
     n = shp[0] * shp[1] * shp[2]
     flat = ((n + _THREADS - 1) // _THREADS,), (_THREADS,)
-    cube = brick if dv.kind != "octree" else (8, 8, 8)
-    grid, block, first = _brick_launch(reg, cube)
+    if dv.kind == "octree":
+        grid, block, first = _brick_launch(reg, (8, 8, 8), OCT_BRICKS)
+    else:
+        grid, block, first = _brick_launch(reg, brick)
     at = (z.start, y.start, x.start)
     a = dv.arrays
     # the volume's own arguments (the kernels' last ones) are packed once per volume
