@@ -37,14 +37,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: (layout, voxels per block of the brick layout, launcher, decode into a given buffer,
-#: bricks per block of the octree brick kernel)
-VARIANTS = [("flat", 256, "driver", False, 4), ("brick", 128, "cupy", False, 4),
-            ("brick", 64, "driver", False, 4), ("brick", 128, "driver", False, 4),
-            ("brick", 256, "driver", False, 4), ("brick", 128, "driver", True, 4),
-            ("brick", 64, "driver", True, 4)]
-#: further variants for labels (octree) only
-LABEL_VARIANTS = [("brick", 128, "driver", True, 1), ("brick", 128, "driver", True, 2),
-                  ("brick", 128, "driver", True, 8), ("brick", 64, "driver", True, 8)]
+#: planes per pass of the bitpack brick kernel, bricks per block of the octree one)
+VARIANTS = [("flat", 256, "driver", False, 2, 4), ("brick", 128, "cupy", False, 2, 4),
+            ("brick", 128, "driver", False, 2, 4), ("brick", 128, "driver", True, 2, 4),
+            ("brick", 64, "driver", True, 2, 4), ("brick", 256, "driver", True, 2, 4)]
+#: further variants for intensity (bitpack) and labels (octree)
+INTENSITY_VARIANTS = [("brick", 256, "driver", True, 1, 4),
+                      ("brick", 256, "driver", True, 4, 4),
+                      ("brick", 512, "driver", True, 1, 4),
+                      ("brick", 1024, "driver", True, 1, 4)]
+LABEL_VARIANTS = [("brick", 128, "driver", True, 2, 1), ("brick", 128, "driver", True, 2, 2),
+                  ("brick", 128, "driver", True, 2, 8), ("brick", 256, "driver", True, 2, 2),
+                  ("brick", 512, "driver", True, 2, 2)]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -75,11 +79,12 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
                                 for _ in range(5))
     rows = []
     labels = vol.data.dtype.itemsize == 4
-    for layout, bv, launcher, given, group in VARIANTS + (LABEL_VARIANTS if labels else []):
+    for layout, bv, launcher, given, unroll, group in (
+            VARIANTS + (LABEL_VARIANTS if labels else INTENSITY_VARIANTS)):
         g.BLOCK_VOXELS = bv
         g.LAUNCH = launcher
-        if group != g.OCT_BRICKS:  # a compile-time constant of the kernel: compile anew
-            g.OCT_BRICKS = group
+        if (group, unroll) != (g.OCT_BRICKS, g.BP_UNROLL):  # compile-time constants of
+            g.OCT_BRICKS, g.BP_UNROLL = group, unroll  # the kernels: compile anew
             g._MODULES.clear()
             dv.launches.clear()
         dec = functools.partial(g.decode_on_device, dv, vol.data.shape, brick, vol.data.dtype,
@@ -101,14 +106,15 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
         call = statistics.median(calls) * 1e3
         name = f"{layout} {bv} {launcher}" if layout == "brick" else f"flat {launcher}"
         name += " out=" if given else ""
-        name += f" {group} bricks/block" if labels and layout == "brick" else ""
+        if layout == "brick":
+            name += f" {group} bricks/block" if labels else f" {unroll} planes/pass"
         rows.append([vol.name, name, f"{call:.3f}", f"{kern:.3f}",
                      f"{statistics.median(hosts) * 1e3:.3f}",
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
     print("\n".join(kernel_resources(cp)), flush=True)
-    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_BRICKS = 128, "driver", 4
+    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_BRICKS, g.BP_UNROLL = 128, "driver", 4, 2
     g._MODULES.clear()
     return rows
 

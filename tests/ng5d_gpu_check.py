@@ -82,12 +82,13 @@ def main() -> list[bool]:
                                                        np.uint64)),
                                  c.decode_palette(pl, lab.shape, bl)))
         # octree: uniform regions above the bricks, records with uniform 4^3 and 2^3
-        # cells, w 1-4
+        # cells, w 1-16
         lab2 = np.zeros((20, 37, 35), np.uint64)
         lab2[2:17, 3:30, 5:33] = 5
         lab2[6:11, 9:20, 9:25] = 2**40 + 1
         lab2[12, 20:26, 4:30] = 9
         lab2[0:3, 0:4, 30:35] = rng.integers(0, 12, (3, 4, 5))
+        lab2[14:20, 29:37, 0:8] = rng.integers(0, 300, (6, 8, 8))  # long local palettes
         po = o.parse_octree(o.encode_octree(lab2, levels=2), lab2.shape, np.uint64)
         # (under the simulator a voxel's tree descent costs ~2 ms: the flat layout, a
         # thread per voxel, gets a small region only)

@@ -138,39 +138,61 @@ def record_head(rec: Any, p: int, wg: int) -> tuple[int, int, int, int]:
 
 
 @_shared
-def record_voxel(rec: Any, p: int, wg: int, a: int, b: int, e: int) -> int:
-    """Palette index of voxel (a, b, e) (z, y, x mod 8) of the record at byte ``p``."""
-    w, zf, m, q = record_head(rec, p, wg)
-    m1 = get_u8(rec, q)
-    p1 = popc(m1)
+def value_slot(m1: int, p1: int, big: int, r1: int, before: int, m2: int, a: int, b: int,
+               e: int) -> int:
+    """Entry of voxel (a, b, e) (z, y, x mod 8) in its record's value stream.
+
+    ``m1``: the record's M1 byte; ``p1``: its set bits; ``big``: set bits of all M2
+    bytes; ``r1``: set bits of ``m1`` below the voxel's octant; ``before``: set bits of
+    the M2 bytes before the ``r1``-th; ``m2``: the ``r1``-th M2 byte (read only when the
+    voxel's octant is split).
+    """
     c1 = ((a >> 2) & 1) * 4 + ((b >> 2) & 1) * 2 + ((e >> 2) & 1)
     c2 = ((a >> 1) & 1) * 4 + ((b >> 1) & 1) * 2 + ((e >> 1) & 1)
     c3 = (a & 1) * 4 + (b & 1) * 2 + (e & 1)
-    v0 = q + 1 + p1  # first byte of the value stream
     if (m1 >> c1) & 1 == 0:
-        j = popc(~m1 & ((1 << c1) - 1) & 0xFF)
-    else:
-        r1 = popc(m1 & ((1 << c1) - 1))
-        big = 0  # P: set bits of all M2 bytes; Q: of those before r1
-        before = 0
-        for t in range(p1):
-            pc = popc(get_u8(rec, q + 1 + t))
-            big += pc
-            if t < r1:
-                before += pc
-        m2 = get_u8(rec, q + 1 + r1)
-        if (m2 >> c2) & 1 == 0:
-            j = (8 - p1) + (8 * r1 - before) + popc(~m2 & ((1 << c2) - 1) & 0xFF)
-        else:
-            j = (8 - p1) + (8 * p1 - big) + 8 * (before + popc(m2 & ((1 << c2) - 1))) + c3
-    li = get_bits8(rec, (v0 << 3) + j * w, w)
-    nl = zf + m
-    li = min(li, max(nl - 1, 0))
+        return popc(~m1 & ((1 << c1) - 1) & 0xFF)
+    if (m2 >> c2) & 1 == 0:
+        return (8 - p1) + (8 * r1 - before) + popc(~m2 & ((1 << c2) - 1) & 0xFF)
+    return (8 - p1) + (8 * p1 - big) + 8 * (before + popc(m2 & ((1 << c2) - 1))) + c3
+
+
+@_shared
+def octant_rank(m1: int, a: int, b: int, e: int) -> int:
+    """Set bits of ``m1`` below the octant of voxel (a, b, e)."""
+    c1 = ((a >> 2) & 1) * 4 + ((b >> 2) & 1) * 2 + ((e >> 2) & 1)
+    return popc(m1 & ((1 << c1) - 1))
+
+
+@_shared
+def local_entry(rec: Any, p: int, wg: int, zf: int, m: int, li: int) -> int:
+    """Palette index of local value ``li`` (clamped to the local palette) of the record at
+    byte ``p`` with flags ``zf`` and ``m`` entries."""
+    li = min(li, max(zf + m - 1, 0))
     if zf == 1:
         if li == 0:
             return 0
         li -= 1
     return get_bits8(rec, ((p + (3 if (get_u8(rec, p) >> 4) == 15 else 1)) << 3) + li * wg, wg)
+
+
+@_shared
+def record_voxel(rec: Any, p: int, wg: int, a: int, b: int, e: int) -> int:
+    """Palette index of voxel (a, b, e) (z, y, x mod 8) of the record at byte ``p``."""
+    w, zf, m, q = record_head(rec, p, wg)
+    m1 = get_u8(rec, q)
+    p1 = popc(m1)
+    r1 = octant_rank(m1, a, b, e)
+    big = 0  # set bits of all M2 bytes, and of those before the r1-th
+    before = 0
+    for t in range(p1):
+        pc = popc(get_u8(rec, q + 1 + t))
+        big += pc
+        if t < r1:
+            before += pc
+    j = value_slot(m1, p1, big, r1, before, get_u8(rec, q + 1 + r1), a, b, e)
+    li = get_bits8(rec, ((q + 1 + p1) << 3) + j * w, w)
+    return local_entry(rec, p, wg, zf, m, li)
 
 
 @_shared

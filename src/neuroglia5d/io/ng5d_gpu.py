@@ -25,16 +25,22 @@ from ._ng5d_kernels import (
     get_bits,
     locate,
     pal_voxel,
+    popc,
     region_voxel,
 )
 from ._ng5d_octree_kernels import (
     bit_at,
     find_node,
+    get_bits8,
+    get_u8,
+    local_entry,
     node_value,
     oct_voxel,
+    octant_rank,
     rank_at,
+    record_head,
     record_start,
-    record_voxel,
+    value_slot,
 )
 from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
 from .ng5d_octree import OctreeVolume
@@ -97,6 +103,8 @@ def float_bits(v: int) -> int:
 # warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024),
 # for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
 
+#: planes a thread of the bitpack brick kernel decodes per pass (a compile-time constant)
+BP_UNROLL = 2
 #: mask words of the largest brick (voxels / 32) whose sparse mask the bitpack brick
 #: kernel ranks in shared memory (larger bricks rank voxel by voxel)
 MASK_WORDS = 32
@@ -132,30 +140,38 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nm
         cuda.syncthreads()
         low0 = (off + nmask + npre) << 5
     esc = (np.int64(1) << w) - 1
+    vals = cuda.local.array(BP_UNROLL, np.int64)
+    dz = cuda.blockDim.z
     if y >= 0 and y < oy and x >= 0 and x < ox:
-        for lz in range(cuda.threadIdx.z, bz, cuda.blockDim.z):
-            z = iz * bz + lz - z0
-            if z < 0 or z >= oz:
-                continue
-            li = (lz * by + ly) * bx + lx
-            if mode == 1 or mode == 3:
-                v = get_bits(data, low0 + li * w, w)
-                if mode == 3 and v == esc:
-                    continue  # an exception: written below
-                v += base
-            elif mode == 0:
-                v = base
-            elif ranked:
-                k = li >> 5
-                m = np.int64(msk[k])
-                bit = li & 31
-                v = base
-                if (m >> bit) & 1:
-                    rank = np.int64(pre[k]) + cuda.popc(m & ((np.int64(1) << bit) - 1))
-                    v += 1 + get_bits(data, low0 + rank * w, w)
-            else:
-                v = bp_voxel(li, mode, w, base, off, nmask, npre, data)
-            out[_U(z), _U(y), _U(x)] = float_bits(v) if fmap else v
+        # BP_UNROLL of the thread's planes per pass, all loads before any store: the
+        # stores may alias the data (nothing tells the compiler otherwise), so a load
+        # after a store would wait for it
+        for lz0 in range(cuda.threadIdx.z, bz, BP_UNROLL * dz):
+            for q in range(BP_UNROLL):
+                li = (min(lz0 + q * dz, bz - 1) * by + ly) * bx + lx
+                if mode == 1 or mode == 3:
+                    v = get_bits(data, low0 + li * w, w)
+                    # (an exception is written below, by the exceptions' pass)
+                    v = -1 if mode == 3 and v == esc else base + v
+                elif mode == 0:
+                    v = base
+                elif ranked:
+                    k = li >> 5
+                    m = np.int64(msk[k])
+                    bit = li & 31
+                    v = base
+                    if (m >> bit) & 1:
+                        rank = np.int64(pre[k]) + cuda.popc(m & ((np.int64(1) << bit) - 1))
+                        v += 1 + get_bits(data, low0 + rank * w, w)
+                else:
+                    v = bp_voxel(li, mode, w, base, off, nmask, npre, data)
+                vals[q] = v
+            for q in range(BP_UNROLL):
+                lz = lz0 + q * dz
+                z = iz * bz + lz - z0
+                v = vals[q]
+                if lz < bz and z >= 0 and z < oz and v >= 0:
+                    out[_U(z), _U(y), _U(x)] = float_bits(v) if fmap else v
     if mode == 3:
         # a patched brick's exceptions, one per thread, written where their positions say
         # (the voxels holding the escape code, which the loop above left alone)
@@ -180,16 +196,26 @@ OCT_BRICKS = 4
 def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, split,
                      split_rank, other, other_rank, values, wg, rec_base, records, palette
                      ):  # pragma: no cover - device code
-    # a brick's descent of the tree and its record's start are the same for all of its
-    # voxels: the first OCT_BRICKS threads find them for the block's bricks (``oct_voxel``
-    # up to the record), the others wait for them, then all decode their voxels
+    # What a brick's voxels share is found once per brick, not per voxel (``oct_voxel``):
+    # - its descent of the tree and its record's start: the first OCT_BRICKS threads
+    #   find them for the block's bricks, in parallel;
+    # - a mixed brick's record head (widths, masks, the M2 bytes and their ranks): the
+    #   first thread reads it into shared memory;
+    # - its local palette, mapped through the volume's palette: one entry per thread.
+    # A voxel then reads only its own value from the record (``value_slot``).
     head = cuda.shared.array(OCT_BRICKS, np.int64)
+    rh = cuda.shared.array(8, np.int64)
+    m2s = cuda.shared.array(8, np.int64)
+    m2p = cuda.shared.array(8, np.int64)
+    lut = cuda.shared.array(512, np.uint64)
     oz, oy, ox = out.shape
     iz, iy = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y
     ix0 = bx0 + cuda.blockIdx.x * OCT_BRICKS
+    last = (x0 + ox - 1) >> 3  # the region's last brick along x
     ly, lx, tz = cuda.threadIdx.y, cuda.threadIdx.x, cuda.threadIdx.z
     t = (tz * 8 + ly) * 8 + lx
-    if t < OCT_BRICKS and ix0 + t <= (x0 + ox - 1) >> 3:
+    nthr = 64 * cuda.blockDim.z
+    if t < OCT_BRICKS and ix0 + t <= last:
         i, _ = find_node(iz, iy, ix0 + t, u, ty, tx, nt, nn, split, split_rank)
         if bit_at(split, i) == 0:
             head[t] = -1 - node_value(i, other, other_rank, values, wg)
@@ -198,39 +224,52 @@ def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, spl
                                    wg)
     cuda.syncthreads()
     y = iy * 8 + ly - y0
-    if y < 0 or y >= oy:
-        return
-    dz = cuda.blockDim.z
+    yin = y >= 0 and y < oy
     npal = palette.shape[0] - 1
-    for j in range(OCT_BRICKS):
-        x = (ix0 + j) * 8 + lx - x0
-        if x < 0 or x >= ox:
-            continue
+    dz = cuda.blockDim.z
+    for j in range(OCT_BRICKS):  # (every test on j and h below is the same for the block)
+        if ix0 + j > last:
+            break
         h = head[j]
-        for lz in range(tz, 8, 4 * dz):  # 4 planes per pass, loads before stores
-            if h < 0:
-                p0 = p1 = p2 = p3 = -1 - h
-            else:
-                p0 = record_voxel(records, h, wg, lz, ly, lx)
-                p1 = record_voxel(records, h, wg, min(lz + dz, 7), ly, lx)
-                p2 = record_voxel(records, h, wg, min(lz + 2 * dz, 7), ly, lx)
-                p3 = record_voxel(records, h, wg, min(lz + 3 * dz, 7), ly, lx)
-            v0 = palette[min(p0, npal)]
-            v1 = palette[min(p1, npal)]
-            v2 = palette[min(p2, npal)]
-            v3 = palette[min(p3, npal)]
-            z = iz * 8 + lz - z0
-            if z >= 0 and z < oz:
-                out[_U(z), _U(y), _U(x)] = v0
-            z += dz
-            if lz + dz < 8 and z >= 0 and z < oz:
-                out[_U(z), _U(y), _U(x)] = v1
-            z += dz
-            if lz + 2 * dz < 8 and z >= 0 and z < oz:
-                out[_U(z), _U(y), _U(x)] = v2
-            z += dz
-            if lz + 3 * dz < 8 and z >= 0 and z < oz:
-                out[_U(z), _U(y), _U(x)] = v3
+        x = (ix0 + j) * 8 + lx - x0
+        inside = yin and x >= 0 and x < ox
+        if h < 0:  # a uniform brick
+            if inside:
+                v = palette[min(-1 - h, npal)]
+                for lz in range(tz, 8, dz):
+                    z = iz * 8 + lz - z0
+                    if z >= 0 and z < oz:
+                        out[_U(z), _U(y), _U(x)] = v
+            continue
+        if t == 0:
+            w, zf, m, q = record_head(records, h, wg)
+            m1 = get_u8(records, q)
+            p1 = popc(m1)
+            big = 0
+            for k in range(p1):
+                m2 = get_u8(records, q + 1 + k)
+                m2s[k] = m2
+                m2p[k] = big
+                big += popc(m2)
+            rh[0], rh[1], rh[2], rh[3] = w, zf, m, (q + 1 + p1) << 3
+            rh[4], rh[5], rh[6] = m1, p1, big
+        cuda.syncthreads()
+        zf, m = rh[1], rh[2]
+        nl = min(max(zf + m, 1), 512)  # local palette entries (512 at most when intact)
+        for k in range(t, nl, nthr):
+            lut[k] = palette[min(local_entry(records, h, wg, zf, m, k), npal)]
+        cuda.syncthreads()
+        if inside:
+            w, v0, m1, p1, big = rh[0], rh[3], rh[4], rh[5], rh[6]
+            for lz in range(tz, 8, dz):
+                z = iz * 8 + lz - z0
+                if z >= 0 and z < oz:
+                    r1 = octant_rank(m1, lz, ly, lx)
+                    rr = min(r1, 7)
+                    jv = value_slot(m1, p1, big, r1, m2p[rr], m2s[rr], lz, ly, lx)
+                    li = get_bits8(records, v0 + jv * w, w)
+                    out[_U(z), _U(y), _U(x)] = lut[min(li, nl - 1)]
+        cuda.syncthreads()  # before the next brick's head and palette replace these
 
 
 class DeviceVolume:
