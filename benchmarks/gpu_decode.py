@@ -37,18 +37,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: (layout, voxels per block of the brick layout, launcher, decode into a given buffer,
-#: planes per pass of the bitpack brick kernel, bricks per block of the octree one)
-VARIANTS = [("flat", 256, "driver", False, 2, 4), ("brick", 128, "cupy", False, 2, 4),
-            ("brick", 128, "driver", False, 2, 4), ("brick", 128, "driver", True, 2, 4),
-            ("brick", 64, "driver", True, 2, 4), ("brick", 256, "driver", True, 2, 4)]
+#: planes per pass of the bitpack brick kernel, bricks per block of the octree one (None:
+#: chosen by the region's size))
+VARIANTS: list[tuple[str, int, str, bool, int, int | None]] = [
+    ("flat", 256, "driver", False, 1, None), ("brick", 128, "cupy", False, 1, None),
+    ("brick", 128, "driver", False, 1, None), ("brick", 128, "driver", True, 1, None),
+    ("brick", 64, "driver", True, 1, None), ("brick", 256, "driver", True, 1, None)]
 #: further variants for intensity (bitpack) and labels (octree)
-INTENSITY_VARIANTS = [("brick", 256, "driver", True, 1, 4),
-                      ("brick", 256, "driver", True, 4, 4),
-                      ("brick", 512, "driver", True, 1, 4),
-                      ("brick", 1024, "driver", True, 1, 4)]
-LABEL_VARIANTS = [("brick", 128, "driver", True, 2, 1), ("brick", 128, "driver", True, 2, 2),
-                  ("brick", 128, "driver", True, 2, 8), ("brick", 256, "driver", True, 2, 2),
-                  ("brick", 512, "driver", True, 2, 2)]
+INTENSITY_VARIANTS: list[tuple[str, int, str, bool, int, int | None]] = [
+    ("brick", 256, "driver", True, 2, None), ("brick", 256, "driver", True, 4, None),
+    ("brick", 512, "driver", True, 1, None)]
+LABEL_VARIANTS: list[tuple[str, int, str, bool, int, int | None]] = [
+    ("brick", 128, "driver", True, 1, 1), ("brick", 128, "driver", True, 1, 2),
+    ("brick", 128, "driver", True, 1, 4), ("brick", 128, "driver", True, 1, 8)]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -83,8 +84,9 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
             VARIANTS + (LABEL_VARIANTS if labels else INTENSITY_VARIANTS)):
         g.BLOCK_VOXELS = bv
         g.LAUNCH = launcher
-        if (group, unroll) != (g.OCT_BRICKS, g.BP_UNROLL):  # compile-time constants of
-            g.OCT_BRICKS, g.BP_UNROLL = group, unroll  # the kernels: compile anew
+        g.OCT_GROUP = group
+        if unroll != g.BP_UNROLL:  # a compile-time constant of the kernel: compile anew
+            g.BP_UNROLL = unroll
             g._MODULES.clear()
             dv.launches.clear()
         dec = functools.partial(g.decode_on_device, dv, vol.data.shape, brick, vol.data.dtype,
@@ -107,14 +109,15 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
         name = f"{layout} {bv} {launcher}" if layout == "brick" else f"flat {launcher}"
         name += " out=" if given else ""
         if layout == "brick":
-            name += f" {group} bricks/block" if labels else f" {unroll} planes/pass"
+            name += (f" {group or 'auto'} bricks/block" if labels
+                     else f" {unroll} planes/pass")
         rows.append([vol.name, name, f"{call:.3f}", f"{kern:.3f}",
                      f"{statistics.median(hosts) * 1e3:.3f}",
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
     print("\n".join(kernel_resources(cp)), flush=True)
-    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_BRICKS, g.BP_UNROLL = 128, "driver", 4, 2
+    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_GROUP, g.BP_UNROLL = 128, "driver", None, 1
     g._MODULES.clear()
     return rows
 

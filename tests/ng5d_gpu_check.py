@@ -97,15 +97,15 @@ def main() -> list[bool]:
             ok.append(np.array_equal(host(dec(DeviceVolume(po, xp), lab2.shape,
                                                            o.BRICK, np.uint64, reg)),
                                      o.decode_octree(po, lab2.shape, reg)))
-        if layout == "brick":  # a block of one brick plane (8 planes per thread)
-            g.BLOCK_VOXELS = 64
+        if layout == "brick":  # blocks of one brick plane (8 planes per thread), and of 3
+            g.BLOCK_VOXELS, g.OCT_GROUP = 64, 3  # bricks (the last one's 2 bricks)
             try:
                 reg = (slice(2, 20), slice(0, 37), slice(3, 35))
                 ok.append(np.array_equal(host(dec(DeviceVolume(po, xp), lab2.shape,
                                                                o.BRICK, np.uint64, reg)),
                                          o.decode_octree(po, lab2.shape, reg)))
             finally:
-                g.BLOCK_VOXELS = 128
+                g.BLOCK_VOXELS, g.OCT_GROUP = 128, None
         # a zstd-stored block inflated frame by frame: part of it on the CPU, then all for
         # the GPU
         lz = c.parse_bitpack(c.LazyBlock(c.store_zstd(c.encode_bitpack(v, br), frame=512)),

@@ -104,7 +104,7 @@ def float_bits(v: int) -> int:
 # for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
 
 #: planes a thread of the bitpack brick kernel decodes per pass (a compile-time constant)
-BP_UNROLL = 2
+BP_UNROLL = 1
 #: mask words of the largest brick (voxels / 32) whose sparse mask the bitpack brick
 #: kernel ranks in shared memory (larger bricks rank voxel by voxel)
 MASK_WORDS = 32
@@ -187,18 +187,24 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nm
                 out[_U(z), _U(yy), _U(xx)] = float_bits(v) if fmap else v
 
 
-#: bricks along x per thread block of the octree brick kernel: one thread each finds their
-#: records (a serial chain of loads, the kernel's latency), the block then decodes them
-OCT_BRICKS = 4
+#: most bricks along x per thread block of the octree brick kernel: one thread each finds
+#: their records (a serial chain of loads, the kernel's latency), the block then decodes
+#: them one after the other
+OCT_BRICKS = 8
+#: the octree kernel groups bricks only while this many blocks remain (a small region gets
+#: one brick per block, so that it still fills the device)
+OCT_MIN_BLOCKS = 4096
+#: bricks per block of the octree kernel, when set (benchmarks); automatic when None
+OCT_GROUP: int | None = None
 
 
 @cuda.jit
-def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, split,
+def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, nb, u, ty, tx, nt, nn, sup, split,
                      split_rank, other, other_rank, values, wg, rec_base, records, palette
                      ):  # pragma: no cover - device code
     # What a brick's voxels share is found once per brick, not per voxel (``oct_voxel``):
-    # - its descent of the tree and its record's start: the first OCT_BRICKS threads
-    #   find them for the block's bricks, in parallel;
+    # - its descent of the tree and its record's start: the first ``nb`` threads find
+    #   them for the block's ``nb`` bricks along x, in parallel;
     # - a mixed brick's record head (widths, masks, the M2 bytes and their ranks): the
     #   first thread reads it into shared memory;
     # - its local palette, mapped through the volume's palette: one entry per thread.
@@ -210,12 +216,12 @@ def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, spl
     lut = cuda.shared.array(512, np.uint64)
     oz, oy, ox = out.shape
     iz, iy = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y
-    ix0 = bx0 + cuda.blockIdx.x * OCT_BRICKS
+    ix0 = bx0 + cuda.blockIdx.x * nb
     last = (x0 + ox - 1) >> 3  # the region's last brick along x
     ly, lx, tz = cuda.threadIdx.y, cuda.threadIdx.x, cuda.threadIdx.z
     t = (tz * 8 + ly) * 8 + lx
     nthr = 64 * cuda.blockDim.z
-    if t < OCT_BRICKS and ix0 + t <= last:
+    if t < nb and ix0 + t <= last:
         i, _ = find_node(iz, iy, ix0 + t, u, ty, tx, nt, nn, split, split_rank)
         if bit_at(split, i) == 0:
             head[t] = -1 - node_value(i, other, other_rank, values, wg)
@@ -227,7 +233,7 @@ def oct_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, u, ty, tx, nt, nn, sup, spl
     yin = y >= 0 and y < oy
     npal = palette.shape[0] - 1
     dz = cuda.blockDim.z
-    for j in range(OCT_BRICKS):  # (every test on j and h below is the same for the block)
+    for j in range(nb):  # (every test on j and h below is the same for the block)
         if ix0 + j > last:
             break
         h = head[j]
@@ -413,17 +419,15 @@ def launch(kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any,
 BLOCK_VOXELS = 128
 
 
-def _brick_launch(region: tuple[slice, slice, slice], brick: tuple[int, int, int],
-                  group: int = 1
+def _brick_launch(region: tuple[slice, slice, slice], brick: tuple[int, int, int]
                   ) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
-    """Grid (bricks covering the region, x fastest, ``group`` bricks along x per block),
-    block and first brick (z, y, x)."""
+    """Grid (bricks covering the region, x fastest), block and first brick (z, y, x)."""
     first = tuple(r.start // b for r, b in zip(region, brick, strict=True))
     counts = tuple((r.stop - 1) // b - f + 1
                    for r, b, f in zip(region, brick, first, strict=True))
     bz, by, bx = brick
     tz = max(1, min(bz, BLOCK_VOXELS // (by * bx)))
-    return (((counts[2] + group - 1) // group, counts[1], counts[0]), (bx, by, tz),
+    return ((counts[2], counts[1], counts[0]), (bx, by, tz),
             (first[0], first[1], first[2]))
 
 
@@ -478,10 +482,12 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
         layout = "flat"
     n = shp[0] * shp[1] * shp[2]
     flat = ((n + _THREADS - 1) // _THREADS,), (_THREADS,)
+    grid, block, first = _brick_launch(reg, brick if dv.kind != "octree" else (8, 8, 8))
+    nb = 1  # bricks per block (octree)
     if dv.kind == "octree":
-        grid, block, first = _brick_launch(reg, (8, 8, 8), OCT_BRICKS)
-    else:
-        grid, block, first = _brick_launch(reg, brick)
+        nb = min(OCT_GROUP or grid[0] * grid[1] * grid[2] // OCT_MIN_BLOCKS, OCT_BRICKS)
+        nb = max(nb, 1)
+        grid = ((grid[0] + nb - 1) // nb, grid[1], grid[2])
     at = (z.start, y.start, x.start)
     a = dv.arrays
     # the volume's own arguments (the kernels' last ones) are packed once per volume
@@ -505,8 +511,8 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
         tail = (u, ty, tx, nt, nn, sup, a["split"], a["split_rank"], a["other"],
                 a["other_rank"], a["values"], wg, a["rec_base"], a["records"], a["palette"])
         if layout == "brick":
-            launch(oct_brick_kernel, grid, block, (out, *at, *first, *tail), xp, len(tail),
-                   cache)
+            launch(oct_brick_kernel, grid, block, (out, *at, *first, nb, *tail), xp,
+                   len(tail), cache)
         else:
             launch(oct_kernel, *flat, (out, *at, *tail), xp, len(tail), cache)
         return out
