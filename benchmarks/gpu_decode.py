@@ -37,19 +37,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: (layout, voxels per block of the brick layout, launcher, decode into a given buffer,
-#: planes per pass of the bitpack brick kernel, bricks per block of the octree one (None:
-#: chosen by the region's size))
-VARIANTS: list[tuple[str, int, str, bool, int, int | None]] = [
-    ("flat", 256, "driver", False, 1, None), ("brick", 128, "cupy", False, 1, None),
-    ("brick", 128, "driver", False, 1, None), ("brick", 128, "driver", True, 1, None),
-    ("brick", 64, "driver", True, 1, None), ("brick", 256, "driver", True, 1, None)]
+#: two voxels per thread in the bitpack brick kernel, bricks per block of the octree one
+#: (None: chosen by the region's size))
+VARIANTS: list[tuple[str, int, str, bool, bool, int | None]] = [
+    ("flat", 256, "driver", False, True, None), ("brick", 128, "cupy", False, True, None),
+    ("brick", 128, "driver", False, True, None), ("brick", 128, "driver", True, True, None),
+    ("brick", 256, "driver", True, True, None)]
 #: further variants for intensity (bitpack) and labels (octree)
-INTENSITY_VARIANTS: list[tuple[str, int, str, bool, int, int | None]] = [
-    ("brick", 256, "driver", True, 2, None), ("brick", 256, "driver", True, 4, None),
-    ("brick", 512, "driver", True, 1, None)]
-LABEL_VARIANTS: list[tuple[str, int, str, bool, int, int | None]] = [
-    ("brick", 128, "driver", True, 1, 1), ("brick", 128, "driver", True, 1, 2),
-    ("brick", 128, "driver", True, 1, 4), ("brick", 128, "driver", True, 1, 8)]
+INTENSITY_VARIANTS: list[tuple[str, int, str, bool, bool, int | None]] = [
+    ("brick", 128, "driver", True, False, None), ("brick", 256, "driver", True, False, None),
+    ("brick", 512, "driver", True, True, None)]
+LABEL_VARIANTS: list[tuple[str, int, str, bool, bool, int | None]] = [
+    ("brick", 128, "driver", True, True, 1), ("brick", 128, "driver", True, True, 2),
+    ("brick", 128, "driver", True, True, 4), ("brick", 128, "driver", True, True, 8),
+    ("brick", 64, "driver", True, True, None)]
 
 
 def event_ms(cp: Any, fn: Any, n: int) -> float:
@@ -80,15 +81,9 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
                                 for _ in range(5))
     rows = []
     labels = vol.data.dtype.itemsize == 4
-    for layout, bv, launcher, given, unroll, group in (
+    for layout, bv, launcher, given, pairs, group in (
             VARIANTS + (LABEL_VARIANTS if labels else INTENSITY_VARIANTS)):
-        g.BLOCK_VOXELS = bv
-        g.LAUNCH = launcher
-        g.OCT_GROUP = group
-        if unroll != g.BP_UNROLL:  # a compile-time constant of the kernel: compile anew
-            g.BP_UNROLL = unroll
-            g._MODULES.clear()
-            dv.launches.clear()
+        g.BLOCK_VOXELS, g.LAUNCH, g.OCT_GROUP, g.BP_PAIRS = bv, launcher, group, pairs
         dec = functools.partial(g.decode_on_device, dv, vol.data.shape, brick, vol.data.dtype,
                                 layout=layout, out=cp.empty_like(src) if given else None)
         if not np.array_equal(cp.asnumpy(dec()), vol.data):
@@ -110,14 +105,14 @@ def bench_volume(vol: Any, cp: Any, repeats: int) -> list[list[str]]:
         name += " out=" if given else ""
         if layout == "brick":
             name += (f" {group or 'auto'} bricks/block" if labels
-                     else f" {unroll} planes/pass")
+                     else " pairs" if pairs else " single")
         rows.append([vol.name, name, f"{call:.3f}", f"{kern:.3f}",
                      f"{statistics.median(hosts) * 1e3:.3f}",
                      f"{nbytes / call / 1e6:.1f}", f"{nbytes / kern / 1e6:.1f}",
                      f"{nbytes / copy_ms / 1e6:.1f}", f"{100 * copy_ms / kern:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
     print("\n".join(kernel_resources(cp)), flush=True)
-    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_GROUP, g.BP_UNROLL = 128, "driver", None, 1
+    g.BLOCK_VOXELS, g.LAUNCH, g.OCT_GROUP, g.BP_PAIRS = 128, "driver", None, True
     g._MODULES.clear()
     return rows
 

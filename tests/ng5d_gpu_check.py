@@ -1,4 +1,4 @@
-"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 22``).
+"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 24``).
 
 ``NG5D_XP=cupy`` runs them on a real GPU with CuPy arrays (tests/test_gpu.py); otherwise
 under numba's CUDA simulator on NumPy arrays (tests/test_ng5d.py). A script, not a test
@@ -114,6 +114,12 @@ def main() -> list[bool]:
         c.ensure_inflated(lz, br)
         d = dec(DeviceVolume(lz, xp), v.shape, br, v.dtype, r)
         ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
+        # bricks of odd width: a voxel per thread in the bitpack brick kernel
+        odd = (2, 4, 5)
+        po5 = c.parse_bitpack(c.encode_bitpack(v, odd),
+                              int(np.prod(c.brick_grid(v.shape, odd))), 40)
+        ok.append(np.array_equal(host(dec(DeviceVolume(po5, xp), v.shape, odd, v.dtype, r)),
+                                 c.decode_bitpack(po5, v.shape, odd, v.dtype, r)))
         # a brick plane of more than 1024 voxels: the flat kernel either way
         wide = (1, 8, 136)
         pw = c.parse_bitpack(c.encode_bitpack(v, wide),

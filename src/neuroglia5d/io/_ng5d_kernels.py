@@ -46,12 +46,17 @@ def put_bits(data: Any, pos: int, v: int, w: int) -> None:
         data[k + 1] |= np.uint32(v >> (32 - s))
 
 @_shared
-def get_bits(data: Any, pos: int, w: int) -> int:
+def bits_window(data: Any, pos: int) -> int:
+    """The (at least 33) bits of the u32 words ``data`` from bit ``pos`` on, lowest first:
+    one value of up to 32 bits, or two of up to 16."""
     # clamped: a damaged file can give garbage but never a read outside the data
     k = min(pos >> 5, data.shape[0] - 2)
-    s = pos & 31
-    x = (np.int64(data[k]) | (np.int64(data[k + 1]) << 32)) >> s
-    return x & ((np.int64(1) << w) - 1)
+    return (np.int64(data[k]) | (np.int64(data[k + 1]) << 32)) >> (pos & 31)
+
+
+@_shared
+def get_bits(data: Any, pos: int, w: int) -> int:
+    return bits_window(data, pos) & ((np.int64(1) << w) - 1)
 
 @_shared
 def pos_bits(nmask: int) -> int:
@@ -289,10 +294,18 @@ def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
 def bp_patched_head(off: int, nmask: int, data: Any) -> tuple[int, int, int, int]:
     """(exception width, exception count, position width, first bit of the low values)
     of the patched brick at word ``off``."""
+    pw = pos_bits(nmask)
+    we, ne, low0 = bp_patched_words(off, pw, data)
+    return we, ne, pw, low0
+
+
+@_shared
+def bp_patched_words(off: int, pw: int, data: Any) -> tuple[int, int, int]:
+    """(exception width, exception count, first bit of the low values) of the patched
+    brick at word ``off`` whose exception positions are ``pw`` bits wide."""
     hdr = np.int64(data[min(off, data.shape[0] - 1)])
     ne = (hdr >> 8) & 0xFF
-    pw = pos_bits(nmask)
-    return hdr & 0xFF, ne, pw, (off + 1 + ((ne * pw + 31) >> 5)) << 5
+    return hdr & 0xFF, ne, (off + 1 + ((ne * pw + 31) >> 5)) << 5
 
 
 @_shared

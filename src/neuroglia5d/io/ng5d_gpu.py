@@ -20,12 +20,14 @@ from numba import cuda
 from numba.core.extending import register_jitable
 
 from ._ng5d_kernels import (
-    bp_patched_head,
+    bits_window,
+    bp_patched_words,
     bp_voxel,
     get_bits,
     locate,
     pal_voxel,
     popc,
+    pos_bits,
     region_voxel,
 )
 from ._ng5d_octree_kernels import (
@@ -103,32 +105,41 @@ def float_bits(v: int) -> int:
 # warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024),
 # for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
 
-#: planes a thread of the bitpack brick kernel decodes per pass (a compile-time constant)
-BP_UNROLL = 1
+#: a thread of the bitpack brick kernel decodes two voxels along x (bricks of even width)
+BP_PAIRS = True
 #: mask words of the largest brick (voxels / 32) whose sparse mask the bitpack brick
 #: kernel ranks in shared memory (larger bricks rank voxel by voxel)
 MASK_WORDS = 32
 
 
+@register_jitable
+def put(out: Any, z: int, y: int, x: int, v: int, fmap: int) -> None:
+    out[_U(z), _U(y), _U(x)] = float_bits(v) if fmap else v
+
+
 @cuda.jit
-def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nmask, npre,
-                    modes, widths, bases, offsets, data):  # pragma: no cover - device code
+def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by, bx, nmask,
+                    npre, modes, widths, bases, offsets, data):  # pragma: no cover - device
+    # A thread decodes ``xv`` (1 or 2) voxels next to each other along x in each of its
+    # planes of the brick: the two values are neighbours in the bit stream, one 64-bit
+    # window of it holds both (widths up to 16 bits), and the thread's share of the
+    # brick's work (its header, its indices) is spread over twice the voxels. The kernel
+    # is bound by its instruction count (Nsight Compute on an H100), not by memory.
     msk = cuda.shared.array(MASK_WORDS, np.uint32)
     pre = cuda.shared.array(MASK_WORDS, np.int32)
     oz, oy, ox = out.shape
     iz, iy, ix = bz0 + cuda.blockIdx.z, by0 + cuda.blockIdx.y, bx0 + cuda.blockIdx.x
-    ly, lx = cuda.threadIdx.y, cuda.threadIdx.x
-    t = (cuda.threadIdx.z * by + ly) * bx + lx
-    nthr = by * bx * cuda.blockDim.z
+    ly, lz0 = cuda.threadIdx.y, cuda.threadIdx.z
+    lx = cuda.threadIdx.x * xv
+    t = (lz0 * by + ly) * cuda.blockDim.x + cuda.threadIdx.x
+    nthr = cuda.blockDim.x * by * cuda.blockDim.z
     y, x = iy * by + ly - y0, ix * bx + lx - x0
     b = (iz * gy + iy) * gx + ix
     mode, w = np.int64(modes[b]), np.int64(widths[b])
     base, off = np.int64(bases[b]), np.int64(offsets[b])
     # what the brick's voxels share, read once: the patched head; a sparse mask's words
     # and each word's rank (set bits before it), in shared memory
-    we, ne, pw, low0 = bp_patched_head(off, nmask, data) if mode == 3 else (0, 0, 0, 0)
-    if mode == 1:
-        low0 = off << 5
+    we, ne, low0 = bp_patched_words(off, pw, data) if mode == 3 else (0, 0, off << 5)
     ranked = mode == 2 and nmask <= MASK_WORDS  # the same for the whole block
     if ranked:
         for k in range(t, nmask, nthr):
@@ -140,38 +151,49 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nm
         cuda.syncthreads()
         low0 = (off + nmask + npre) << 5
     esc = (np.int64(1) << w) - 1
-    vals = cuda.local.array(BP_UNROLL, np.int64)
-    dz = cuda.blockDim.z
-    if y >= 0 and y < oy and x >= 0 and x < ox:
-        # BP_UNROLL of the thread's planes per pass, all loads before any store: the
-        # stores may alias the data (nothing tells the compiler otherwise), so a load
-        # after a store would wait for it
-        for lz0 in range(cuda.threadIdx.z, bz, BP_UNROLL * dz):
-            for q in range(BP_UNROLL):
-                li = (min(lz0 + q * dz, bz - 1) * by + ly) * bx + lx
-                if mode == 1 or mode == 3:
-                    v = get_bits(data, low0 + li * w, w)
-                    # (an exception is written below, by the exceptions' pass)
-                    v = -1 if mode == 3 and v == esc else base + v
+    in0 = x >= 0 and x < ox
+    in1 = xv == 2 and x + 1 >= 0 and x + 1 < ox
+    if y >= 0 and y < oy and (in0 or in1):
+        dz = cuda.blockDim.z
+        plane = by * bx
+        li = (lz0 * by + ly) * bx + lx
+        for lz in range(lz0, bz, dz):
+            z = iz * bz + lz - z0
+            if z >= 0 and z < oz:
+                if mode == 1 or mode == 3:  # (an escape code: the exceptions' pass below)
+                    pos = low0 + li * w
+                    win = bits_window(data, pos)
+                    v = win & esc
+                    if in0 and (mode == 1 or v != esc):
+                        put(out, z, y, x, base + v, fmap)
+                    v = (win >> w) & esc if w <= 16 else get_bits(data, pos + w, w)
+                    if in1 and (mode == 1 or v != esc):
+                        put(out, z, y, x + 1, base + v, fmap)
                 elif mode == 0:
-                    v = base
-                elif ranked:
+                    if in0:
+                        put(out, z, y, x, base, fmap)
+                    if in1:
+                        put(out, z, y, x + 1, base, fmap)
+                elif ranked:  # (li even when xv is 2: both voxels in one mask word)
                     k = li >> 5
                     m = np.int64(msk[k])
                     bit = li & 31
-                    v = base
-                    if (m >> bit) & 1:
-                        rank = np.int64(pre[k]) + cuda.popc(m & ((np.int64(1) << bit) - 1))
-                        v += 1 + get_bits(data, low0 + rank * w, w)
+                    r = np.int64(pre[k]) + cuda.popc(m & ((np.int64(1) << bit) - 1))
+                    s0 = (m >> bit) & 1
+                    if in0:
+                        put(out, z, y, x, base + (1 + get_bits(data, low0 + r * w, w)
+                                                  if s0 else 0), fmap)
+                    if in1:
+                        put(out, z, y, x + 1, base + (1 + get_bits(data, low0 + (r + s0) * w, w)
+                                                      if (m >> (bit + 1)) & 1 else 0), fmap)
                 else:
-                    v = bp_voxel(li, mode, w, base, off, nmask, npre, data)
-                vals[q] = v
-            for q in range(BP_UNROLL):
-                lz = lz0 + q * dz
-                z = iz * bz + lz - z0
-                v = vals[q]
-                if lz < bz and z >= 0 and z < oz and v >= 0:
-                    out[_U(z), _U(y), _U(x)] = float_bits(v) if fmap else v
+                    if in0:
+                        put(out, z, y, x, bp_voxel(li, mode, w, base, off, nmask, npre, data),
+                            fmap)
+                    if in1:
+                        put(out, z, y, x + 1, bp_voxel(li + 1, mode, w, base, off, nmask,
+                                                       npre, data), fmap)
+            li += dz * plane
     if mode == 3:
         # a patched brick's exceptions, one per thread, written where their positions say
         # (the voxels holding the escape code, which the loop above left alone)
@@ -183,8 +205,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, gy, gx, bz, by, bx, nm
             ey = (i - lz * plane) // bx
             z, yy, xx = iz * bz + lz - z0, iy * by + ey - y0, ix * bx + i % bx - x0
             if z >= 0 and z < oz and yy >= 0 and yy < oy and xx >= 0 and xx < ox:
-                v = base + get_bits(data, ex0 + e * we, we)
-                out[_U(z), _U(yy), _U(xx)] = float_bits(v) if fmap else v
+                put(out, z, yy, xx, base + get_bits(data, ex0 + e * we, we), fmap)
 
 
 #: most bricks along x per thread block of the octree brick kernel: one thread each finds
@@ -501,8 +522,10 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
                 a["offsets"], a["data"])
         fmap = int(dt == np.float32)  # the kernel maps the values back to float bits
         if layout == "brick":
-            launch(bp_brick_kernel, grid, block, (res, *at, *first, fmap, *tail), xp,
-                   len(tail), cache)
+            xv = 2 if BP_PAIRS and bx % 2 == 0 else 1  # voxels per thread along x
+            block = (bx // xv, *block[1:])
+            launch(bp_brick_kernel, grid, block,
+                   (res, *at, *first, fmap, xv, pos_bits(nmask), *tail), xp, len(tail), cache)
         else:
             launch(bp_kernel, *flat, (res, *at, fmap, *tail), xp, len(tail), cache)
         return out
