@@ -1,12 +1,24 @@
-"""GPU decoding of ``.ng5d`` volumes: one CUDA thread per output voxel.
+"""GPU decoding of ``.ng5d`` volumes, on the compressed arrays already on the device.
 
-The kernels call the very per-voxel functions the CPU decoder uses
-(:func:`neuroglia5d.io._ng5d_kernels.bp_voxel`, ``pal_voxel`` and
-:func:`neuroglia5d.io._ng5d_octree_kernels.oct_voxel`, registered for every numba
-target), on the compressed arrays already on the device, and write straight into a
-device buffer: no CPU work per voxel, no host round trip. Without a GPU, the same kernels
-run under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) on NumPy arrays, which is
-how the test suite checks them against the CPU decoder. Import this module only when
+Two layouts of numba.cuda kernels, both writing straight into a device buffer (no CPU work
+per voxel, no host round trip):
+
+- ``brick`` (the default): a thread block per brick (``bitpack``; for ``octree`` up to
+  :data:`OCT_BRICKS` bricks along x). What a brick's voxels share is read once per brick:
+  its header, a patched brick's exceptions (scattered by the block), a sparse brick's
+  mask ranks, an octree brick's tree descent, record head and local palette (in shared
+  memory). A ``bitpack`` thread decodes two neighbouring voxels from one 64-bit window of
+  the bit stream in each of its planes.
+- ``flat``: one thread per output voxel calling the per-voxel functions the CPU code also
+  holds (:func:`neuroglia5d.io._ng5d_kernels.bp_voxel`, ``pal_voxel`` and
+  :func:`neuroglia5d.io._ng5d_octree_kernels.oct_voxel`); the fallback for brick planes
+  over 1024 voxels and for the 2.0 ``palette`` codec.
+
+The kernels are built from the functions the CPU decoder's modules register for every
+numba target (``get_bits``, ``bits_window``, ``value_slot``, ``local_entry``, ...).
+Without a GPU, the same kernels run under numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``) on NumPy arrays, which is how the test suite checks them
+against the CPU decoder (``tests/ng5d_gpu_check.py``). Import this module only when
 decoding on a device (it imports ``numba.cuda``).
 """
 
@@ -104,6 +116,8 @@ def float_bits(v: int) -> int:
 # no integer division per voxel, the brick's header loads are shared by the block, and a
 # warp writes whole brick rows. Used whenever a brick plane fits a block (by·bx ≤ 1024),
 # for ``bitpack`` and ``octree`` (the 2.0 ``palette`` codec keeps the flat kernel).
+# Nsight Compute on an H100 found both bound by their instruction count (ALU pipe 58-61 %
+# busy, DRAM 5-6 %), not by memory: what is shared by a brick is computed once for it.
 
 #: a thread of the bitpack brick kernel decodes two voxels along x (bricks of even width)
 BP_PAIRS = True
@@ -330,10 +344,12 @@ class DeviceVolume:
 #: signature and CuPy loads it; ``driver`` then launches it with ``cuLaunchKernel`` on a
 #: parameter block packed by NumPy, ``cupy`` through CuPy's kernel call (50-80 parameters
 #: converted one by one), ``numba`` through numba's own dispatcher (it marshals every
-#: array on every launch). Host time of a whole ``decode_on_device`` call on an H100
-#: machine (benchmarks/gpu_decode.py): 0.04-0.08, 0.07-0.13 and 0.2-0.34 ms, against
-#: 0.15 ms for the kernel decoding a 64×512×512 timepoint. The simulator always uses
-#: numba's. The environment variable ``NG5D_GPU_LAUNCH`` sets it.
+#: array on every launch). ``driver`` and ``cupy`` keep a volume's own part of the
+#: parameters packed (:attr:`DeviceVolume.launches`). Host time of a whole
+#: ``decode_on_device`` call on an H100 machine (benchmarks/gpu_decode.py): 0.03-0.07,
+#: 0.08-0.15 and 0.2-0.45 ms, against 0.08-0.19 ms for the kernel decoding a 64×512×512
+#: timepoint. The simulator always uses numba's. The environment variable
+#: ``NG5D_GPU_LAUNCH`` sets it.
 LAUNCH = os.environ.get("NG5D_GPU_LAUNCH", "driver")
 _MODULES: dict[Any, Any] = {}
 #: byte offsets of the 8-byte kernel parameters in a packed parameter block
