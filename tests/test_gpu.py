@@ -103,3 +103,6 @@ def test_to_device_decodes_a_written_file_like_the_cpu(tmp_path, nuclei_small, s
             assert np.array_equal(cp.asnumpy(f.to_device(name, t)), ref[t])
             assert np.array_equal(cp.asnumpy(f.to_device(name, t, region=region)),
                                   ref[t][region])
+        buf = cp.zeros(ref[0][region].shape, ref.dtype)
+        assert f.to_device(name, T - 1, region=region, out=buf) is buf
+        assert np.array_equal(cp.asnumpy(buf), ref[T - 1][region])

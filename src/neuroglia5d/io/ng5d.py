@@ -538,8 +538,10 @@ class Ng5dFile:
                             "data)") from None
 
     def to_device(self, name: str, t: int, c: int = 0,
-                  region: tuple[slice, slice, slice] | None = None, xp: Any = None) -> Any:
-        """Decode on the GPU into a CuPy array (the compressed record is uploaded once)."""
+                  region: tuple[slice, slice, slice] | None = None, xp: Any = None,
+                  out: Any = None) -> Any:
+        """Decode on the GPU into a CuPy array (the compressed record is uploaded once):
+        a new one, or ``out`` (C-contiguous, the region's shape and the array's dtype)."""
         from .ng5d_gpu import DeviceVolume, decode_on_device
 
         if xp is None:
@@ -558,7 +560,7 @@ class Ng5dFile:
             dv = self._device[key] = DeviceVolume(v, xp)
         spec = self.specs[name]
         return decode_on_device(dv, tuple(spec.shape[2:]), spec.brick, spec.dtype,  # type: ignore[arg-type]
-                                region)
+                                region, out=out)
 
     def write_tile(self, name: str, t: int, region: tuple[slice, slice, slice],
                    values: np.ndarray, c: int = 0) -> None:
@@ -935,9 +937,10 @@ class Ng5dArray:
         return self.file.decode(self.name, t, c, region).copy()
 
     def to_device(self, t: int, region: tuple[slice, slice, slice] | None = None,
-                  c: int = 0) -> Any:
-        """Decode one timepoint (or a region) on the GPU into a CuPy array."""
-        return self.file.to_device(self.name, t, c, region)
+                  c: int = 0, out: Any = None) -> Any:
+        """Decode one timepoint (or a region) on the GPU into a CuPy array (``out`` if
+        given)."""
+        return self.file.to_device(self.name, t, c, region, out=out)
 
 
 # --------------------------------------------------------------------------- pipeline
