@@ -196,6 +196,38 @@ def test_frames_zstd_barely_shrinks_are_stored_verbatim():
     assert len(loose) < len(tight)  # zstd still saves a little
     for stored in (tight, loose):
         assert codec.inflate_zstd(stored).tobytes() == block
+    # all verbatim: the resident block is the stored bytes, in place
+    lz = codec.LazyBlock(tight)
+    assert lz.complete and np.shares_memory(lz.buf, np.frombuffer(tight, np.uint8))
+    assert not codec.LazyBlock(loose).complete
+
+
+def test_a_block_zstd_barely_shrinks_is_stored_verbatim_whole_and_read_in_place():
+    rng = np.random.default_rng(14)
+    vol = rng.poisson(300, (8, 64, 64)).astype(np.uint16)  # camera noise: dense bricks
+    vol[0, 0, :5] = 4000
+    block = codec.encode_bitpack(vol, (4, 16, 16))
+    head = codec.store_zstd(block, frame=4096, min_gain=0.0)
+    rlen, _, lens, _ = codec.stored_layout(head)
+    assert int(lens[0]) < 4096  # zstd shrinks the first frame (the bricks' headers) ...
+    stored = codec.store_zstd(block, frame=4096, min_gain=0.10)
+    rlen, _, lens, _ = codec.stored_layout(stored)
+    assert int(lens.sum()) == rlen == len(block)  # ... but not the block by 10 %: verbatim
+    nb = int(np.prod(codec.brick_grid(vol.shape, (4, 16, 16))))
+    v = codec.parse_bitpack(codec.LazyBlock(stored), nb, 1024)
+    assert v.lazy is not None and v.lazy.complete and not v.lazy.buf.flags.writeable
+    assert np.shares_memory(v.data, np.frombuffer(stored, np.uint8))
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, (4, 16, 16), vol.dtype), vol)
+    r = (slice(1, 7), slice(5, 50), slice(3, 61))
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, (4, 16, 16), vol.dtype, r),
+                          vol[r])
+    # a misaligned copy of the stored bytes is copied into an aligned resident buffer
+    odd = np.frombuffer(b"\0" + stored, np.uint8)[1:]
+    assert odd.ctypes.data % 8 != 0
+    lz = codec.LazyBlock(memoryview(odd))
+    assert not lz.complete and lz.buf.ctypes.data % 8 == 0
+    v = codec.parse_bitpack(lz, nb, 1024)
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, (4, 16, 16), vol.dtype), vol)
 
 
 def roundtrip_octree(vol: np.ndarray, region: tuple[slice, slice, slice] | None = None,
@@ -662,6 +694,8 @@ def test_zstd_blocks_inflate_only_the_frames_a_read_needs(tmp_path, monkeypatch)
     inten = rng.integers(0, 5000, (1, 1, 32, 64, 64), dtype=np.uint16)
     inten[0, 0, 8:20] = 0  # sparse and constant bricks too
     inten[0, 0, 10, 5, 7] = 99
+    # bricks repeated: zstd shrinks the block by over 10 %, so its frames stay compressed
+    inten[0, 0, 20:] = np.tile(rng.integers(0, 5000, (4, 16, 16)), (3, 4, 4))
     lab = np.zeros((1, 1, 32, 64, 64), np.uint32)
     lab[0, 0, 4:30, 10:50, 3:60] = rng.integers(1, 9, (26, 40, 57))
     p = tmp_path / "lazy.ng5d"

@@ -48,8 +48,9 @@ FRAME_BYTES = 1 << 18
 #: blocks are small, so a slower level costs little and gains 5-15 %)
 ZSTD_LEVELS = {"bitpack": 3, "palette": 15, "octree": 15}
 ZSTD_LEVEL = ZSTD_LEVELS["bitpack"]
-#: a frame is stored verbatim unless zstd saves at least this fraction of it: on
-#: bit-packed camera noise zstd saves 2-3 % but inflating costs as much as decoding
+#: a frame is stored verbatim unless zstd saves at least this fraction of it, and a whole
+#: block unless zstd saves this fraction of it: on bit-packed camera noise zstd saves 2-3 %
+#: but inflating costs as much as decoding
 ZSTD_MIN_GAIN = {"bitpack": 0.10, "palette": 0.0, "octree": 0.0}
 
 CODEC_BITPACK = 1
@@ -534,7 +535,10 @@ def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int | None = None,
 
     A frame whose zstd encoding is not shorter than its byte range, or saves less than
     ``min_gain`` (a fraction) of it, is stored verbatim (the reader tells the two apart
-    by the stored length).
+    by the stored length). With ``min_gain`` > 0, when zstd saves less than ``min_gain``
+    of the whole block every frame is stored verbatim: a reader then uses the stored bytes
+    in place (:class:`LazyBlock`), with no copy (bit-packed camera noise, whose head
+    sections alone would compress).
     """
     import imagecodecs
 
@@ -550,6 +554,8 @@ def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int | None = None,
         z = imagecodecs.zstd_encode(raw, level=level)
         frames.append(z if len(z) < len(raw) * (1.0 - min_gain) and len(z) < len(raw)
                       else bytes(raw))
+    if min_gain > 0 and sum(len(z) for z in frames) > r * (1.0 - min_gain):
+        frames = [bytes(mv[f * frame:min((f + 1) * frame, r)]) for f in range(nf)]
     buf = bytearray(np.array([nf, frame], np.uint32).tobytes() + np.uint64(r).tobytes())
     _section(buf, np.array([len(z) for z in frames], np.uint32))
     for z in frames:
@@ -594,9 +600,18 @@ class LazyBlock:
         self.stored = memoryview(stored)
         self.rlen, self.frame, lens, pos = stored_layout(stored)
         self.starts = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]) + pos
-        self.buf = np.empty(self.rlen, np.uint8)
-        self.done = np.zeros(len(lens), np.bool_)
         self._lock = threading.Lock()  # readers on several threads (napari slicing)
+        n = len(lens)
+        whole = np.minimum(self.frame, self.rlen - self.frame * np.arange(n, dtype=np.int64))
+        if n and np.array_equal(lens, whole):
+            # every frame verbatim: the frames, back to back, are the resident block; it is
+            # read in place (read-only, no copy) where 8-byte aligned like a resident block
+            view = np.frombuffer(self.stored, np.uint8, self.rlen, pos)
+            if view.ctypes.data % 8 == 0:
+                self.buf, self.done = view, np.ones(n, np.bool_)
+                return
+        self.buf = np.empty(self.rlen, np.uint8)
+        self.done = np.zeros(n, np.bool_)
 
     @property
     def complete(self) -> bool:
