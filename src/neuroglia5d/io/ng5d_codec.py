@@ -112,6 +112,10 @@ def ordered_to_float(u: np.ndarray) -> np.ndarray:
 #: 1 µs each) or rows of bricks (palette, about 40 µs each), so that a chunk costs far more
 #: than handing it out; a region with fewer is decoded on the calling thread alone
 BRICKS_PER_TASK = 256
+#: the parse checks of sparse and patched bricks hand out at least this many bricks per
+#: task (well under a millisecond of work: a small volume is checked on the calling thread,
+#: which is faster than waking a pool thread for it)
+CHECK_BRICKS_PER_TASK = 8192
 ROWS_PER_TASK = 8
 #: ... and in up to this many chunks per thread (load balancing)
 TASKS_PER_THREAD = 8
@@ -335,7 +339,7 @@ def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
         bad = np.zeros(len(v.modes), np.uint8)
         check = _kernels().bp_check_sparse
         run_chunks(lambda j0, j1: check(modes, v.widths, v.offsets, v.data, n, bad, j0, j1),
-                   len(modes), 4 * BRICKS_PER_TASK)
+                   len(modes), CHECK_BRICKS_PER_TASK)
         if bad.any():
             raise InputError({1: "a sparse brick's mask lies past the end of the block",
                               2: "a sparse brick's prefix counts do not match its mask",
