@@ -422,7 +422,8 @@ def bench_volume(vol: Volume, threads: int, repeats: int) -> tuple[list[Row], Ti
                 f"bricks {'×'.join(map(str, brick))}; kept in memory"),
                ("ng5d-file", len(stored), ng5d_file_decoder(vol, stored, brick),
                 f"zstd level {level} frames of {c.FRAME_BYTES // 1024} KiB (verbatim when "
-                f"zstd saves < {c.ZSTD_MIN_GAIN[name]:.0%}); on disk")]
+                f"zstd saves < {c.ZSTD_MIN_GAIN[name]:.0%} of a frame or of the block); "
+                "on disk")]
     single = [e[2] for e in entries]  # numba's thread count is set around the calls
     for zstd, name in ((False, "lz4"), (True, "zstd")):
         size, dec = blosc2_codec(vol, threads, zstd)
