@@ -348,7 +348,7 @@ class DeviceVolume:
 #: array on every launch). ``driver`` and ``cupy`` keep a volume's own part of the
 #: parameters packed (:attr:`DeviceVolume.launches`). Host time of a whole
 #: ``decode_on_device`` call on an H100 machine (benchmarks/gpu_decode.py): 0.03-0.07,
-#: 0.08-0.15 and 0.2-0.45 ms, against 0.08-0.19 ms for the kernel decoding a 64×512×512
+#: 0.08-0.15 and 0.2-0.45 ms, against 0.08-0.15 ms for the kernel decoding a 64×512×512
 #: timepoint. The simulator always uses numba's. The environment variable
 #: ``NG5D_GPU_LAUNCH`` sets it.
 LAUNCH = os.environ.get("NG5D_GPU_LAUNCH", "driver")
