@@ -299,13 +299,25 @@ def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
     if w < 1 or we < 1 or we > 32 or hdr >> 16 or ne == 0 \
             or low0 + nmask * w + (ne * we + 31) // 32 > nw - 1:
         return 4
-    esc = (np.int64(1) << w) - 1
-    prev = -1
-    for q in range(ne):
-        i = get_bits(data, ((off + 1) << 5) + q * pw, pw)
-        if i <= prev or i >= n or get_bits(data, (low0 << 5) + i * w, w) != esc:
+    # unsigned bit readers (the extents above keep them inside the data)
+    esc = (U64(1) << U64(w)) - U64(1)
+    mpw = (U64(1) << U64(pw)) - U64(1)
+    pp = U64(off + 1) << U64(5)
+    lo = U64(low0) << U64(5)
+    uw, upw, un = U64(w), U64(pw), U64(n)
+    nxt = U64(0)  # the smallest position the next exception may have
+    for _ in range(ne):
+        k = pp >> U64(5)
+        i = ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (pp & U64(31))) & mpw
+        if i < nxt or i >= un:
             return 5
-        prev = i
+        p = lo + i * uw
+        k = p >> U64(5)
+        if ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (p & U64(31))) & esc \
+                != esc:
+            return 5
+        nxt = i + U64(1)
+        pp += upw
     return 0
 
 
@@ -507,11 +519,21 @@ def bp_patched(flat: Any, corner: Any, lin: Any, rows: Any, bx: int, w: int, bas
     pw = pos_bits(nmask)
     low0 = off + 1 + ((ne * pw + 31) >> 5)
     bp_dense(flat, corner, rows, bx, w, base, low0, data)
-    p = (low0 + nmask * w) << 5
-    n = lin.shape[0]
-    for q in range(ne):
-        i = min(get_bits(data, ((off + 1) << 5) + q * pw, pw), n - 1)
-        flat[corner + lin[U64(i)]] = base + U64(get_bits(data, p + q * we, we))
+    # two bit readers, positions and values (their extents were checked with the header)
+    pp = U64(off + 1) << U64(5)
+    pv = U64(low0 + nmask * w) << U64(5)
+    upw, uwe = U64(pw), U64(we)
+    mpw = (U64(1) << upw) - U64(1)
+    mwe = (U64(1) << uwe) - U64(1)
+    last = U64(lin.shape[0] - 1)
+    for _ in range(ne):
+        k = pp >> U64(5)
+        i = ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (pp & U64(31))) & mpw
+        k = pv >> U64(5)
+        v = ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (pv & U64(31))) & mwe
+        flat[corner + lin[min(i, last)]] = base + v
+        pp += upw
+        pv += uwe
 
 
 @_plain
@@ -768,3 +790,39 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
                         i = ((z - iz * bz) * by + (y - iy * by)) * bx + (x - ix * bx)
                         p = pal_voxel(i, word, top, ext_w, ext_lut, ext_data, lut, data)
                         out[z - z0, y - y0, x - x0] = palette[min(p, npal - 1)]
+
+
+# ---------------- parallel launchers
+# One numba parallel loop runs a decoder's chunks on numba's threads (its thread pool keeps
+# its threads warm between calls, which a Python thread pool cannot: there every hand-off
+# waits for the GIL). The loop is static: ``threads`` runs of ``per`` iterations, one run
+# per thread; iteration k decodes chunk (k mod per)·threads + k div per, so every thread
+# takes every threads-th chunk and a region whose cost is uneven (empty background above a
+# dense specimen) is shared evenly.
+@_par
+def bp_decode_par(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
+                  modes: Any, widths: Any, bases: Any, offsets: Any, data: Any, n: int,
+                  chunk: int, threads: int) -> None:
+    """:func:`bp_decode` of bricks ``0 .. n - 1`` in chunks of ``chunk`` on numba's
+    threads."""
+    nch = (n + chunk - 1) // chunk
+    per = (nch + threads - 1) // threads
+    for k in prange(per * threads):
+        c = (k % per) * threads + k // per
+        if c < nch:
+            bp_decode(out, z0, y0, x0, shape, grid, brick, modes, widths, bases, offsets,
+                      data, c * chunk, min(n, (c + 1) * chunk))
+
+
+@_par
+def pal_decode_par(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words: Any,
+                   ext_w: Any, ext_lut: Any, ext_data: Any, lut: Any, data: Any,
+                   palette: Any, n: int, chunk: int, threads: int) -> None:
+    """:func:`pal_decode` of rows ``0 .. n - 1`` in chunks on numba's threads."""
+    nch = (n + chunk - 1) // chunk
+    per = (nch + threads - 1) // threads
+    for k in prange(per * threads):
+        c = (k % per) * threads + k // per
+        if c < nch:
+            pal_decode(out, z0, y0, x0, grid, brick, words, ext_w, ext_lut, ext_data, lut,
+                       data, palette, c * chunk, min(n, (c + 1) * chunk))

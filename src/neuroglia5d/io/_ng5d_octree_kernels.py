@@ -618,3 +618,20 @@ def oct_decode(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt
                     rb = ((z - iz * 8) * 8 + (y - iy * 8)) * 8 - ix * 8
                     for x in range(xa, xb):
                         flat[U64(rs + x)] = brick[U64(rb + x)]
+
+
+@_par
+def oct_decode_par(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt: int,
+                   nn: int, sup: int, split: Any, split_rank: Any, other: Any,
+                   other_rank: Any, values: Any, wg: int, rec_base: Any, rec: Any,
+                   palette: Any, n: int, chunk: int, threads: int) -> None:
+    """:func:`oct_decode` of rows ``0 .. n - 1`` in chunks on numba's threads (every
+    thread takes every ``threads``-th chunk, like ``bp_decode_par``)."""
+    nch = (n + chunk - 1) // chunk
+    per = (nch + threads - 1) // threads
+    for k in prange(per * threads):
+        c = (k % per) * threads + k // per
+        if c < nch:
+            oct_decode(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other,
+                       other_rank, values, wg, rec_base, rec, palette, c * chunk,
+                       min(n, (c + 1) * chunk))

@@ -108,17 +108,24 @@ def ordered_to_float(u: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- kernels
-#: the CPU decoders hand out work in chunks of at least this many bricks (bitpack, about
-#: 1 µs each) or rows of bricks (palette, about 40 µs each), so that a chunk costs far more
-#: than handing it out; a region with fewer is decoded on the calling thread alone
-BRICKS_PER_TASK = 256
-#: the parse checks of sparse and patched bricks hand out at least this many bricks per
-#: task (well under a millisecond of work: a small volume is checked on the calling thread,
-#: which is faster than waking a pool thread for it)
+#: a decode of at most this many bricks (bitpack, about 0.5 µs each) or rows of bricks
+#: (octree, 2–40 µs each; palette, about 40 µs each) runs on the calling thread alone; a
+#: larger one is cut into up to TASKS_PER_THREAD chunks per thread, run on numba's threads
+BRICKS_PER_TASK = 64
+ROWS_PER_TASK = 4
+#: the parse checks of sparse and patched bricks, and the zstd frames of the storage tier,
+#: go to a Python thread pool (:func:`run_chunks`); checks in tasks of at least this many
+#: bricks (well under a millisecond of work: a small volume is checked on the calling
+#: thread, which is faster than waking a pool thread for it)
 CHECK_BRICKS_PER_TASK = 8192
-ROWS_PER_TASK = 8
-#: ... and in up to this many chunks per thread (load balancing)
+#: ... in up to this many chunks per thread (load balancing)
 TASKS_PER_THREAD = 8
+
+#: held while a decode runs on numba's threads: a decode started meanwhile on another
+#: Python thread (napari slices on several) runs on its own thread instead of starting a
+#: second team of threads on the same cores (numba's ``workqueue`` layer, where no OpenMP
+#: or TBB is installed, cannot run two parallel loops at once at all)
+_PARALLEL = threading.Lock()
 
 _POOLS: dict[int, Any] = {}
 
@@ -191,6 +198,25 @@ def run_chunks(run: Any, n: int, min_chunk: int, threads: int | None = None) -> 
     done.wait()
     if errors:
         raise errors[0]
+
+
+def run_kernel(kernel: Any, kernel_par: Any, args: tuple[Any, ...], n: int,
+               min_chunk: int) -> None:
+    """Run a decoder over items ``[0, n)``: ``kernel(*args, 0, n)`` on the calling thread
+    when ``n <= min_chunk``, with one thread, or while another decode holds numba's
+    threads; otherwise ``kernel_par(*args, n, chunk, threads)``, its numba parallel loop
+    over chunks of items (numba's threads stay warm between calls, so even a decode of a
+    fraction of a millisecond, a tile of a small volume, gains from them)."""
+    threads = _threads(None)
+    if n <= 0:
+        return
+    if threads > 1 and n > min_chunk and _PARALLEL.acquire(blocking=False):
+        try:
+            kernel_par(*args, n, -(-n // (threads * TASKS_PER_THREAD)), threads)
+        finally:
+            _PARALLEL.release()
+        return
+    kernel(*args, 0, n)
 
 
 def _kernels() -> Any:
@@ -361,16 +387,12 @@ def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
         return out.astype(dt) if dt == np.float32 else out
     if v.lazy is not None:
         _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
-    kernel = _kernels().bp_decode
-    shape_a = np.array(shape_zyx, np.int64)
-    grid_a = np.array(brick_grid(shape_zyx, brick), np.int64)
-    brick_a = np.array(brick, np.int64)
-
-    def run(j0: int, j1: int) -> None:
-        kernel(out, z0, y0, x0, shape_a, grid_a, brick_a, v.modes, v.widths, v.bases,
-               v.offsets, v.data, j0, j1)
-
-    run_chunks(run, _n_region_bricks(brick, (z0, y0, x0), shp), BRICKS_PER_TASK)
+    k = _kernels()
+    args = (out, z0, y0, x0, np.array(shape_zyx, np.int64),
+            np.array(brick_grid(shape_zyx, brick), np.int64), np.array(brick, np.int64),
+            v.modes, v.widths, v.bases, v.offsets, v.data)
+    run_kernel(k.bp_decode, k.bp_decode_par, args,
+               _n_region_bricks(brick, (z0, y0, x0), shp), BRICKS_PER_TASK)
     return ordered_to_float(out) if dt == np.float32 else out
 
 
@@ -516,16 +538,12 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
         return out
     if v.lazy is not None:
         _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
-    kernel = _kernels().pal_decode
-    grid_a = np.array(brick_grid(shape_zyx, brick), np.int64)
-    brick_a = np.array(brick, np.int64)
-
-    def run(j0: int, j1: int) -> None:
-        kernel(out, z0, y0, x0, grid_a, brick_a, v.words, v.ext_w, v.ext_lut, v.ext_data,
-               v.lut, v.data, v.palette, j0, j1)
-
+    k = _kernels()
+    args = (out, z0, y0, x0, np.array(brick_grid(shape_zyx, brick), np.int64),
+            np.array(brick, np.int64), v.words, v.ext_w, v.ext_lut, v.ext_data, v.lut,
+            v.data, v.palette)
     nbz, nby, _ = _n_region_bricks(brick, (z0, y0, x0), shp, per_axis=True)
-    run_chunks(run, nbz * nby, ROWS_PER_TASK)
+    run_kernel(k.pal_decode, k.pal_decode_par, args, nbz * nby, ROWS_PER_TASK)
     return out
 
 

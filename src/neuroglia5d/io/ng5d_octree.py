@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from . import ng5d_codec as codec
 from .ng5d_codec import (
-    ROWS_PER_TASK,
     LazyBlock,
     _n_region_bricks,
     _section,
@@ -33,7 +33,7 @@ from .ng5d_codec import (
     brick_grid,
     palette_index,
     region_start_shape,
-    run_chunks,
+    run_kernel,
 )
 
 CODEC_OCTREE = 3
@@ -264,16 +264,12 @@ def decode_octree(v: OctreeVolume, shape_zyx: tuple[int, int, int],
     if min(shp) <= 0:
         return out
     ensure_records(v)
-    kernel = _kernels().oct_decode
+    k = _kernels()
     u, ty, tx, nt, nn, sup, wg = v.scalars()
-
-    def run(j0: int, j1: int) -> None:
-        kernel(out, z0, y0, x0, u, ty, tx, nt, nn, sup, v.split, v.split_rank, v.other,
-               v.other_rank, v.values, wg, v.rec_base, v.records, v.palette,
-               j0, j1)
-
+    args = (out, z0, y0, x0, u, ty, tx, nt, nn, sup, v.split, v.split_rank, v.other,
+            v.other_rank, v.values, wg, v.rec_base, v.records, v.palette)
     nbz, nby, _ = _n_region_bricks(BRICK, (z0, y0, x0), shp, per_axis=True)
-    run_chunks(run, nbz * nby, ROWS_PER_TASK)
+    run_kernel(k.oct_decode, k.oct_decode_par, args, nbz * nby, codec.ROWS_PER_TASK)
     return out
 
 
