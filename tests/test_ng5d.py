@@ -738,8 +738,12 @@ def test_run_chunks_covers_every_item_once_and_raises_a_helpers_error():
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_decoders_in_many_chunks_on_several_threads(monkeypatch, threads):
+    """The parallel loops (``*_decode_par``: chunks interleaved over the threads) cover
+    every brick once, for chunk and thread counts that do not divide the bricks."""
     monkeypatch.setattr(codec, "BRICKS_PER_TASK", 3)
     monkeypatch.setattr(codec, "ROWS_PER_TASK", 1)
+    monkeypatch.setattr(codec, "COLD_PARALLEL_BRICKS", 0)
+    monkeypatch.setattr(codec, "COLD_PARALLEL_ROWS", 0)
     monkeypatch.setattr(codec, "_threads", lambda t: threads)
     rng = np.random.default_rng(5)
     vol = rng.integers(0, 3000, (9, 70, 75), dtype=np.uint16)
@@ -753,11 +757,40 @@ def test_decoders_in_many_chunks_on_several_threads(monkeypatch, threads):
                             int(np.prod(codec.brick_grid(vol.shape, br))), 1024)
     p = codec.parse_palette(codec.encode_palette(lab, bl),
                             int(np.prod(codec.brick_grid(lab.shape, bl))), np.uint32, 512)
+    o = octree.parse_octree(octree.encode_octree(lab), lab.shape, np.uint32)
     for r in (None, (slice(1, 8), slice(5, 66), slice(3, 70))):
         want = vol if r is None else vol[r]
         assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16, r), want)
         want = lab if r is None else lab[r]
         assert np.array_equal(codec.decode_palette(p, lab.shape, bl, r), want)
+        assert np.array_equal(octree.decode_octree(o, lab.shape, r), want)
+
+
+def test_run_kernel_keeps_a_lone_small_decode_on_the_calling_thread(monkeypatch):
+    """numba's threads are used in a burst of decodes or for a large one; a small decode
+    after a pause, a tiny one, or one started while another holds the threads runs on
+    the calling thread."""
+    calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def serial(*a: int) -> None:
+        calls.append(("serial", a))
+
+    def par(*a: int) -> None:
+        calls.append(("par", a))
+
+    monkeypatch.setattr(codec, "_threads", lambda t: 2)
+    codec._LAST_END[0] = 0.0  # no decode for a long time
+    codec.run_kernel(serial, par, ("x",), 100, 64, 4096)
+    codec.run_kernel(serial, par, ("x",), 100, 64, 4096)  # right after: a burst
+    codec._LAST_END[0] = 0.0
+    codec.run_kernel(serial, par, ("x",), 5000, 64, 4096)  # large enough when cold
+    codec.run_kernel(serial, par, ("x",), 50, 64, 4096)  # at most one chunk
+    with codec._PARALLEL:  # another thread's decode holds numba's threads
+        codec.run_kernel(serial, par, ("x",), 100, 64, 4096)
+    # the parallel loop gets (n, chunk, threads): 8 chunks per thread
+    assert calls == [("serial", ("x", 0, 100)), ("par", ("x", 100, 7, 2)),
+                     ("par", ("x", 5000, 313, 2)), ("serial", ("x", 0, 50)),
+                     ("serial", ("x", 0, 100))]
 
 
 def test_dense_bricks_of_every_width_including_whole_bytes():
@@ -774,3 +807,25 @@ def test_dense_bricks_of_every_width_including_whole_bytes():
     assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint32), vol)
     r = (slice(1, 2), slice(1, 4), slice(100, 300))
     assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint32, r), vol[r])
+
+
+def test_decodes_on_several_python_threads_at_once(monkeypatch):
+    """napari slices on several threads: concurrent decodes (one holds numba's threads,
+    the others run on their own) all give the volume."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(codec, "BRICKS_PER_TASK", 2)
+    monkeypatch.setattr(codec, "COLD_PARALLEL_BRICKS", 0)
+    rng = np.random.default_rng(11)
+    vol = rng.integers(0, 4000, (12, 64, 80), dtype=np.uint16)
+    br = (4, 16, 16)
+    v = codec.parse_bitpack(codec.encode_bitpack(vol, br),
+                            int(np.prod(codec.brick_grid(vol.shape, br))), 1024)
+    regions = [(slice(z, 12), slice(0, 64 - z), slice(z, 80)) for z in range(8)] * 4
+
+    def one(r: tuple[slice, slice, slice]) -> bool:
+        return bool(np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16, r),
+                                   vol[r]))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(one, regions))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,16 @@ def ordered_to_float(u: np.ndarray) -> np.ndarray:
 #: a decode of at most this many bricks (bitpack, about 0.5 µs each) or rows of bricks
 #: (octree, 2–40 µs each; palette, about 40 µs each) runs on the calling thread alone; a
 #: larger one is cut into up to TASKS_PER_THREAD chunks per thread, run on numba's threads
+#: (see :func:`run_kernel`)
 BRICKS_PER_TASK = 64
 ROWS_PER_TASK = 4
+#: ... unless it starts a burst (no decode ended in the last BURST_SECONDS) and has fewer
+#: than this many bricks / rows (about 2 ms of work on one thread): numba's threads have
+#: gone to sleep then, and waking one costs 0.1–5 ms on a small virtual machine, which
+#: the parallel loop waits for at its end
+COLD_PARALLEL_BRICKS = 4096
+COLD_PARALLEL_ROWS = 256
+BURST_SECONDS = 0.005
 #: the parse checks of sparse and patched bricks, and the zstd frames of the storage tier,
 #: go to a Python thread pool (:func:`run_chunks`); checks in tasks of at least this many
 #: bricks (well under a millisecond of work: a small volume is checked on the calling
@@ -126,6 +135,8 @@ TASKS_PER_THREAD = 8
 #: second team of threads on the same cores (numba's ``workqueue`` layer, where no OpenMP
 #: or TBB is installed, cannot run two parallel loops at once at all)
 _PARALLEL = threading.Lock()
+#: when the last decode ended (``time.perf_counter()``)
+_LAST_END = [0.0]
 
 _POOLS: dict[int, Any] = {}
 
@@ -201,22 +212,32 @@ def run_chunks(run: Any, n: int, min_chunk: int, threads: int | None = None) -> 
 
 
 def run_kernel(kernel: Any, kernel_par: Any, args: tuple[Any, ...], n: int,
-               min_chunk: int) -> None:
-    """Run a decoder over items ``[0, n)``: ``kernel(*args, 0, n)`` on the calling thread
-    when ``n <= min_chunk``, with one thread, or while another decode holds numba's
-    threads; otherwise ``kernel_par(*args, n, chunk, threads)``, its numba parallel loop
-    over chunks of items (numba's threads stay warm between calls, so even a decode of a
-    fraction of a millisecond, a tile of a small volume, gains from them)."""
+               min_chunk: int, cold_min: int) -> None:
+    """Run a decoder over items ``[0, n)``: ``kernel_par(*args, n, chunk, threads)``, its
+    numba parallel loop over chunks of items, or ``kernel(*args, 0, n)`` on the calling
+    thread when there is one thread, ``n <= min_chunk``, another decode holds numba's
+    threads, or the call starts a burst with ``n < cold_min``.
+
+    numba's threads spin a few milliseconds after a parallel loop before they sleep, so
+    in a burst of decodes (slicing through a stack, a benchmark loop) even a decode of a
+    fraction of a millisecond gains from them; a lone small decode does not wait for one
+    to wake up.
+    """
     threads = _threads(None)
     if n <= 0:
         return
-    if threads > 1 and n > min_chunk and _PARALLEL.acquire(blocking=False):
-        try:
-            kernel_par(*args, n, -(-n // (threads * TASKS_PER_THREAD)), threads)
-        finally:
-            _PARALLEL.release()
-        return
-    kernel(*args, 0, n)
+    burst = time.perf_counter() - _LAST_END[0] < BURST_SECONDS
+    try:
+        if threads > 1 and n > min_chunk and (burst or n >= cold_min) \
+                and _PARALLEL.acquire(blocking=False):
+            try:
+                kernel_par(*args, n, -(-n // (threads * TASKS_PER_THREAD)), threads)
+            finally:
+                _PARALLEL.release()
+            return
+        kernel(*args, 0, n)
+    finally:
+        _LAST_END[0] = time.perf_counter()
 
 
 def _kernels() -> Any:
@@ -392,7 +413,8 @@ def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
             np.array(brick_grid(shape_zyx, brick), np.int64), np.array(brick, np.int64),
             v.modes, v.widths, v.bases, v.offsets, v.data)
     run_kernel(k.bp_decode, k.bp_decode_par, args,
-               _n_region_bricks(brick, (z0, y0, x0), shp), BRICKS_PER_TASK)
+               _n_region_bricks(brick, (z0, y0, x0), shp), BRICKS_PER_TASK,
+               COLD_PARALLEL_BRICKS)
     return ordered_to_float(out) if dt == np.float32 else out
 
 
@@ -543,7 +565,8 @@ def decode_palette(v: PaletteVolume, shape_zyx: tuple[int, int, int],
             np.array(brick, np.int64), v.words, v.ext_w, v.ext_lut, v.ext_data, v.lut,
             v.data, v.palette)
     nbz, nby, _ = _n_region_bricks(brick, (z0, y0, x0), shp, per_axis=True)
-    run_kernel(k.pal_decode, k.pal_decode_par, args, nbz * nby, ROWS_PER_TASK)
+    run_kernel(k.pal_decode, k.pal_decode_par, args, nbz * nby, ROWS_PER_TASK,
+               COLD_PARALLEL_ROWS)
     return out
 
 

@@ -269,7 +269,8 @@ def decode_octree(v: OctreeVolume, shape_zyx: tuple[int, int, int],
     args = (out, z0, y0, x0, u, ty, tx, nt, nn, sup, v.split, v.split_rank, v.other,
             v.other_rank, v.values, wg, v.rec_base, v.records, v.palette)
     nbz, nby, _ = _n_region_bricks(BRICK, (z0, y0, x0), shp, per_axis=True)
-    run_kernel(k.oct_decode, k.oct_decode_par, args, nbz * nby, codec.ROWS_PER_TASK)
+    run_kernel(k.oct_decode, k.oct_decode_par, args, nbz * nby, codec.ROWS_PER_TASK,
+               codec.COLD_PARALLEL_ROWS)
     return out
 
 
