@@ -671,6 +671,33 @@ def test_damaged_sparse_bricks_are_refused():
         codec._check_bitpack(v, 1024)
 
 
+def test_brick_headers_that_do_not_fit_are_refused():
+    """Every header check of a bitpack block, on one brick of four (constant, dense,
+    sparse, patched), names what is wrong."""
+    rng = np.random.default_rng(8)
+    vol = np.zeros((4, 16, 64), np.uint16)
+    vol[:, :, 16:32] = rng.integers(0, 200, (4, 16, 16))  # dense
+    vol[0:2, 0:10, 32:47] = 500  # sparse
+    vol[:, :, 48:] = rng.integers(0, 20, (4, 16, 16))  # camera-like noise ...
+    vol[1, 3, 50] = vol[2, 7, 60] = 3000  # ... with two bright voxels: patched
+    v = codec.parse_bitpack(bytearray(codec.encode_bitpack(vol, (4, 16, 16))), 4, 1024)
+    assert list(v.modes) == [0, 1, 2, 3]
+    end = len(v.data) - 2
+    for brick, field, value, message in [
+            (0, "modes", 4, "unknown brick mode 4"),
+            (1, "widths", 33, "wider than 32 bits"),
+            (1, "offsets", end, "dense brick's data lies past"),
+            (2, "offsets", end, "sparse brick's mask lies past"),
+            (3, "offsets", end, "patched brick's low values lie past")]:
+        arr = getattr(v, field)
+        keep = arr[brick]
+        arr[brick] = value
+        with pytest.raises(codec.InputError, match=message):
+            codec._check_bitpack(v, 1024)
+        arr[brick] = keep
+    codec._check_bitpack(v, 1024)
+
+
 def test_inflated_blocks_are_kept_within_the_budget(tmp_path):
     rng = np.random.default_rng(3)
     inten = rng.integers(0, 3000, (4, 1, 8, 32, 32), dtype=np.uint16)

@@ -253,6 +253,32 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                 acc += popc(np.int64(data[offsets[b] + k]))
 
 @_plain
+def bp_check_heads(modes: Any, widths: Any, offsets: Any, nw: int, n: int
+                   ) -> tuple[int, int]:
+    """(code, brick) of the first brick whose header does not fit a block of ``nw`` data
+    words, bricks of ``n`` voxels: 1 unknown mode, 2 wider than 32 bits, 3 dense data,
+    4 sparse mask and prefixes, 5 patched low values past the end; (0, 0) if all fit."""
+    nmask = (n + 31) // 32
+    npre = (nmask + 7) // 8
+    last = nw - 1
+    for b in range(modes.shape[0]):
+        m = np.int64(modes[b])
+        w = np.int64(widths[b])
+        off = np.int64(offsets[b])
+        if m > 3:
+            return 1, b
+        if w > 32:
+            return 2, b
+        if m == 1 and off + (n * w + 31) // 32 > last:
+            return 3, b
+        if m == 2 and off + nmask + npre > last:
+            return 4, b
+        if m == 3 and off + 1 + nmask * w > last:
+            return 5, b
+    return 0, 0
+
+
+@_plain
 def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, bad: Any,
                     j0: int, j1: int) -> None:
     """Flag every sparse brick of ``[j0, j1)`` whose mask (1), prefix counts (2) or values

@@ -354,22 +354,15 @@ def _check_bitpack(v: BitpackVolume, n: int, with_data: bool = True) -> None:
     nw = len(v.data)
     if nw < 2:
         raise InputError("volume block has no spare data words")
-    if v.modes.size and int(v.modes.max()) > MODE_PATCHED:
-        raise InputError(f"volume block has an unknown brick mode {int(v.modes.max())}")
-    if v.widths.size and int(v.widths.max()) > 32:
-        raise InputError("volume block has a brick wider than 32 bits")
-    off = v.offsets.astype(np.int64)
-    w = v.widths.astype(np.int64)
-    dense = v.modes == MODE_DENSE
-    if dense.any() and int((off[dense] + (n * w[dense] + 31) // 32).max()) > nw - 1:
-        raise InputError("a dense brick's data lies past the end of the block")
-    sparse = v.modes == MODE_SPARSE
-    nmask = (n + 31) // 32
-    if sparse.any() and int(off[sparse].max()) + nmask + (nmask + 7) // 8 > nw - 1:
-        raise InputError("a sparse brick's mask lies past the end of the block")
-    pat = v.modes == MODE_PATCHED
-    if pat.any() and int((off[pat] + 1 + nmask * w[pat]).max()) > nw - 1:
-        raise InputError("a patched brick's low values lie past the end of the block")
+    # one compiled pass over the brick headers (numpy's masks cost 50 µs for 2048 bricks)
+    code, b = _kernels().bp_check_heads(v.modes, v.widths, v.offsets, nw, n)
+    if code:
+        raise InputError({1: f"volume block has an unknown brick mode {int(v.modes[b])}",
+                          2: "volume block has a brick wider than 32 bits",
+                          3: "a dense brick's data lies past the end of the block",
+                          4: "a sparse brick's mask lies past the end of the block",
+                          5: "a patched brick's low values lie past the end of the block",
+                          }[code])
     if with_data:
         _check_sparse(v, n, None)
 
