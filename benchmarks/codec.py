@@ -623,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     import numba
     import zarr
 
+    import neuroglia5d.io  # noqa: F401  (sets numba's OpenMP spin before its threads start)
+
     if args.threads > numba.config.NUMBA_NUM_THREADS:
         ap.error(f"--threads {args.threads}: numba allows at most "
                  f"{numba.config.NUMBA_NUM_THREADS} here")

@@ -793,10 +793,10 @@ def test_decoders_in_many_chunks_on_several_threads(monkeypatch, threads):
         assert np.array_equal(octree.decode_octree(o, lab.shape, r), want)
 
 
-def test_run_kernel_keeps_a_lone_small_decode_on_the_calling_thread(monkeypatch):
-    """numba's threads are used in a burst of decodes or for a large one; a small decode
-    after a pause, a tiny one, or one started while another holds the threads runs on
-    the calling thread."""
+def test_run_kernel_keeps_a_small_decode_off_sleeping_threads(monkeypatch):
+    """numba's threads are used right after a parallel decode (they still spin) or for a
+    large decode; a small decode while they sleep, a tiny one, or one started while
+    another holds the threads runs on the calling thread."""
     calls: list[tuple[str, tuple[int, ...]]] = []
 
     def serial(*a: int) -> None:
@@ -806,18 +806,19 @@ def test_run_kernel_keeps_a_lone_small_decode_on_the_calling_thread(monkeypatch)
         calls.append(("par", a))
 
     monkeypatch.setattr(codec, "_threads", lambda t: 2)
-    codec._LAST_END[0] = 0.0  # no decode for a long time
-    codec.run_kernel(serial, par, ("x",), 100, 64, 4096)
-    codec.run_kernel(serial, par, ("x",), 100, 64, 4096)  # right after: a burst
-    codec._LAST_END[0] = 0.0
-    codec.run_kernel(serial, par, ("x",), 5000, 64, 4096)  # large enough when cold
-    codec.run_kernel(serial, par, ("x",), 50, 64, 4096)  # at most one chunk
+    monkeypatch.setattr(codec, "WARM_SECONDS", 60.0)  # "right after" for this test
+    codec._LAST_PARALLEL_END[0] = -1e9  # no parallel decode for a long time
+    codec.run_kernel(serial, par, ("x",), 100, 64, 1024)  # small, threads asleep
+    codec.run_kernel(serial, par, ("x",), 100, 64, 1024)  # still: the last one was serial
+    codec.run_kernel(serial, par, ("x",), 5000, 64, 1024)  # large enough to wake them
+    codec.run_kernel(serial, par, ("x",), 100, 64, 1024)  # right after a parallel one
+    codec.run_kernel(serial, par, ("x",), 50, 64, 1024)  # at most one chunk
     with codec._PARALLEL:  # another thread's decode holds numba's threads
-        codec.run_kernel(serial, par, ("x",), 100, 64, 4096)
+        codec.run_kernel(serial, par, ("x",), 100, 64, 1024)
     # the parallel loop gets (n, chunk, threads): 8 chunks per thread
-    assert calls == [("serial", ("x", 0, 100)), ("par", ("x", 100, 7, 2)),
-                     ("par", ("x", 5000, 313, 2)), ("serial", ("x", 0, 50)),
-                     ("serial", ("x", 0, 100))]
+    assert calls == [("serial", ("x", 0, 100)), ("serial", ("x", 0, 100)),
+                     ("par", ("x", 5000, 313, 2)), ("par", ("x", 100, 7, 2)),
+                     ("serial", ("x", 0, 50)), ("serial", ("x", 0, 100))]
 
 
 def test_dense_bricks_of_every_width_including_whole_bytes():

@@ -115,13 +115,14 @@ def ordered_to_float(u: np.ndarray) -> np.ndarray:
 #: (see :func:`run_kernel`)
 BRICKS_PER_TASK = 64
 ROWS_PER_TASK = 4
-#: ... unless it starts a burst (no decode ended in the last BURST_SECONDS) and has fewer
-#: than this many bricks / rows (about 2 ms of work on one thread): numba's threads have
-#: gone to sleep then, and waking one costs 0.1–5 ms on a small virtual machine, which
-#: the parallel loop waits for at its end
-COLD_PARALLEL_BRICKS = 4096
-COLD_PARALLEL_ROWS = 256
-BURST_SECONDS = 0.005
+#: ... unless numba's threads are asleep (no parallel loop ended in the last WARM_SECONDS,
+#: about as long as they spin after one: see ``GOMP_SPINCOUNT`` in :mod:`neuroglia5d.io`)
+#: and it has fewer than this many bricks / rows (about 0.5 ms of work on one thread):
+#: waking a thread costs 0.1–5 ms on a small virtual machine, and the parallel loop waits
+#: for it at its end
+COLD_PARALLEL_BRICKS = 1024
+COLD_PARALLEL_ROWS = 64
+WARM_SECONDS = 0.0003
 #: the parse checks of sparse and patched bricks, and the zstd frames of the storage tier,
 #: go to a Python thread pool (:func:`run_chunks`); checks in tasks of at least this many
 #: bricks (well under a millisecond of work: a small volume is checked on the calling
@@ -135,8 +136,8 @@ TASKS_PER_THREAD = 8
 #: second team of threads on the same cores (numba's ``workqueue`` layer, where no OpenMP
 #: or TBB is installed, cannot run two parallel loops at once at all)
 _PARALLEL = threading.Lock()
-#: when the last decode ended (``time.perf_counter()``)
-_LAST_END = [0.0]
+#: when the last parallel decode ended (``time.perf_counter()``)
+_LAST_PARALLEL_END = [0.0]
 
 _POOLS: dict[int, Any] = {}
 
@@ -216,28 +217,26 @@ def run_kernel(kernel: Any, kernel_par: Any, args: tuple[Any, ...], n: int,
     """Run a decoder over items ``[0, n)``: ``kernel_par(*args, n, chunk, threads)``, its
     numba parallel loop over chunks of items, or ``kernel(*args, 0, n)`` on the calling
     thread when there is one thread, ``n <= min_chunk``, another decode holds numba's
-    threads, or the call starts a burst with ``n < cold_min``.
+    threads, or numba's threads are asleep and ``n < cold_min``.
 
-    numba's threads spin a few milliseconds after a parallel loop before they sleep, so
-    in a burst of decodes (slicing through a stack, a benchmark loop) even a decode of a
-    fraction of a millisecond gains from them; a lone small decode does not wait for one
-    to wake up.
+    numba's threads spin for a while after a parallel loop before they sleep, so right
+    after one (a tile after a whole timepoint, a slice after a slice) even a decode of a
+    fraction of a millisecond gains from them; a small decode does not wait for a
+    sleeping one to wake up.
     """
     threads = _threads(None)
     if n <= 0:
         return
-    burst = time.perf_counter() - _LAST_END[0] < BURST_SECONDS
-    try:
-        if threads > 1 and n > min_chunk and (burst or n >= cold_min) \
-                and _PARALLEL.acquire(blocking=False):
-            try:
-                kernel_par(*args, n, -(-n // (threads * TASKS_PER_THREAD)), threads)
-            finally:
-                _PARALLEL.release()
-            return
-        kernel(*args, 0, n)
-    finally:
-        _LAST_END[0] = time.perf_counter()
+    warm = time.perf_counter() - _LAST_PARALLEL_END[0] < WARM_SECONDS
+    if threads > 1 and n > min_chunk and (warm or n >= cold_min) \
+            and _PARALLEL.acquire(blocking=False):
+        try:
+            kernel_par(*args, n, -(-n // (threads * TASKS_PER_THREAD)), threads)
+        finally:
+            _LAST_PARALLEL_END[0] = time.perf_counter()
+            _PARALLEL.release()
+        return
+    kernel(*args, 0, n)
 
 
 def _kernels() -> Any:
