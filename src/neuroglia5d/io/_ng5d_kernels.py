@@ -825,19 +825,33 @@ def pal_decode(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, words
 # per thread; iteration k decodes chunk (k mod per)·threads + k div per, so every thread
 # takes every threads-th chunk and a region whose cost is uneven (empty background above a
 # dense specimen) is shared evenly.
+@_shared
+def interleaved_len(n: int, chunk: int, threads: int) -> int:
+    """Iterations of the parallel loop over ``n`` items in chunks of ``chunk``."""
+    nch = (n + chunk - 1) // chunk
+    return (nch + threads - 1) // threads * threads
+
+
+@_shared
+def interleaved_chunk(k: int, n: int, chunk: int, threads: int) -> tuple[int, int]:
+    """Items ``[j0, j1)`` of iteration ``k`` of that loop (empty past the last chunk)."""
+    nch = (n + chunk - 1) // chunk
+    per = (nch + threads - 1) // threads
+    c = min((k % per) * threads + k // per, nch)
+    return c * chunk, min(n, (c + 1) * chunk)
+
+
 @_par
 def bp_decode_par(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
                   modes: Any, widths: Any, bases: Any, offsets: Any, data: Any, n: int,
                   chunk: int, threads: int) -> None:
     """:func:`bp_decode` of bricks ``0 .. n - 1`` in chunks of ``chunk`` on numba's
     threads."""
-    nch = (n + chunk - 1) // chunk
-    per = (nch + threads - 1) // threads
-    for k in prange(per * threads):
-        c = (k % per) * threads + k // per
-        if c < nch:
+    for k in prange(interleaved_len(n, chunk, threads)):
+        j0, j1 = interleaved_chunk(k, n, chunk, threads)
+        if j1 > j0:
             bp_decode(out, z0, y0, x0, shape, grid, brick, modes, widths, bases, offsets,
-                      data, c * chunk, min(n, (c + 1) * chunk))
+                      data, j0, j1)
 
 
 @_par
@@ -845,10 +859,8 @@ def pal_decode_par(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any, w
                    ext_w: Any, ext_lut: Any, ext_data: Any, lut: Any, data: Any,
                    palette: Any, n: int, chunk: int, threads: int) -> None:
     """:func:`pal_decode` of rows ``0 .. n - 1`` in chunks on numba's threads."""
-    nch = (n + chunk - 1) // chunk
-    per = (nch + threads - 1) // threads
-    for k in prange(per * threads):
-        c = (k % per) * threads + k // per
-        if c < nch:
+    for k in prange(interleaved_len(n, chunk, threads)):
+        j0, j1 = interleaved_chunk(k, n, chunk, threads)
+        if j1 > j0:
             pal_decode(out, z0, y0, x0, grid, brick, words, ext_w, ext_lut, ext_data, lut,
-                       data, palette, c * chunk, min(n, (c + 1) * chunk))
+                       data, palette, j0, j1)

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 from numba.core.extending import register_jitable
 
-from ._ng5d_kernels import fill_box, popc
+from ._ng5d_kernels import fill_box, interleaved_chunk, interleaved_len, popc
 
 _plain = numba.njit(cache=True, nogil=True)
 _par = numba.njit(cache=True, nogil=True, parallel=True)
@@ -627,11 +627,8 @@ def oct_decode_par(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int
                    palette: Any, n: int, chunk: int, threads: int) -> None:
     """:func:`oct_decode` of rows ``0 .. n - 1`` in chunks on numba's threads (every
     thread takes every ``threads``-th chunk, like ``bp_decode_par``)."""
-    nch = (n + chunk - 1) // chunk
-    per = (nch + threads - 1) // threads
-    for k in prange(per * threads):
-        c = (k % per) * threads + k // per
-        if c < nch:
+    for k in prange(interleaved_len(n, chunk, threads)):
+        j0, j1 = interleaved_chunk(k, n, chunk, threads)
+        if j1 > j0:
             oct_decode(out, z0, y0, x0, u, ty, tx, nt, nn, sup, split, split_rank, other,
-                       other_rank, values, wg, rec_base, rec, palette, c * chunk,
-                       min(n, (c + 1) * chunk))
+                       other_rank, values, wg, rec_base, rec, palette, j0, j1)
