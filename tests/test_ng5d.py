@@ -857,3 +857,21 @@ def test_decodes_on_several_python_threads_at_once(monkeypatch):
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(one, regions))
+
+
+def test_interleaved_chunks_cover_every_item_once():
+    """The parallel loops' chunk arithmetic: every item in exactly one iteration, and
+    thread t's run (iterations t·per … (t+1)·per − 1) takes chunks t, t + threads, …"""
+    from neuroglia5d.io._ng5d_kernels import interleaved_chunk, interleaved_len
+
+    for n in range(40):
+        for chunk in range(1, 7):
+            for threads in range(1, 5):
+                seen = np.zeros(n, int)
+                for k in range(interleaved_len(n, chunk, threads)):
+                    j0, j1 = interleaved_chunk(k, n, chunk, threads)
+                    seen[j0:j1] += 1
+                assert (seen == 1).all(), (n, chunk, threads)
+    # 10 items in chunks of 2 on 2 threads: 5 chunks, 3 iterations per thread
+    firsts = [interleaved_chunk(k, 10, 2, 2)[0] for k in range(interleaved_len(10, 2, 2))]
+    assert firsts == [0, 4, 8, 2, 6, 10]  # thread 0: chunks 0, 2, 4; thread 1: 1, 3, (none)
