@@ -4,9 +4,10 @@ The per-voxel functions (``bp_voxel``, ``pal_voxel``) are plain functions of a b
 header fields and the data words, which the CUDA kernels in
 :mod:`neuroglia5d.io.ng5d_gpu` run one voxel per thread. The CPU decoders here decode
 whole bricks sequentially instead (bit readers, byte copies, row fills: several times
-faster than voxel by voxel), single-threaded and without the GIL over a range of bricks
-that :func:`neuroglia5d.io.ng5d_codec.run_chunks` hands out to several threads; the tests
-check that both give the same output. Array indices in their loops are unsigned
+faster than voxel by voxel), single-threaded and without the GIL over a range of bricks;
+the ``*_par`` loops at the end run such ranges on numba's threads, and
+:func:`neuroglia5d.io.ng5d_codec.run_kernel` picks one or the other. The tests check that
+every path gives the same output. Array indices in their loops are unsigned
 (``U64``), which spares numba's negative-index test on every access.
 """
 
