@@ -60,6 +60,14 @@ def get_bits(data: Any, pos: int, w: int) -> int:
     return bits_window(data, pos) & ((np.int64(1) << w) - 1)
 
 @_shared
+def read_bits_u(data: Any, p: Any, mask: Any) -> Any:
+    """The bits ``mask`` (2^w − 1, w ≤ 32) of the u32 words ``data`` from bit ``p`` on,
+    all unsigned (``U64``) and unclamped: for loops whose extents were checked."""
+    k = p >> U64(5)
+    return ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (p & U64(31))) & mask
+
+
+@_shared
 def pos_bits(nmask: int) -> int:
     """Width of an exception position in a patched brick: enough for 32·nmask voxels."""
     v = 32 * nmask - 1
@@ -334,14 +342,8 @@ def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
     uw, upw, un = U64(w), U64(pw), U64(n)
     nxt = U64(0)  # the smallest position the next exception may have
     for _ in range(ne):
-        k = pp >> U64(5)
-        i = ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (pp & U64(31))) & mpw
-        if i < nxt or i >= un:
-            return 5
-        p = lo + i * uw
-        k = p >> U64(5)
-        if ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (p & U64(31))) & esc \
-                != esc:
+        i = read_bits_u(data, pp, mpw)
+        if i < nxt or i >= un or read_bits_u(data, lo + i * uw, esc) != esc:
             return 5
         nxt = i + U64(1)
         pp += upw
@@ -554,11 +556,8 @@ def bp_patched(flat: Any, corner: Any, lin: Any, rows: Any, bx: int, w: int, bas
     mwe = (U64(1) << uwe) - U64(1)
     last = U64(lin.shape[0] - 1)
     for _ in range(ne):
-        k = pp >> U64(5)
-        i = ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (pp & U64(31))) & mpw
-        k = pv >> U64(5)
-        v = ((U64(data[k]) | (U64(data[k + U64(1)]) << U64(32))) >> (pv & U64(31))) & mwe
-        flat[corner + lin[min(i, last)]] = base + v
+        i = read_bits_u(data, pp, mpw)
+        flat[corner + lin[min(i, last)]] = base + read_bits_u(data, pv, mwe)
         pp += upw
         pv += uwe
 
