@@ -44,23 +44,31 @@ def main() -> list[bool]:
             v[:2] = 0
             v[3, 2:9, 2:9] = 7
             if dtype == np.uint32:  # every brick mode: uniform (zero and not), dense,
-                # sparse, patched (brick 4×8×8: the z = 4 plane is a brick of its own)
+                # list, sparse, sparse patched, patched (brick 4×8×8: the z = 4 plane is
+                # a brick of its own)
                 v = np.zeros((5, 20, 24), np.uint32)
                 v[:4, :8, 8:16] = 3
+                v[:4, :8, 16:] = (rng.random((4, 8, 8)) < 0.3) * rng.integers(1, 16, (4, 8, 8))
                 v[:4, 8:16, :8] = rng.integers(0, 400, (4, 8, 8))
                 v[:4, 8:16, 8:16].flat[rng.integers(0, 256, 5)] = 31
+                v[:4, 8:16, 16:] = (rng.random((4, 8, 8)) < 0.3) * rng.integers(1, 8, (4, 8, 8))
+                v[:4, 8:16, 16:].flat[[5, 130, 131]] = 100_000
                 v[:4, 16:, 16:] = rng.poisson(9, (4, 4, 8)) + 100
                 v[:4, 16:, 16:].flat[[3, 77, 100]] = 3_000_000
             br = (4, 8, 8)
             nb = int(np.prod(c.brick_grid(v.shape, br)))
-            p = c.parse_bitpack(c.encode_bitpack(v, br), nb, 256)
-            if dtype == np.uint32:
-                modes.update(int(m) for m in np.asarray(p.arrays()["modes"]))
+            blocks = [c.encode_bitpack(v, br)]
+            if dtype == np.uint32:  # and the sparse layout of format 2.0-2.1
+                blocks.append(c.encode_bitpack(v, br, sparse_modes=(c.MODE_SPARSE,)))
             r = (slice(1, 4), slice(3, 17), slice(5, 20))
-            for reg in (None, r):
-                d = dec(DeviceVolume(p, xp), v.shape, br, dtype, reg)
-                cpu = c.decode_bitpack(p, v.shape, br, dtype, reg)
-                ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
+            for blk in blocks:
+                p = c.parse_bitpack(blk, nb, 256)
+                if dtype == np.uint32:
+                    modes.update(int(m) for m in np.asarray(p.arrays()["modes"]))
+                for reg in (None, r):
+                    d = dec(DeviceVolume(p, xp), v.shape, br, dtype, reg)
+                    cpu = c.decode_bitpack(p, v.shape, br, dtype, reg)
+                    ok.append(np.array_equal(host(d).view(np.uint8), cpu.view(np.uint8)))
             if dtype == np.float32 and layout == "brick":  # into a given device buffer
                 buf = xp.full((3, 14, 15), np.nan, np.float32)
                 d = dec(DeviceVolume(p, xp), v.shape, br, dtype, r, out=buf)
@@ -120,14 +128,30 @@ def main() -> list[bool]:
                               int(np.prod(c.brick_grid(v.shape, odd))), 40)
         ok.append(np.array_equal(host(dec(DeviceVolume(po5, xp), v.shape, odd, v.dtype, r)),
                                  c.decode_bitpack(po5, v.shape, odd, v.dtype, r)))
+        # bricks of 1024 voxels: sparse bricks with packed prefix counts of 4 groups
+        # (sparse, sparse patched, list; and the 2.1 layout)
+        big = (4, 16, 16)
+        dens = np.kron([[0.3, 0.3], [0.02, 0.6]], np.ones((16, 16)))  # per brick
+        vb = ((rng.random((4, 32, 32)) < dens) * rng.integers(1, 9, (4, 32, 32))
+              ).astype(np.uint16)
+        vb[:, :16, 16:].flat[[7, 300, 900]] = 60_000
+        nbb = int(np.prod(c.brick_grid(vb.shape, big)))
+        for blk in (c.encode_bitpack(vb, big),
+                    c.encode_bitpack(vb, big, sparse_modes=(c.MODE_SPARSE,))):
+            pb = c.parse_bitpack(blk, nbb, 1024)
+            modes.update(int(m) for m in np.asarray(pb.arrays()["modes"]))
+            for reg in (None, (slice(1, 4), slice(3, 30), slice(2, 31))):
+                ok.append(np.array_equal(host(dec(DeviceVolume(pb, xp), vb.shape, big,
+                                                  vb.dtype, reg)),
+                                         c.decode_bitpack(pb, vb.shape, big, vb.dtype, reg)))
         # a brick plane of more than 1024 voxels: the flat kernel either way
         wide = (1, 8, 136)
         pw = c.parse_bitpack(c.encode_bitpack(v, wide),
                              int(np.prod(c.brick_grid(v.shape, wide))), 8 * 136)
         ok.append(np.array_equal(host(dec(DeviceVolume(pw, xp), v.shape, wide, v.dtype, r)),
                                  c.decode_bitpack(pw, v.shape, wide, v.dtype, r)))
-    if modes != {0, 1, 2, 3}:
-        raise AssertionError(f"the uint32 volume has brick modes {sorted(modes)}, not all four")
+    if modes != {0, 1, 2, 3, 4, 5, 6}:
+        raise AssertionError(f"the volumes have brick modes {sorted(modes)}, not all seven")
     return ok
 
 

@@ -2,7 +2,8 @@
 
 Only the standard library, NumPy and, for the ``zstd`` storage tier (format 2.0), the zstd
 decoder of numcodecs (the writer uses imagecodecs'); it does not import neuroglia5d. Codecs
-`bitpack`, `palette` and `octree` (format 2.1, §2.5); `decode_block` decodes one volume block.
+`bitpack` (with the brick modes 4-6 of format 2.2), `palette` and `octree` (format 2.1,
+§2.5); `decode_block` decodes one volume block.
 """
 
 from __future__ import annotations
@@ -93,6 +94,87 @@ def _patched(data: np.ndarray, o: np.ndarray, i: np.ndarray, w: np.ndarray, base
     return out
 
 
+def _ints(data: np.ndarray, start: int, cnt: int, w: int) -> np.ndarray:
+    """``cnt`` consecutive ``w``-bit values from bit ``start`` on."""
+    return _get_bits(data, U64(start) + np.arange(cnt, dtype=U64) * U64(w),
+                     np.full(cnt, w, U64)).astype(np.int64)
+
+
+def _masked(data: np.ndarray, m: np.ndarray, o: np.ndarray, i: np.ndarray, w: np.ndarray,
+            base: np.ndarray, n: int) -> np.ndarray:
+    """§2.3 modes 2 (sparse), 4 (sparse, packed prefixes) and 5 (sparse patched)."""
+    nm = -(-n // 32)
+    npw = -(-nm // 8)
+    pw = max(1, (32 * nm - 1).bit_length())
+    nq = -(-(npw - 1) * pw // 32)
+    o = o.astype(np.int64)
+    mm = np.where(m == 5, o + 1, o)  # first mask word
+    q = mm + nm  # first prefix word
+    word = i // 32
+    group = word // 8
+    mword = _take(data, mm + word, "mask").astype(U64)
+    bit = (i % 32).astype(U64)
+    stored = ((mword >> bit) & U64(1)).astype(bool)
+    rank = np.zeros(len(i), np.int64)
+    old = m == 2
+    rank[old] = _take(data, q[old] + group[old], "prefix").astype(np.int64)
+    new = ~old & (group > 0)
+    rank[new] = _get_bits(data, U64(32) * q[new].astype(U64)
+                          + (group[new] - 1).astype(U64) * U64(pw),
+                          np.full(int(new.sum()), pw, U64)).astype(np.int64)
+    first = group * 8
+    for j in range(7):
+        before = first + j < word
+        cnt = np.bitwise_count(_take(data, mm[before] + first[before] + j, "mask"))
+        rank[before] += cnt.astype(np.int64)
+    rank += np.bitwise_count(mword & ((U64(1) << bit) - U64(1))).astype(np.int64)
+    v0 = np.where(old, q + npw, q + nq)  # first word of the (low) values
+    pat = m == 5
+    we = np.zeros(len(i), np.int64)
+    ne = np.zeros(len(i), np.int64)
+    if pat.any():
+        h = _take(data, o[pat], "sparse patched header").astype(np.int64)
+        we[pat], ne[pat] = h & 0xFF, (h >> 8) & 0xFF
+        if np.any((we[pat] < 1) | (we[pat] > 32) | (ne[pat] < 1) | (h >> 16 != 0)):
+            raise ValueError("bad sparse patched brick header")
+    xw = v0 + -(-ne * pw // 32)  # exception values (mode 5)
+    v0 = np.where(pat, xw + -(-ne * we // 32), v0)
+    s = _get_bits(data, U64(32) * v0.astype(U64) + rank.astype(U64) * w, w)
+    esc = pat & stored & (s == (U64(1) << w) - U64(1))
+    for k in np.flatnonzero(esc):  # the exception whose rank is this voxel's
+        ranks = _ints(data, 32 * int(q[k] + nq), int(ne[k]), pw)
+        hit = np.flatnonzero(ranks == rank[k])
+        if len(hit) != 1:
+            raise ValueError("escaped value is not an exception rank")
+        s[k] = _ints(data, 32 * int(xw[k]) + int(hit[0]) * int(we[k]), 1, int(we[k]))[0]
+    return base + np.where(stored, s + U64(1), U64(0))
+
+
+def _listed(data: np.ndarray, o: np.ndarray, i: np.ndarray, w: np.ndarray,
+            base: np.ndarray, n: int) -> np.ndarray:
+    """§2.3 mode 6 (list): the positions of the voxels above the base, and their values."""
+    nm = -(-n // 32)
+    pw = max(1, (32 * nm - 1).bit_length())
+    out = base.copy()
+    o = o.astype(np.int64)
+    for ob in np.unique(o):
+        sel = np.flatnonzero(o == ob)
+        h = int(_take(data, np.array([ob]), "list header")[0])
+        c = h & 0xFFFF
+        if h >> 16 or not 1 <= c <= n:
+            raise ValueError("bad list brick header")
+        pos = _ints(data, 32 * (int(ob) + 1), c, pw)
+        if np.any(np.diff(pos) <= 0) or pos[-1] >= n:
+            raise ValueError("list brick positions not increasing inside the brick")
+        qq = np.minimum(np.searchsorted(pos, i[sel]), c - 1)
+        hit = pos[qq] == i[sel]
+        wb = int(w[sel[0]])
+        vals = _ints(data, 32 * (int(ob) + 1 + -(-c * pw // 32)), c, wb) if wb else \
+            np.zeros(c, np.int64)
+        out[sel[hit]] += (vals[qq[hit]] + 1).astype(U64)
+    return out
+
+
 def _decode_bitpack(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.ndarray:
     b, i, nb, n = _voxel_map(zyx, brick)
     (head,) = _sections(block, 0, [("u4", 2)])
@@ -103,35 +185,20 @@ def _decode_bitpack(block: bytes, zyx: Any, brick: Any, dtype: np.dtype) -> np.n
     )[1:]
     m, w, o = mode[b], width[b].astype(U64), off[b].astype(U64)
     u = base[b].astype(U64)
-    if np.any(m > 3) or np.any(w > 32):
+    if np.any(m > 6) or np.any(w > 32):
         raise ValueError("bad brick mode or width")
     dense = m == 1
     u[dense] += _get_bits(data, U64(32) * o[dense] + i[dense].astype(U64) * w[dense], w[dense])
-    sp = m == 2
+    sp = (m == 2) | (m == 4) | (m == 5)
     if np.any(sp):
-        nm = -(-n // 32)
-        npw = -(-nm // 8)
-        os_, is_, ws = o[sp].astype(np.int64), i[sp], w[sp]
-        word = is_ // 32
-        mword = _take(data, os_ + word, "mask").astype(U64)
-        bit = (is_ % 32).astype(U64)
-        stored = ((mword >> bit) & U64(1)).astype(bool)
-        rank = _take(data, os_ + nm + word // 8, "prefix").astype(np.int64)
-        group = (word // 8) * 8
-        for j in range(7):
-            before = group + j < word
-            cnt = np.bitwise_count(_take(data, os_[before] + group[before] + j, "mask"))
-            rank[before] += cnt.astype(np.int64)
-        rank += np.bitwise_count(mword & ((U64(1) << bit) - U64(1))).astype(np.int64)
-        p = U64(32) * (os_ + nm + npw).astype(U64) + rank.astype(U64) * ws
-        val = _get_bits(data, p[stored], ws[stored]) + U64(1)
-        us = u[sp]
-        us[stored] += val
-        u[sp] = us
+        u[sp] = _masked(data, m[sp], o[sp], i[sp].astype(np.int64), w[sp], u[sp], n)
     pt = m == 3
     if np.any(pt):
         u[pt] = _patched(data, o[pt].astype(np.int64), i[pt].astype(np.int64), w[pt], u[pt],
                          n)
+    ls = m == 6
+    if np.any(ls):
+        u[ls] = _listed(data, o[ls], i[ls].astype(np.int64), w[ls], u[ls], n)
     if np.any(u > 0xFFFFFFFF):
         raise ValueError("decoded value exceeds 32 bits")
     if dtype == np.float32:

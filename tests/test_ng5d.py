@@ -97,9 +97,12 @@ def test_extremes_all_zero_all_max_single_voxel(dtype):
 def test_modes_and_compression_on_known_volumes():
     vol = np.zeros((8, 32, 32), np.uint16)
     blob_zero = codec.encode_bitpack(vol, (4, 16, 16))
-    vol[2, 5, 5] = 1000  # one bright voxel: a sparse brick
+    vol[2, 5, 5] = 1000  # one bright voxel: a list brick (its position and value)
     v = codec.parse_bitpack(codec.encode_bitpack(vol, (4, 16, 16)), 8, 1024)
-    assert sorted(v.modes.tolist()) == [0] * 7 + [2]
+    assert sorted(v.modes.tolist()) == [0] * 7 + [codec.MODE_LIST]
+    b = int(np.flatnonzero(v.modes)[0])
+    # header word, one 10-bit position, one 10-bit value (999 above the base plus 1)
+    assert len(v.data) - 2 == 3 and int(v.data[int(v.offsets[b])]) == 1
     # all-constant bricks cost their 10-byte header only
     assert len(blob_zero) < 8 * 16 + 64
     lab = np.zeros((16, 64, 64), np.uint32)
@@ -138,15 +141,17 @@ def test_patched_bricks_round_trip(dtype):
     for br in ((4, 16, 16), (3, 5, 7)):
         nb = int(np.prod(codec.brick_grid(vol.shape, br)))
         v = codec.parse_bitpack(codec.encode_bitpack(vol, br), nb, int(np.prod(br)))
+        # patched: dense (mode 3), or sparse at the brick minimum (mode 5) when its mask
+        # costs less than the bit saved on every other voxel
+        patched = np.isin(v.modes, (codec.MODE_PATCHED, codec.MODE_SPARSE_PATCHED))
         if dtype != np.float32:  # (float32's order-preserving map spreads the values)
-            assert (v.modes == codec.MODE_PATCHED).sum() >= nb // 4
+            assert patched.sum() >= nb // 4
         assert same(codec.decode_bitpack(v, vol.shape, br, dtype), vol)
         r = (slice(2, 8), slice(5, 30), slice(9, 44))
         assert same(codec.decode_bitpack(v, vol.shape, br, dtype, r), vol[r])
         k = codec._kernels()  # the per-voxel function agrees (what the GPU threads run)
         nmask = (int(np.prod(br)) + 31) // 32
-        b = int(np.flatnonzero(v.modes == codec.MODE_PATCHED)[0]) if dtype != np.float32 \
-            else 0
+        b = int(np.flatnonzero(patched)[0]) if dtype != np.float32 else 0
         got = [k.bp_voxel(i, int(v.modes[b]), int(v.widths[b]), int(v.bases[b]),
                           int(v.offsets[b]), nmask, (nmask + 7) // 8, v.data)
                for i in range(int(np.prod(br)))]
@@ -422,7 +427,7 @@ def test_wrong_magic_version_and_truncated_header(tmp_path):
     with pytest.raises(Ng5dError, match=r"not an \.ng5d file"):
         open_ng5d(bad)
     bad.write_bytes(data[:8] + struct.pack("<H", 9) + data[10:])
-    with pytest.raises(Ng5dError, match=r"version 9\.1 is not supported"):
+    with pytest.raises(Ng5dError, match=r"version 9\.2 is not supported"):
         open_ng5d(bad)
     bad.write_bytes(data[:40])
     with pytest.raises(Ng5dError, match="truncated inside the header"):
@@ -544,7 +549,7 @@ def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
     proc = subprocess.run([sys.executable, str(GPU_CHECK)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["True", "24"]
+    assert proc.stdout.split() == ["True", "34"]
 
 
 def test_edit_a_tile_then_save_appends_and_survives_reopening(tmp_path):
@@ -646,11 +651,73 @@ def test_info_reports_stored_and_resident_sizes(tmp_path):
     assert a["compressed_bytes"] < resident  # the zstd tier pays on labels
 
 
+def four_sparse_bricks() -> np.ndarray:
+    """Four 4×16×16 bricks mostly at zero: 1 % of voxels set (a list brick), 30 % with
+    values 1-15 (sparse), 30 % with values 1-7 and three bright voxels (sparse patched),
+    and 60 % (sparse)."""
+    rng = np.random.default_rng(21)
+    dens = np.repeat([0.01, 0.3, 0.3, 0.6], 16)[None, None, :]
+    vol = ((rng.random((4, 16, 64)) < dens)
+           * rng.integers(1, 16, (4, 16, 64))).astype(np.uint16)
+    vol[:, :, 32:48] = np.minimum(vol[:, :, 32:48], 7)
+    vol[:, :, 32:48].flat[[5, 400, 1000]] = 50_000
+    return vol
+
+
+def test_sparse_modes_of_format_2_2_round_trip_and_match_the_voxel_function():
+    """List, packed sparse and sparse patched bricks (format 2.2) decode whole, by region
+    and voxel by voxel (what the GPU threads run) to the volume, smaller than 2.1's mode 2,
+    which still decodes."""
+    vol = four_sparse_bricks()
+    br = (4, 16, 16)
+    blob = codec.encode_bitpack(vol, br)
+    old = codec.encode_bitpack(vol, br, sparse_modes=(codec.MODE_SPARSE,))
+    v = codec.parse_bitpack(blob, 4, 1024)
+    assert list(v.modes) == [codec.MODE_LIST, codec.MODE_SPARSE_PACKED,
+                             codec.MODE_SPARSE_PATCHED, codec.MODE_SPARSE_PACKED]
+    vo = codec.parse_bitpack(old, 4, 1024)
+    assert list(vo.modes) == [codec.MODE_PATCHED] + [codec.MODE_SPARSE] * 3
+    # a list of 10-bit positions instead of a dense brick with exceptions, one word of
+    # packed prefix counts instead of four, 3-bit values with 3 exceptions, not 16-bit ones
+    assert len(blob) < len(old) - 4 * (32 + 3 * 4)
+    for p in (v, vo):
+        assert np.array_equal(codec.decode_bitpack(p, vol.shape, br, vol.dtype), vol)
+        r = (slice(1, 4), slice(3, 14), slice(5, 60))
+        assert np.array_equal(codec.decode_bitpack(p, vol.shape, br, vol.dtype, r), vol[r])
+    k = codec._kernels()
+    for b in range(4):
+        got = [k.bp_voxel(i, int(v.modes[b]), int(v.widths[b]), int(v.bases[b]),
+                          int(v.offsets[b]), 32, 4, v.data) for i in range(1024)]
+        assert np.array_equal(np.array(got), vol[:, :, 16 * b:16 * (b + 1)].ravel())
+
+
+def test_damaged_sparse_modes_of_format_2_2_are_refused():
+    vol = four_sparse_bricks()
+    v = codec.parse_bitpack(bytearray(codec.encode_bitpack(vol, (4, 16, 16))), 4, 1024)
+    o_list, o_sp, o_pat = (int(v.offsets[b]) for b in range(3))
+    codec._check_bitpack(v, 1024)
+    cases = [
+        (o_sp + 32, 1, "prefix counts do not match"),  # packed count of group 1
+        (o_list, 0xFFFF, "list brick's header or values do not fit"),  # count > 1024
+        (o_list, 1 << 16, "list brick's header or values do not fit"),  # reserved bits
+        (o_list + 1, 0x3FF, "list brick's positions are not increasing"),  # position 0
+        (o_pat, 1 << 7, "patched brick's header or exceptions do not fit"),  # width 32+
+        (o_pat + 1 + 32 + 1, 1, "exception positions do not match"),  # a rank moved
+    ]
+    for word, flip, message in cases:
+        v.data[word] ^= flip
+        with pytest.raises(codec.InputError, match=message):
+            codec._check_bitpack(v, 1024)
+        v.data[word] ^= flip
+    codec._check_bitpack(v, 1024)
+
+
 def test_damaged_sparse_bricks_are_refused():
     vol = np.zeros((4, 16, 32), np.uint16)
     vol[0:2, 0:10, 0:15] = 500  # 300 bright voxels per brick: too many exceptions for the
     vol[2:4, 0:10, 16:31] = 7  # patched mode, too few for dense: both bricks sparse
-    buf = bytearray(codec.encode_bitpack(vol, (4, 16, 16)))
+    # the word-per-count prefixes of format 2.1 (mode 2)
+    buf = bytearray(codec.encode_bitpack(vol, (4, 16, 16), sparse_modes=(codec.MODE_SPARSE,)))
     v = codec.parse_bitpack(buf, 2, 1024)
     assert list(v.modes) == [codec.MODE_SPARSE] * 2
     nmask = 32
@@ -681,10 +748,10 @@ def test_brick_headers_that_do_not_fit_are_refused():
     vol[:, :, 48:] = rng.integers(0, 20, (4, 16, 16))  # camera-like noise ...
     vol[1, 3, 50] = vol[2, 7, 60] = 3000  # ... with two bright voxels: patched
     v = codec.parse_bitpack(bytearray(codec.encode_bitpack(vol, (4, 16, 16))), 4, 1024)
-    assert list(v.modes) == [0, 1, 2, 3]
+    assert list(v.modes) == [0, 1, codec.MODE_SPARSE_PACKED, 3]
     end = len(v.data) - 2
     for brick, field, value, message in [
-            (0, "modes", 4, "unknown brick mode 4"),
+            (0, "modes", 7, "unknown brick mode 7"),
             (1, "widths", 33, "wider than 32 bits"),
             (1, "offsets", end, "dense brick's data lies past"),
             (2, "offsets", end, "sparse brick's mask lies past"),
@@ -696,6 +763,9 @@ def test_brick_headers_that_do_not_fit_are_refused():
             codec._check_bitpack(v, 1024)
         arr[brick] = keep
     codec._check_bitpack(v, 1024)
+    v.modes[2], v.offsets[2] = codec.MODE_LIST, end + 1  # a list brick's header word
+    with pytest.raises(codec.InputError, match="list brick's header lies past"):
+        codec._check_bitpack(v, 1024)
 
 
 def test_inflated_blocks_are_kept_within_the_budget(tmp_path):

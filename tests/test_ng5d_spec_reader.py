@@ -48,9 +48,9 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _check(tmp_path: Path, arrays: dict, name: str = "f.ng5d", storage: str = "zstd") -> dict:
     path = _write(tmp_path / name, arrays, storage=storage)
-    assert struct.unpack_from("<HH", path.read_bytes(), 8) == (2, 1)  # format 2.1
+    assert struct.unpack_from("<HH", path.read_bytes(), 8) == (2, 2)  # format 2.2
     out = read_ng5d(path)
-    assert out["complete"] is True and out["header"]["version"] == [2, 1]
+    assert out["complete"] is True and out["header"]["version"] == [2, 2]
     for n, (role, a, brick, *codec) in arrays.items():
         assert _same(out["arrays"][n], a), n
         assert out["present"][n] == list(range(a.shape[0]))
@@ -126,7 +126,34 @@ def test_sparse_volume(tmp_path: Path, dtype: str) -> None:
     path = _write(tmp_path / "s.ng5d", {"v": ("intensity", a, None)})
     out = read_ng5d(path)
     assert _same(out["arrays"]["v"], a)
-    assert 2 in _bitpack_modes(path), "expected the writer to pick the sparse mode somewhere"
+    assert 6 in _bitpack_modes(path), "expected the writer to pick the list mode somewhere"
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_sparse_modes_of_format_2_2(tmp_path: Path, dtype: str) -> None:
+    """Background-subtracted-like bricks, mostly zero: the writer picks the list, sparse
+    (packed prefix counts) and sparse patched modes of format 2.2."""
+    dens = np.repeat([0.01, 0.3, 0.3, 0.6], 16)[None, None, None, None, :]
+    a = ((RNG.random((2, 1, 8, 16, 64)) < dens) * RNG.integers(1, 16, (2, 1, 8, 16, 64)))
+    a[..., 32:48] = np.minimum(a[..., 32:48], 7)
+    a[..., 32:48].flat[[5, 400, 1000, 3000]] = 250 if dtype == "uint8" else 50_000
+    a = (a / 3).astype(dtype) if dtype == "float32" else a.astype(dtype)
+    path = _write(tmp_path / "s22.ng5d", {"v": ("intensity", a, (4, 16, 16))})
+    assert _same(read_ng5d(path)["arrays"]["v"], a)
+    if dtype != "float32":  # (float32's order-preserving map: no voxel at the minimum)
+        assert {4, 5, 6} <= _bitpack_modes(path)
+
+
+def test_sparse_mode_of_format_2_1_still_decodes() -> None:
+    """A block in 2.1's sparse layout (a word per prefix count), as 2.1 writers wrote it."""
+    from neuroglia5d.io import ng5d_codec as c
+
+    dens = np.repeat([0.01, 0.3, 0.6, 0.1], 16)[None, None, :]
+    a = ((RNG.random((8, 16, 64)) < dens) * RNG.integers(1, 900, (8, 16, 64))).astype(np.uint16)
+    block = c.encode_bitpack(a, (4, 16, 16), sparse_modes=(c.MODE_SPARSE,))
+    modes = spec_reader._sections(block, 0, [("u4", 2), ("u1", 8)])[1]
+    assert set(modes.tolist()) == {2}
+    assert _same(spec_reader.decode_block("bitpack", block, a.shape, (4, 16, 16), np.uint16), a)
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])

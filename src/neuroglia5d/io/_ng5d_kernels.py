@@ -166,11 +166,15 @@ def _popc_compiled(x: Any) -> Any:
 # ---------------- bitpack
 @_par
 def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_sparse: Any,
-             nnz: Any, pwidth: Any, pcount: Any) -> None:
+             nnz: Any, pwidth: Any, pcount: Any, spwidth: Any, spcount: Any) -> None:
+    """Per brick: minimum, width, sparse width (of the stored d - 1), count of voxels above
+    the minimum, and the best low width and exception count of the ``patched`` and
+    ``sparse patched`` modes (width 0: the mode does not pay)."""
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
     nmask = (n + 31) // 32
+    pw = pos_bits(nmask)
     for b in prange(gz * gy * gx):
         vals = np.empty(n, np.int64)
         gather_brick(u, b // (gy * gx), (b // gx) % gy, b % gx, bz, by, bx, vals)
@@ -210,39 +214,73 @@ def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_spars
                 best, best_w, best_n = words, w2, cnt[t]
         pwidth[b] = best_w
         pcount[b] = best_n
+        # sparse patched: the stored d - 1 at a low width, those >= its escape code apart
+        # (the layout's fixed words are the same as a sparse brick's plus one header word)
+        ws = widths_sparse[b]
+        cnt[:] = 0
+        if ws >= 2:
+            for i in range(n):
+                d = vals[i] - lo
+                if d > 0:
+                    for t in range(1, 6):
+                        if d - 1 >= (np.int64(1) << max(ws - t, 1)) - 1:
+                            cnt[t] += 1
+        best_w = 0
+        best_n = 0
+        best = (c * ws + 31) // 32 - 1  # must beat sparse by more than the header word
+        for t in range(1, 6):
+            w2 = ws - t
+            if w2 < 1:
+                break
+            if cnt[t] > 255:
+                continue
+            words = (cnt[t] * pw + 31) // 32 + (cnt[t] * ws + 31) // 32 + (c * w2 + 31) // 32
+            if words < best:
+                best, best_w, best_n = words, w2, cnt[t]
+        spwidth[b] = best_w
+        spcount[b] = best_n
+
+@_shared
+def packed_prefix_words(npre: int, pw: int) -> int:
+    """Words of the packed prefix counts of a ``sparse`` (mode 4) brick: the counts of
+    groups 1 .. npre - 1 (group 0's is always 0) at ``pw`` bits each."""
+    return ((npre - 1) * pw + 31) >> 5
+
 
 @_par
 def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
             offsets: Any, data: Any) -> None:
+    """Write every brick's data at its offset (``data`` zeroed, the header words of the
+    patched, sparse patched and list bricks already written)."""
     gz, gy, gx = grid[0], grid[1], grid[2]
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
+    pw = pos_bits(nmask)
+    nq = packed_prefix_words(npre, pw)
     for b in prange(gz * gy * gx):
         mode = modes[b]
         if mode == 0:
             continue
         vals = np.empty(n, np.int64)
         gather_brick(u, b // (gy * gx), (b // gx) % gy, b % gx, bz, by, bx, vals)
-        w = widths[b]
+        w = np.int64(widths[b])
         base = np.int64(bases[b])
-        start = np.int64(offsets[b]) * 32
-        vstart = start + (nmask + npre) * 32 if mode == 2 else start
-        if mode == 3:  # header word, exception positions, low values, exception values
-            hdr = np.int64(data[offsets[b]])
-            we = hdr & 0xFF
-            ppos = (np.int64(offsets[b]) + 1) * 32
-            pw = pos_bits(nmask)
-            start = (np.int64(offsets[b]) + 1 + (((hdr >> 8) * pw + 31) >> 5)) * 32
-            vstart = start + nmask * w * 32
+        off = np.int64(offsets[b])
+        if mode == 1:
+            for i in range(n):
+                put_bits(data, (off << 5) + i * w, vals[i] - base, w)
+        elif mode == 3:  # header word, exception positions, low values, exception values
+            hdr = np.int64(data[off])
+            we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
+            ppos = (off + 1) << 5
+            start = (off + 1 + ((ne * pw + 31) >> 5)) << 5
+            vstart = start + ((nmask * w) << 5)
             esc = (np.int64(1) << w) - 1
-        r = 0
-        for i in range(n):
-            d = vals[i] - base
-            if mode == 1:
-                put_bits(data, start + i * w, d, w)
-            elif mode == 3:
+            r = 0
+            for i in range(n):
+                d = vals[i] - base
                 if d >= esc:
                     put_bits(data, start + i * w, esc, w)
                     put_bits(data, vstart + r * we, d, we)
@@ -250,70 +288,192 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                     r += 1
                 else:
                     put_bits(data, start + i * w, d, w)
-            elif d != 0:
-                data[offsets[b] + (i >> 5)] |= np.uint32(np.int64(1) << (i & 31))
-                put_bits(data, vstart + r * w, d - 1, w)
-                r += 1
-        if mode == 2:  # count of set mask bits before every 8th mask word
-            acc = 0
+        elif mode == 6:  # header word, positions, values
+            c = np.int64(data[off]) & 0xFFFF
+            vstart = (off + 1 + ((c * pw + 31) >> 5)) << 5
+            r = 0
+            for i in range(n):
+                d = vals[i] - base
+                if d != 0:
+                    put_bits(data, ((off + 1) << 5) + r * pw, i, pw)
+                    put_bits(data, vstart + r * w, d - 1, w)
+                    r += 1
+        else:  # sparse (2: prefix words; 4: packed prefixes; 5: and exceptions)
+            mm = off + 1 if mode == 5 else off
+            q0 = mm + nmask
+            vstart = (q0 + (npre if mode == 2 else nq)) << 5
+            we, ne, pp, xp, esc = 0, 0, 0, 0, (np.int64(1) << w) - 1
+            if mode == 5:  # exception ranks, exception values, then the low values
+                hdr = np.int64(data[off])
+                we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
+                pp = (q0 + nq) << 5
+                xp = pp + (((ne * pw + 31) >> 5) << 5)
+                vstart = xp + (((ne * we + 31) >> 5) << 5)
+            r = 0
+            e = 0
+            for i in range(n):
+                d = vals[i] - base
+                if d != 0:
+                    data[mm + (i >> 5)] |= np.uint32(np.int64(1) << (i & 31))
+                    if mode == 5 and d - 1 >= esc:
+                        put_bits(data, vstart + r * w, esc, w)
+                        put_bits(data, pp + e * pw, r, pw)
+                        put_bits(data, xp + e * we, d - 1, we)
+                        e += 1
+                    else:
+                        put_bits(data, vstart + r * w, d - 1, w)
+                    r += 1
+            acc = 0  # set mask bits before every 8th mask word
             for k in range(nmask):
                 if k % 8 == 0:
-                    data[offsets[b] + nmask + k // 8] = np.uint32(acc)
-                acc += popc(np.int64(data[offsets[b] + k]))
+                    if mode == 2:
+                        data[q0 + k // 8] = np.uint32(acc)
+                    elif k > 0:
+                        put_bits(data, (q0 << 5) + (k // 8 - 1) * pw, acc, pw)
+                acc += popc(np.int64(data[mm + k]))
 
 @_plain
 def bp_check_heads(modes: Any, widths: Any, offsets: Any, nw: int, n: int
                    ) -> tuple[int, int]:
     """(code, brick) of the first brick whose header does not fit a block of ``nw`` data
     words, bricks of ``n`` voxels: 1 unknown mode, 2 wider than 32 bits, 3 dense data,
-    4 sparse mask and prefixes, 5 patched low values past the end; (0, 0) if all fit."""
+    4 sparse mask and prefixes, 5 patched low values, 6 a list brick's header word past
+    the end; (0, 0) if all fit."""
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
+    nq = packed_prefix_words(npre, pos_bits(nmask))
     last = nw - 1
     for b in range(modes.shape[0]):
         m = np.int64(modes[b])
         w = np.int64(widths[b])
         off = np.int64(offsets[b])
-        if m > 3:
+        if m > 6:
             return 1, b
         if w > 32:
             return 2, b
         if m == 1 and off + (n * w + 31) // 32 > last:
             return 3, b
-        if m == 2 and off + nmask + npre > last:
+        if (m == 2 and off + nmask + npre > last) or (m == 4 and off + nmask + nq > last) \
+                or (m == 5 and off + 1 + nmask + nq > last):
             return 4, b
         if m == 3 and off + 1 + nmask * w > last:
             return 5, b
+        if m == 6 and off + 1 > last:
+            return 6, b
     return 0, 0
 
 
 @_plain
 def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, bad: Any,
                     j0: int, j1: int) -> None:
-    """Flag every sparse brick of ``[j0, j1)`` whose mask (1), prefix counts (2) or values
-    (3) do not fit the data (``bad`` starts at 0). Called over ranges of bricks on the
+    """Flag every brick of ``[j0, j1)`` with data past its header whose data does not fit:
+    a sparse brick's mask (1), prefix counts (2) or values (3); a patched or sparse
+    patched brick's header and extent (4) or exceptions (5); a list brick's header and
+    extent (6) or positions (7) (``bad`` starts at 0). Called over ranges of bricks on the
     decoders' thread pool (a ``prange`` here left numba's OpenMP threads spinning through
     the decode that follows a parse, which then ran 30-50 % slower on two cores)."""
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
+    pw = pos_bits(nmask)
+    nq = packed_prefix_words(npre, pw)
     nw = data.shape[0]
     for b in range(j0, j1):
-        if modes[b] == 3:
-            bad[b] = bp_check_patched(np.int64(widths[b]), np.int64(offsets[b]), data, n)
-            continue
-        if modes[b] != 2:
-            continue
+        m = modes[b]
+        w = np.int64(widths[b])
         off = np.int64(offsets[b])
-        if off + nmask + npre > nw - 1:
-            bad[b] = 1
-            continue
-        acc = np.int64(0)
-        for k in range(nmask):
-            if k % 8 == 0 and np.int64(data[off + nmask + k // 8]) != acc:
-                bad[b] = 2
-            acc += popc(np.int64(data[off + k]))
-        if bad[b] == 0 and off + nmask + npre + (acc * np.int64(widths[b]) + 31) // 32 > nw - 1:
-            bad[b] = 3
+        if m == 3:
+            bad[b] = bp_check_patched(w, off, data, n)
+        elif m == 6:
+            bad[b] = bp_check_list(w, off, data, n)
+        elif m == 2 or m == 4 or m == 5:
+            bad[b] = bp_check_masked(m, w, off, data, nmask, npre, nq, pw)
+        if bad[b] == 0 and m == 5:
+            bad[b] = bp_check_sparse_patched(w, off, data, nmask, nq, pw)
+
+
+@_plain
+def bp_check_masked(m: int, w: int, off: int, data: Any, nmask: int, npre: int, nq: int,
+                    pw: int) -> int:
+    """0 if a sparse (mode 2 or 4) or sparse patched (5) brick's mask, prefix counts and
+    (low) values fit the data and agree, else 1, 2 or 3 as in :func:`bp_check_sparse`;
+    4 for a sparse patched brick's header."""
+    nw = data.shape[0]
+    mm = off + 1 if m == 5 else off
+    q0 = mm + nmask
+    v0 = q0 + (npre if m == 2 else nq)
+    if v0 > nw - 1:
+        return 1
+    if m == 5:
+        hdr = np.int64(data[off])
+        we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
+        if w < 1 or we < 1 or we > 32 or hdr >> 16 or ne == 0:
+            return 4
+        v0 += ((ne * pw + 31) >> 5) + ((ne * we + 31) >> 5)
+    acc = np.int64(0)
+    for k in range(nmask):
+        if k % 8 == 0:
+            if m == 2:
+                got = np.int64(data[q0 + k // 8])
+            else:
+                got = get_bits(data, (q0 << 5) + (k // 8 - 1) * pw, pw) if k else 0
+            if got != acc:
+                return 2
+        acc += popc(np.int64(data[mm + k]))
+    if v0 + (acc * w + 31) // 32 > nw - 1:
+        return 3
+    return 0
+
+
+@_plain
+def bp_check_sparse_patched(w: int, off: int, data: Any, nmask: int, nq: int, pw: int
+                            ) -> int:
+    """0 if a sparse patched brick's exception ranks increase, stay below its count of
+    stored values and each names a low value holding the escape code, else 5. O(exceptions)
+    after :func:`bp_check_masked` checked the extents."""
+    hdr = np.int64(data[off])
+    we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
+    mm = off + 1
+    c = np.int64(0)
+    for k in range(nmask):
+        c += popc(np.int64(data[mm + k]))
+    p0 = mm + nmask + nq
+    v0 = p0 + ((ne * pw + 31) >> 5) + ((ne * we + 31) >> 5)
+    esc = (U64(1) << U64(w)) - U64(1)
+    mpw = (U64(1) << U64(pw)) - U64(1)
+    pp = U64(p0) << U64(5)
+    lo = U64(v0) << U64(5)
+    nxt = U64(0)
+    for _ in range(ne):
+        r = read_bits_u(data, pp, mpw)
+        if r < nxt or r >= U64(c) or read_bits_u(data, lo + r * U64(w), esc) != esc:
+            return 5
+        nxt = r + U64(1)
+        pp += U64(pw)
+    return 0
+
+
+@_plain
+def bp_check_list(w: int, off: int, data: Any, n: int) -> int:
+    """0 if a list brick's header and extent fit (6 if not) and its positions increase
+    inside the brick (7 if not)."""
+    nmask = (n + 31) // 32
+    pw = pos_bits(nmask)
+    nw = data.shape[0]
+    hdr = np.int64(data[off])
+    c = hdr & 0xFFFF
+    if hdr >> 16 or c == 0 or c > n \
+            or off + 1 + ((c * pw + 31) >> 5) + ((c * w + 31) >> 5) > nw - 1:
+        return 6
+    mpw = (U64(1) << U64(pw)) - U64(1)
+    pp = U64(off + 1) << U64(5)
+    nxt = U64(0)
+    for _ in range(c):
+        i = read_bits_u(data, pp, mpw)
+        if i < nxt or i >= U64(n):
+            return 7
+        nxt = i + U64(1)
+        pp += U64(pw)
+    return 0
 
 
 @_plain
@@ -373,15 +533,52 @@ def bp_exception(i: int, off: int, w: int, nmask: int, we: int, ne: int, pw: int
                  low0: int, data: Any) -> int:
     """Value (above the base) of voxel ``i`` of a patched brick, which holds the escape
     code: its rank among the exceptions by binary search of their positions."""
+    q = bp_find(i, (off + 1) << 5, ne, pw, data)
+    return get_bits(data, low0 + ((nmask * w) << 5) + q * we, we)
+
+
+@_shared
+def bp_find(key: int, p0: int, cnt: int, pw: int, data: Any) -> int:
+    """The last of ``cnt`` increasing ``pw``-bit entries from bit ``p0`` on that is at most
+    ``key`` (0 if none is), by binary search."""
     lo = 0
-    hi = ne
+    hi = cnt
     while hi - lo > 1:
         mid = (lo + hi) >> 1
-        if get_bits(data, ((off + 1) << 5) + mid * pw, pw) <= i:
+        if get_bits(data, p0 + mid * pw, pw) <= key:
             lo = mid
         else:
             hi = mid
-    return get_bits(data, low0 + ((nmask * w) << 5) + lo * we, we)
+    return lo
+
+
+@_shared
+def bp_group_prefix(mode: int, q0: int, g: int, pw: int, data: Any) -> int:
+    """Set mask bits of a sparse brick before its group ``g`` of 8 mask words: a word each
+    from word ``q0`` on (mode 2), or packed at ``pw`` bits from group 1 on (modes 4, 5)."""
+    if mode == 2:
+        return np.int64(data[q0 + g])
+    if g == 0:
+        return 0
+    return get_bits(data, (q0 << 5) + (g - 1) * pw, pw)
+
+
+@_shared
+def bp_masked_layout(mode: int, off: int, nmask: int, npre: int, pw: int, data: Any
+                     ) -> tuple[int, int, int, int, int, int, int]:
+    """(first mask word, first prefix word, first bit of the exception ranks, of the
+    exception values, of the stored values, exception width, exception count) of a sparse
+    (mode 2 or 4) or sparse patched (mode 5) brick at word ``off``."""
+    mm = off + 1 if mode == 5 else off
+    q0 = mm + nmask
+    if mode == 2:
+        return mm, q0, 0, 0, (q0 + npre) << 5, 0, 0
+    p0 = q0 + packed_prefix_words(npre, pw)
+    if mode == 4:
+        return mm, q0, 0, 0, p0 << 5, 0, 0
+    we, ne, _ = bp_patched_words(off, pw, data)
+    x0 = p0 + ((ne * pw + 31) >> 5)
+    return mm, q0, p0 << 5, x0 << 5, (x0 + ((ne * we + 31) >> 5)) << 5, we, ne
 
 
 @_shared
@@ -397,17 +594,30 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
         if v != (np.int64(1) << w) - 1:
             return base + v
         return base + bp_exception(i, off, w, nmask, we, ne, pw, low0, data)
+    pw = pos_bits(nmask)
+    if mode == 6:  # list: increasing positions, then the values in their order
+        c = np.int64(data[off]) & 0xFFFF
+        p0 = (off + 1) << 5
+        q = bp_find(i, p0, c, pw, data)
+        if get_bits(data, p0 + q * pw, pw) != i:
+            return base
+        return base + 1 + get_bits(data, ((off + 1 + ((c * pw + 31) >> 5)) << 5) + q * w, w)
+    mm, q0, p0, x0, v0, we, ne = bp_masked_layout(mode, off, nmask, npre, pw, data)
     k = i >> 5
-    m = np.int64(data[off + k])
+    m = np.int64(data[mm + k])
     bit = i & 31
     if not (m >> bit) & 1:
         return base
     # set bits before this voxel: the group prefix, whole words of the group, this word
-    rank = np.int64(data[off + nmask + (k >> 3)])
+    rank = bp_group_prefix(mode, q0, k >> 3, pw, data)
     for kk in range(k & ~7, k):
-        rank += popc(np.int64(data[off + kk]))
+        rank += popc(np.int64(data[mm + kk]))
     rank += popc(m & ((np.int64(1) << bit) - 1))
-    return base + 1 + get_bits(data, ((off + nmask + npre) << 5) + rank * w, w)
+    v = get_bits(data, v0 + rank * w, w)
+    if mode == 5 and v == (np.int64(1) << w) - 1:  # an exception: found by its rank
+        v = get_bits(data, x0 + bp_find(rank, p0, ne, pw, data) * we, we)
+    return base + 1 + v
+
 
 #: array indices of the CPU decode loops are unsigned: numba then skips the negative-index
 #: wrap-around test it emits for every signed index (a select per load and store, which also
@@ -517,16 +727,17 @@ def bp_dense(flat: Any, corner: Any, rows: Any, bx: int, w: int, base: Any, off:
 
 @_plain
 def bp_sparse(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base: Any,
-              off: Any, nmask: int, npre: int, data: Any) -> None:
-    """Decode a sparse brick: the base everywhere, then the voxels of the set mask bits,
-    visited in order (their values are stored in rank order)."""
+              mm: Any, v0: Any, nmask: int, data: Any) -> None:
+    """Decode a sparse brick (mask from word ``mm``, values from bit ``v0``): the base
+    everywhere, then the voxels of the set mask bits, visited in order (their values are
+    stored in rank order)."""
     bp_fill(flat, corner, rows, bx, base)
     mask = (U64(1) << U64(w)) - U64(1)
     uw = U64(w)
-    p = U64(off + nmask + npre) << U64(5)  # bit position of the next stored value
+    p = U64(v0)  # bit position of the next stored value
     b1 = base + U64(1)
     for wi in range(nmask):
-        m = U64(data[U64(off + wi)])
+        m = U64(data[U64(mm + wi)])
         i0 = U64(wi * 32)
         while m:
             k = p >> U64(5)
@@ -534,6 +745,55 @@ def bp_sparse(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base
             flat[corner + lin[i0 + cttz(m)]] = b1 + ((win >> (p & U64(31))) & mask)
             p += uw
             m &= m - U64(1)
+
+
+@_plain
+def bp_sparse_patched(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int,
+                      base: Any, mm: Any, v0: Any, x0: Any, we: int, ne: int, nmask: int,
+                      data: Any) -> None:
+    """Decode a sparse patched brick: as :func:`bp_sparse`, a stored value holding the
+    escape code taking the next exception value (from bit ``x0``; their ranks, checked
+    when the brick was first read, name exactly those values)."""
+    bp_fill(flat, corner, rows, bx, base)
+    mask = (U64(1) << U64(w)) - U64(1)
+    mwe = (U64(1) << U64(we)) - U64(1)
+    uw, uwe = U64(w), U64(we)
+    p = U64(v0)
+    px = U64(x0)
+    left = ne
+    b1 = base + U64(1)
+    for wi in range(nmask):
+        m = U64(data[U64(mm + wi)])
+        i0 = U64(wi * 32)
+        while m:
+            v = read_bits_u(data, p, mask)
+            if v == mask and left > 0:
+                v = read_bits_u(data, px, mwe)
+                px += uwe
+                left -= 1
+            flat[corner + lin[i0 + cttz(m)]] = b1 + v
+            p += uw
+            m &= m - U64(1)
+
+
+@_plain
+def bp_list(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base: Any,
+            off: Any, pw: int, data: Any) -> None:
+    """Decode a list brick: the base everywhere, then each listed position's value."""
+    bp_fill(flat, corner, rows, bx, base)
+    c = np.int64(data[U64(off)]) & 0xFFFF
+    upw, uw = U64(pw), U64(w)
+    mpw = (U64(1) << upw) - U64(1)
+    mw = (U64(1) << uw) - U64(1)
+    pp = U64(off + 1) << U64(5)
+    pv = U64(off + 1 + ((c * pw + 31) >> 5)) << U64(5)
+    last = U64(lin.shape[0] - 1)
+    b1 = base + U64(1)
+    for _ in range(c):
+        i = read_bits_u(data, pp, mpw)
+        flat[corner + lin[min(i, last)]] = b1 + read_bits_u(data, pv, mw)
+        pp += upw
+        pv += uw
 
 
 @_plain
@@ -573,8 +833,16 @@ def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w:
         bp_dense(flat, corner, rows, bx, w, base, off, data)
     elif mode == 3:
         bp_patched(flat, corner, lin, rows, bx, w, base, off, nmask, data)
+    elif mode == 6:
+        bp_list(flat, corner, rows, lin, bx, w, base, off, pos_bits(nmask), data)
     else:
-        bp_sparse(flat, corner, rows, lin, bx, w, base, off, nmask, npre, data)
+        mm, q0, p0, x0, v0, we, ne = bp_masked_layout(mode, off, nmask, npre,
+                                                      pos_bits(nmask), data)
+        if mode == 5:
+            bp_sparse_patched(flat, corner, rows, lin, bx, w, base, mm, v0, x0, we, ne,
+                              nmask, data)
+        else:
+            bp_sparse(flat, corner, rows, lin, bx, w, base, mm, v0, nmask, data)
 
 
 @_plain

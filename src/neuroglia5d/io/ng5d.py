@@ -44,7 +44,7 @@ from .writers import SeriesMeta, SeriesWriter
 
 MAGIC = b"NG5D\r\n\x1a\n"
 #: written by this version; 1.x files (no storage tier) are still read
-VERSION = (2, 1)
+VERSION = (2, 2)
 READABLE_MAJOR = (1, 2)
 REC_MAGIC = b"NG5R"
 IDX_MAGIC = b"NG5X"

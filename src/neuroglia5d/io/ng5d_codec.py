@@ -12,9 +12,13 @@ layout, numba for the loops; the per-voxel functions are shared with the CUDA ke
 ``bitpack`` (uint8, uint16, uint32, float32)
     Per brick: ``constant`` (header only), ``dense`` (every value minus the brick minimum,
     ``width`` bits each), ``sparse`` (a bit mask of the voxels different from the
-    minimum, per-word prefix counts of the mask, and the packed values of those voxels
-    only) or ``patched`` (format 2.1: dense at a lower width whose top code marks up to
-    255 exceptions, stored with their positions at full width), whichever is smallest.
+    minimum, prefix counts of the mask, and the packed values of those voxels only),
+    ``patched`` (format 2.1: dense at a lower width whose top code marks up to 255
+    exceptions, stored with their positions at full width), and since format 2.2
+    ``sparse patched`` (a sparse brick's values with exceptions the same way) and
+    ``list`` (the positions of the few voxels above the minimum instead of a mask),
+    whichever is smallest. 2.2 writes a sparse brick's prefix counts packed (mode 4);
+    the word-per-count sparse layout of 2.0-2.1 (mode 2) is still read.
     float32 is stored through the order-preserving map to uint32 (lossless).
 ``palette`` (uint8 .. uint64 labels)
     A sorted palette of the volume's label values; per brick a 16- or 32-bit word that is
@@ -59,6 +63,10 @@ CODEC_PALETTE = 2
 CODEC_NAMES = {CODEC_BITPACK: "bitpack", CODEC_PALETTE: "palette"}
 
 MODE_CONSTANT, MODE_DENSE, MODE_SPARSE, MODE_PATCHED = 0, 1, 2, 3
+#: brick modes of format 2.2: sparse with packed prefix counts, sparse patched, list
+MODE_SPARSE_PACKED, MODE_SPARSE_PATCHED, MODE_LIST = 4, 5, 6
+#: the sparse modes a 2.2 writer chooses from (2.1's layout: ``(MODE_SPARSE,)``)
+SPARSE_MODES_22 = (MODE_SPARSE_PACKED, MODE_SPARSE_PATCHED, MODE_LIST)
 BITPACK_DTYPES = ("uint8", "uint16", "uint32", "float32")
 PALETTE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 _ALIGN = 8
@@ -269,8 +277,12 @@ class BitpackVolume:
                 "offsets": self.offsets, "data": self.data}
 
 
-def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
-    """Encode a (Z, Y, X) intensity volume (uint8/16/32 or float32) as a ``bitpack`` block."""
+def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int],
+                   sparse_modes: tuple[int, ...] = SPARSE_MODES_22) -> bytes:
+    """Encode a (Z, Y, X) intensity volume (uint8/16/32 or float32) as a ``bitpack`` block.
+
+    ``sparse_modes``: the modes for bricks mostly at their minimum, :data:`SPARSE_MODES_22`
+    (format 2.2), or ``(MODE_SPARSE,)`` for a block that 2.0 and 2.1 readers decode."""
     if vol.ndim != 3:
         raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
     dt = np.dtype(vol.dtype)
@@ -288,29 +300,60 @@ def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int]) -> bytes:
     nnz = np.zeros(nb, np.int64)
     pwidth = np.zeros(nb, np.int64)
     pcount = np.zeros(nb, np.int64)
-    k.bp_stats(u, grid, br, mins, widths, widths_sparse, nnz, pwidth, pcount)
+    spwidth = np.zeros(nb, np.int64)
+    spcount = np.zeros(nb, np.int64)
+    k.bp_stats(u, grid, br, mins, widths, widths_sparse, nnz, pwidth, pcount, spwidth,
+               spcount)
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
+    pbits = max(1, (32 * nmask - 1).bit_length())  # width of a position or rank
+    nq = ((npre - 1) * pbits + 31) // 32
+    big = np.iinfo(np.int64).max
     dense = (n * widths + 31) // 32
-    sparse = nmask + npre + (nnz * widths_sparse + 31) // 32
-    pbits = max(1, (32 * nmask - 1).bit_length())  # width of an exception position
-    patched = np.where(pwidth > 0, 1 + (pcount * pbits + 31) // 32 + nmask * pwidth
-                       + (pcount * widths + 31) // 32, dense + 1)
-    modes = np.where(widths == 0, MODE_CONSTANT,
-                     np.where((sparse < dense) & (sparse <= patched), MODE_SPARSE,
-                              np.where(patched < dense, MODE_PATCHED, MODE_DENSE))
-                     ).astype(np.uint8)
+    svals = (nnz * widths_sparse + 31) // 32
+    # words of each candidate layout (a mode not allowed costs "big")
+    cost = np.full((7, nb), big, np.int64)
+    cost[MODE_DENSE] = dense
+    cost[MODE_PATCHED] = np.where(pwidth > 0, 1 + (pcount * pbits + 31) // 32
+                                  + nmask * pwidth + (pcount * widths + 31) // 32, big)
+    if MODE_SPARSE in sparse_modes:
+        cost[MODE_SPARSE] = nmask + npre + svals
+    if MODE_SPARSE_PACKED in sparse_modes:
+        cost[MODE_SPARSE_PACKED] = nmask + nq + svals
+    if MODE_SPARSE_PATCHED in sparse_modes:
+        cost[MODE_SPARSE_PATCHED] = np.where(
+            spwidth > 0, 1 + nmask + nq + (spcount * pbits + 31) // 32
+            + (spcount * widths_sparse + 31) // 32 + (nnz * spwidth + 31) // 32, big)
+    if MODE_LIST in sparse_modes:
+        cost[MODE_LIST] = np.where(nnz > 0, 1 + (nnz * pbits + 31) // 32 + svals, big)
+    # the cheapest; ties go to the simplest layout (the lowest of dense, patched, sparse,
+    # packed sparse, list, sparse patched)
+    order = np.array([MODE_DENSE, MODE_PATCHED, MODE_SPARSE, MODE_SPARSE_PACKED, MODE_LIST,
+                      MODE_SPARSE_PATCHED])
+    modes = order[np.argmin(cost[order], axis=0)].astype(np.uint8)
+    modes[widths == 0] = MODE_CONSTANT
     full = widths
-    widths = np.where(modes == MODE_SPARSE, widths_sparse,
-                      np.where(modes == MODE_PATCHED, pwidth, widths))
-    words = np.choose(modes, [np.zeros_like(dense), dense, sparse, patched])
+    widths = np.select([modes == MODE_PATCHED, modes == MODE_SPARSE_PATCHED,
+                        np.isin(modes, (MODE_SPARSE, MODE_SPARSE_PACKED, MODE_LIST))],
+                       [pwidth, spwidth, widths_sparse], widths)
+    words = np.where(modes == MODE_CONSTANT, 0,
+                     np.take_along_axis(cost, modes[None].astype(np.int64), 0)[0])
     offsets = np.zeros(nb, np.uint32)
     if nb > 1:
         offsets[1:] = np.cumsum(words[:-1], dtype=np.int64).astype(np.uint32)
     total = int(words.sum())
+    if total + 2 > np.iinfo(np.uint32).max:
+        raise ValueError(f"bitpack: a block of {total} data words does not fit 32-bit "
+                         f"offsets (use smaller timepoints)")
     data = np.zeros(total + 2, np.uint32)  # +2: the two-word read window never overruns
-    pb = np.flatnonzero(modes == MODE_PATCHED)  # header: exception width and count
+    # header words: exception width and count (patched), with the stored values' width
+    # (sparse patched), and the count of listed voxels (list)
+    pb = np.flatnonzero(modes == MODE_PATCHED)
     data[offsets[pb]] = (full[pb] | (pcount[pb] << 8)).astype(np.uint32)
+    sb = np.flatnonzero(modes == MODE_SPARSE_PATCHED)
+    data[offsets[sb]] = (widths_sparse[sb] | (spcount[sb] << 8)).astype(np.uint32)
+    lb = np.flatnonzero(modes == MODE_LIST)
+    data[offsets[lb]] = nnz[lb].astype(np.uint32)
     k.bp_pack(u, grid, br, modes, widths, mins, offsets.astype(np.int64), data)
     buf = bytearray(np.array([nb, total + 2], np.uint32).tobytes())
     _section(buf, modes)
@@ -361,6 +404,7 @@ def _check_bitpack(v: BitpackVolume, n: int, with_data: bool = True) -> None:
                           3: "a dense brick's data lies past the end of the block",
                           4: "a sparse brick's mask lies past the end of the block",
                           5: "a patched brick's low values lie past the end of the block",
+                          6: "a list brick's header lies past the end of the block",
                           }[code])
     if with_data:
         _check_sparse(v, n, None)
@@ -374,7 +418,7 @@ def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
         keep = np.zeros(len(modes), np.uint8)
         keep[bricks] = 1
         modes = np.where(keep.astype(bool), modes, np.uint8(MODE_CONSTANT))
-    if ((modes == MODE_SPARSE) | (modes == MODE_PATCHED)).any():
+    if (modes >= MODE_SPARSE).any():
         bad = np.zeros(len(v.modes), np.uint8)
         check = _kernels().bp_check_sparse
         run_chunks(lambda j0, j1: check(modes, v.widths, v.offsets, v.data, n, bad, j0, j1),
@@ -386,7 +430,10 @@ def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
                               4: "a patched brick's header or exceptions do not fit the "
                                  "block",
                               5: "a patched brick's exception positions do not match its "
-                                 "escape codes"}[int(bad[np.flatnonzero(bad)[0]])])
+                                 "escape codes",
+                              6: "a list brick's header or values do not fit the block",
+                              7: "a list brick's positions are not increasing inside the "
+                                 "brick"}[int(bad[np.flatnonzero(bad)[0]])])
 
 
 def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
@@ -742,8 +789,8 @@ def _inflate_bricks(v: BitpackVolume | PaletteVolume, bricks: np.ndarray | None,
         # a brick's data ends before the next brick's data; the last spans up to the end
         end = np.where(v.modes[bricks] == MODE_SPARSE, off + nmask + (nmask + 7) // 8
                        + (n * w + 31) // 32, off + (n * w + 31) // 32)
-        pat = v.modes[bricks] == MODE_PATCHED
-        if pat.any():  # exceptions follow the low values: up to the next brick's data
+        pat = v.modes[bricks] >= MODE_PATCHED
+        if pat.any():  # layouts with a header word: up to the next brick's data
             nxt = np.append(v.offsets.astype(np.int64), len(v.data) - 2)[bricks + 1]
             end = np.where(pat, np.maximum(nxt, off + 1), end)
         hi = v.data_pos + 4 * (int(end.max()) + 2)

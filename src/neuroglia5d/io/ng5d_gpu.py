@@ -33,6 +33,9 @@ from numba.core.extending import register_jitable
 
 from ._ng5d_kernels import (
     bits_window,
+    bp_find,
+    bp_group_prefix,
+    bp_masked_layout,
     bp_patched_words,
     bp_voxel,
     get_bits,
@@ -155,16 +158,18 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
     # what the brick's voxels share, read once: the patched head; a sparse mask's words
     # and each word's rank (set bits before it), in shared memory
     we, ne, low0 = bp_patched_words(off, pw, data) if mode == 3 else (0, 0, off << 5)
-    ranked = mode == 2 and nmask <= MASK_WORDS  # the same for the whole block
+    # sparse (2, 4) and sparse patched (5): the same for the whole block
+    ranked = (mode == 2 or mode == 4 or mode == 5) and nmask <= MASK_WORDS
+    p0, x0 = 0, 0
     if ranked:
+        mm, q0, p0, x0, low0, we, ne = bp_masked_layout(mode, off, nmask, npre, pw, data)
         for k in range(t, nmask, nthr):
-            msk[k] = data[off + k]
-            r = np.int64(data[off + nmask + (k >> 3)])
+            msk[k] = data[mm + k]
+            r = bp_group_prefix(mode, q0, k >> 3, pw, data)
             for kk in range(k & ~7, k):
-                r += cuda.popc(data[off + kk])
+                r += cuda.popc(data[mm + kk])
             pre[k] = r
         cuda.syncthreads()
-        low0 = (off + nmask + npre) << 5
     esc = (np.int64(1) << w) - 1
     in0 = x >= 0 and x < ox
     in1 = xv == 2 and x + 1 >= 0 and x + 1 < ox
@@ -196,11 +201,22 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                     r = np.int64(pre[k]) + cuda.popc(m & ((np.int64(1) << bit) - 1))
                     s0 = (m >> bit) & 1
                     if in0:
-                        put(out, z, y, x, base + (1 + get_bits(data, low0 + r * w, w)
-                                                  if s0 else 0), fmap)
+                        v = 0
+                        if s0:
+                            v = 1 + get_bits(data, low0 + r * w, w)
+                            if mode == 5 and v == esc + 1:  # an exception, by its rank
+                                v = 1 + get_bits(data, x0 + bp_find(r, p0, ne, pw, data) * we,
+                                                 we)
+                        put(out, z, y, x, base + v, fmap)
                     if in1:
-                        put(out, z, y, x + 1, base + (1 + get_bits(data, low0 + (r + s0) * w, w)
-                                                      if (m >> (bit + 1)) & 1 else 0), fmap)
+                        v = 0
+                        if (m >> (bit + 1)) & 1:
+                            r += s0
+                            v = 1 + get_bits(data, low0 + r * w, w)
+                            if mode == 5 and v == esc + 1:
+                                v = 1 + get_bits(data, x0 + bp_find(r, p0, ne, pw, data) * we,
+                                                 we)
+                        put(out, z, y, x + 1, base + v, fmap)
                 else:
                     if in0:
                         put(out, z, y, x, bp_voxel(li, mode, w, base, off, nmask, npre, data),
