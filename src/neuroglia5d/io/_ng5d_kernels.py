@@ -376,7 +376,6 @@ def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, ba
     npre = (nmask + 7) // 8
     pw = pos_bits(nmask)
     nq = packed_prefix_words(npre, pw)
-    nw = data.shape[0]
     for b in range(j0, j1):
         m = modes[b]
         w = np.int64(widths[b])
@@ -836,8 +835,8 @@ def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w:
     elif mode == 6:
         bp_list(flat, corner, rows, lin, bx, w, base, off, pos_bits(nmask), data)
     else:
-        mm, q0, p0, x0, v0, we, ne = bp_masked_layout(mode, off, nmask, npre,
-                                                      pos_bits(nmask), data)
+        mm, _, _, x0, v0, we, ne = bp_masked_layout(mode, off, nmask, npre,
+                                                    pos_bits(nmask), data)
         if mode == 5:
             bp_sparse_patched(flat, corner, rows, lin, bx, w, base, mm, v0, x0, we, ne,
                               nmask, data)

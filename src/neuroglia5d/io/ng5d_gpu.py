@@ -5,10 +5,10 @@ per voxel, no host round trip):
 
 - ``brick`` (the default): a thread block per brick (``bitpack``; for ``octree`` up to
   :data:`OCT_BRICKS` bricks along x). What a brick's voxels share is read once per brick:
-  its header, a patched brick's exceptions (scattered by the block), a sparse brick's
-  mask ranks, an octree brick's tree descent, record head and local palette (in shared
-  memory). A ``bitpack`` thread decodes two neighbouring voxels from one 64-bit window of
-  the bit stream in each of its planes.
+  its header, a patched brick's exceptions and a list brick's voxels (scattered by the
+  block), a sparse brick's mask ranks, an octree brick's tree descent, record head and
+  local palette (in shared memory). A ``bitpack`` thread decodes two neighbouring voxels
+  from one 64-bit window of the bit stream in each of its planes.
 - ``flat``: one thread per output voxel calling the per-voxel functions the CPU code also
   holds (:func:`neuroglia5d.io._ng5d_kernels.bp_voxel`, ``pal_voxel`` and
   :func:`neuroglia5d.io._ng5d_octree_kernels.oct_voxel`); the fallback for brick planes
@@ -160,9 +160,9 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
     we, ne, low0 = bp_patched_words(off, pw, data) if mode == 3 else (0, 0, off << 5)
     # sparse (2, 4) and sparse patched (5): the same for the whole block
     ranked = (mode == 2 or mode == 4 or mode == 5) and nmask <= MASK_WORDS
-    p0, x0 = 0, 0
+    rk0, ex0 = 0, 0  # first bits of a sparse patched brick's exception ranks and values
     if ranked:
-        mm, q0, p0, x0, low0, we, ne = bp_masked_layout(mode, off, nmask, npre, pw, data)
+        mm, q0, rk0, ex0, low0, we, ne = bp_masked_layout(mode, off, nmask, npre, pw, data)
         for k in range(t, nmask, nthr):
             msk[k] = data[mm + k]
             r = bp_group_prefix(mode, q0, k >> 3, pw, data)
@@ -189,7 +189,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                     v = (win >> w) & esc if w <= 16 else get_bits(data, pos + w, w)
                     if in1 and (mode == 1 or v != esc):
                         put(out, z, y, x + 1, base + v, fmap)
-                elif mode == 0:
+                elif mode == 0 or mode == 6:  # (a list brick's voxels: the pass below)
                     if in0:
                         put(out, z, y, x, base, fmap)
                     if in1:
@@ -205,7 +205,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                         if s0:
                             v = 1 + get_bits(data, low0 + r * w, w)
                             if mode == 5 and v == esc + 1:  # an exception, by its rank
-                                v = 1 + get_bits(data, x0 + bp_find(r, p0, ne, pw, data) * we,
+                                v = 1 + get_bits(data, ex0 + bp_find(r, rk0, ne, pw, data) * we,
                                                  we)
                         put(out, z, y, x, base + v, fmap)
                     if in1:
@@ -214,7 +214,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                             r += s0
                             v = 1 + get_bits(data, low0 + r * w, w)
                             if mode == 5 and v == esc + 1:
-                                v = 1 + get_bits(data, x0 + bp_find(r, p0, ne, pw, data) * we,
+                                v = 1 + get_bits(data, ex0 + bp_find(r, rk0, ne, pw, data) * we,
                                                  we)
                         put(out, z, y, x + 1, base + v, fmap)
                 else:
@@ -225,6 +225,20 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                         put(out, z, y, x + 1, bp_voxel(li + 1, mode, w, base, off, nmask,
                                                        npre, data), fmap)
             li += dz * plane
+    if mode == 6:
+        # a list brick's voxels, one per thread, over the base the loop above wrote (a
+        # block barrier orders the two writes; the branch is the same for the whole block)
+        cuda.syncthreads()
+        plane = by * bx
+        c = np.int64(data[off]) & 0xFFFF
+        v0 = (off + 1 + ((c * pw + 31) >> 5)) << 5
+        for e in range(t, c, nthr):
+            i = min(get_bits(data, ((off + 1) << 5) + e * pw, pw), bz * plane - 1)
+            lz = i // plane
+            ey = (i - lz * plane) // bx
+            z, yy, xx = iz * bz + lz - z0, iy * by + ey - y0, ix * bx + i % bx - x0
+            if z >= 0 and z < oz and yy >= 0 and yy < oy and xx >= 0 and xx < ox:
+                put(out, z, yy, xx, base + 1 + get_bits(data, v0 + e * w, w), fmap)
     if mode == 3:
         # a patched brick's exceptions, one per thread, written where their positions say
         # (the voxels holding the escape code, which the loop above left alone)
