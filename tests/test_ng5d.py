@@ -63,11 +63,19 @@ def test_bitpack_round_trip(data, shape, brick, dtype):
     else:
         elems = st.integers(0, int(np.iinfo(dtype).max))
     vol = data.draw(hnp.arrays(dtype, shape, elements=elems))
-    sparse = data.draw(st.booleans())
-    if sparse:  # mostly one value: exercises the sparse mode
+    kind = data.draw(st.sampled_from(["any", "sparse", "outliers"]))
+    if kind == "sparse":  # mostly one value: exercises the list and sparse modes
         keep = data.draw(hnp.arrays(bool, shape, elements=st.booleans()))
         vol = np.where(keep & (np.arange(vol.size).reshape(shape) % 7 == 0), vol,
                        vol.flat[0])
+    elif kind == "outliers" and dtype != np.float32:
+        # background subtraction's output: zeros, small values, a few bright voxels
+        # (the sparse patched mode)
+        seed = data.draw(st.integers(0, 2**16))
+        rng = np.random.default_rng(seed)
+        density = data.draw(st.sampled_from([0.02, 0.3, 0.7]))
+        small = rng.integers(1, 8, shape) * (rng.random(shape) < density)
+        vol = np.where(rng.random(shape) < 0.004, vol, small.astype(dtype))
     assert same(roundtrip_bitpack(vol, brick), vol)
 
 
