@@ -164,6 +164,38 @@ def _popc_compiled(x: Any) -> Any:
 
 
 # ---------------- bitpack
+@_plain
+def best_low_width(vals: Any, lo: int, w: int, skip: int, slots: int, head: int, best: int,
+                   pw: int) -> tuple[int, int]:
+    """(low width, exception count) of the fewest words for values ``vals - lo - skip``
+    (``skip`` = 1: only the values above ``lo``, stored less one) at a low width w - 5 ..
+    w - 1 with up to 255 exceptions (values >= the escape code 2^w2 - 1, stored at ``w``
+    bits with a ``pw``-bit position each), ``slots`` low values and ``head`` header words;
+    (0, 0) unless it takes fewer than ``best`` words."""
+    cnt = np.zeros(6, np.int64)
+    if w >= 2:
+        for i in range(vals.shape[0]):
+            d = vals[i] - lo
+            if skip and d == 0:
+                continue
+            for t in range(1, 6):
+                if d - skip >= (np.int64(1) << max(w - t, 1)) - 1:
+                    cnt[t] += 1
+    best_w = 0
+    best_n = 0
+    for t in range(1, 6):
+        w2 = w - t
+        if w2 < 1:
+            break
+        if cnt[t] > 255:
+            continue
+        words = head + (cnt[t] * pw + 31) // 32 + (slots * w2 + 31) // 32 \
+            + (cnt[t] * w + 31) // 32
+        if words < best:
+            best, best_w, best_n = words, w2, cnt[t]
+    return best_w, best_n
+
+
 @_par
 def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_sparse: Any,
              nnz: Any, pwidth: Any, pcount: Any, spwidth: Any, spcount: Any) -> None:
@@ -191,54 +223,20 @@ def bp_stats(u: Any, grid: Any, brick: Any, mins: Any, widths: Any, widths_spars
         widths_sparse[b] = bitlen(hi - lo - 1) if hi > lo else 0
         nnz[b] = c
         # patched mode: the fewest words over low widths w - 5 .. w - 1 (at most 255
-        # exceptions: values >= the escape code 2^w2 - 1, stored at w bits)
-        cnt = np.zeros(6, np.int64)
-        if w >= 2:
-            for i in range(n):
-                d = vals[i] - lo
-                for t in range(1, 6):
-                    if d >= (np.int64(1) << max(w - t, 1)) - 1:
-                        cnt[t] += 1
-        best_w = 0
-        best_n = 0
-        best = np.int64(nmask) * w + 1  # must beat dense by more than the header
-        for t in range(1, 6):
-            w2 = w - t
-            if w2 < 1:
-                break
-            if cnt[t] > 255:
-                continue
-            words = 1 + (cnt[t] * pos_bits(nmask) + 31) // 32 + nmask * w2 \
-                + (cnt[t] * w + 31) // 32
-            if words < best:
-                best, best_w, best_n = words, w2, cnt[t]
+        # exceptions: values >= the escape code 2^w2 - 1, stored at w bits); the low
+        # values fill nmask * w2 words
+        best_w, best_n = best_low_width(vals, lo, w, 0, 32 * nmask, 1, np.int64(nmask) * w + 1,
+                                        pw)
         pwidth[b] = best_w
         pcount[b] = best_n
         # sparse patched: the stored d - 1 at a low width, those >= its escape code apart
-        # (the layout's fixed words are the same as a sparse brick's plus one header word)
+        # (the layout's fixed words are the same as a sparse brick's plus one header word,
+        # so it must save more than that word)
         ws = widths_sparse[b]
-        cnt[:] = 0
-        if ws >= 2:
-            for i in range(n):
-                d = vals[i] - lo
-                if d > 0:
-                    for t in range(1, 6):
-                        if d - 1 >= (np.int64(1) << max(ws - t, 1)) - 1:
-                            cnt[t] += 1
-        best_w = 0
-        best_n = 0
-        best = (c * ws + 31) // 32 - 1  # must beat sparse by more than the header word
-        for t in range(1, 6):
-            w2 = ws - t
-            if w2 < 1:
-                break
-            if cnt[t] > 255:
-                continue
-            words = (cnt[t] * pw + 31) // 32 + (cnt[t] * ws + 31) // 32 + (c * w2 + 31) // 32
-            if words < best:
-                best, best_w, best_n = words, w2, cnt[t]
+        best_w, best_n = best_low_width(vals, lo, ws, 1, c, 0, (c * ws + 31) // 32 - 1, pw)
         spwidth[b] = best_w
         spcount[b] = best_n
+
 
 @_shared
 def packed_prefix_words(npre: int, pw: int) -> int:
@@ -437,18 +435,28 @@ def bp_check_sparse_patched(w: int, off: int, data: Any, nmask: int, nq: int, pw
         c += popc(np.int64(data[mm + k]))
     p0 = mm + nmask + nq
     v0 = p0 + ((ne * pw + 31) >> 5) + ((ne * we + 31) >> 5)
+    return 0 if increasing_ids(data, p0 << 5, ne, pw, c, v0 << 5, w) else 5
+
+
+@_plain
+def increasing_ids(data: Any, p0: int, cnt: int, pw: int, limit: int, lo: int, w: int
+                   ) -> bool:
+    """Whether ``cnt`` ``pw``-bit values from bit ``p0`` on strictly increase, stay below
+    ``limit`` and, when ``w`` > 0, each names a ``w``-bit value (from bit ``lo``, at that
+    index) holding the escape code 2^w − 1. Unsigned, unclamped bit readers: the caller
+    checked the extents."""
     esc = (U64(1) << U64(w)) - U64(1)
     mpw = (U64(1) << U64(pw)) - U64(1)
-    pp = U64(p0) << U64(5)
-    lo = U64(v0) << U64(5)
-    nxt = U64(0)
-    for _ in range(ne):
-        r = read_bits_u(data, pp, mpw)
-        if r < nxt or r >= U64(c) or read_bits_u(data, lo + r * U64(w), esc) != esc:
-            return 5
-        nxt = r + U64(1)
+    pp = U64(p0)
+    nxt = U64(0)  # the smallest value the next one may have
+    for _ in range(cnt):
+        i = read_bits_u(data, pp, mpw)
+        if i < nxt or i >= U64(limit) or (w > 0 and read_bits_u(data, U64(lo) + i * U64(w),
+                                                                  esc) != esc):
+            return False
+        nxt = i + U64(1)
         pp += U64(pw)
-    return 0
+    return True
 
 
 @_plain
@@ -463,16 +471,7 @@ def bp_check_list(w: int, off: int, data: Any, n: int) -> int:
     if hdr >> 16 or c == 0 or c > n \
             or off + 1 + ((c * pw + 31) >> 5) + ((c * w + 31) >> 5) > nw - 1:
         return 6
-    mpw = (U64(1) << U64(pw)) - U64(1)
-    pp = U64(off + 1) << U64(5)
-    nxt = U64(0)
-    for _ in range(c):
-        i = read_bits_u(data, pp, mpw)
-        if i < nxt or i >= U64(n):
-            return 7
-        nxt = i + U64(1)
-        pp += U64(pw)
-    return 0
+    return 0 if increasing_ids(data, (off + 1) << 5, c, pw, n, 0, 0) else 7
 
 
 @_plain
@@ -493,20 +492,8 @@ def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
     if w < 1 or we < 1 or we > 32 or hdr >> 16 or ne == 0 \
             or low0 + nmask * w + (ne * we + 31) // 32 > nw - 1:
         return 4
-    # unsigned bit readers (the extents above keep them inside the data)
-    esc = (U64(1) << U64(w)) - U64(1)
-    mpw = (U64(1) << U64(pw)) - U64(1)
-    pp = U64(off + 1) << U64(5)
-    lo = U64(low0) << U64(5)
-    uw, upw, un = U64(w), U64(pw), U64(n)
-    nxt = U64(0)  # the smallest position the next exception may have
-    for _ in range(ne):
-        i = read_bits_u(data, pp, mpw)
-        if i < nxt or i >= un or read_bits_u(data, lo + i * uw, esc) != esc:
-            return 5
-        nxt = i + U64(1)
-        pp += upw
-    return 0
+    # positions: increasing voxel numbers, each on an escape code
+    return 0 if increasing_ids(data, (off + 1) << 5, ne, pw, n, low0 << 5, w) else 5
 
 
 @_shared

@@ -135,6 +135,21 @@ def put(out: Any, z: int, y: int, x: int, v: int, fmap: int) -> None:
     out[_U(z), _U(y), _U(x)] = float_bits(v) if fmap else v
 
 
+@register_jitable
+def put_listed(out: Any, i: int, iz: int, iy: int, ix: int, bz: int, by: int, bx: int,
+               z0: int, y0: int, x0: int, v: int, fmap: int) -> None:
+    """Store value ``v`` at voxel ``i`` (clamped to the brick) of brick (iz, iy, ix), if
+    it lies in the region at (z0, y0, x0) that ``out`` holds."""
+    oz, oy, ox = out.shape
+    plane = by * bx
+    i = min(i, bz * plane - 1)
+    lz = i // plane
+    ly = (i - lz * plane) // bx
+    z, y, x = iz * bz + lz - z0, iy * by + ly - y0, ix * bx + i % bx - x0
+    if z >= 0 and z < oz and y >= 0 and y < oy and x >= 0 and x < ox:
+        put(out, z, y, x, v, fmap)
+
+
 @cuda.jit
 def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by, bx, nmask,
                     npre, modes, widths, bases, offsets, data):  # pragma: no cover - device
@@ -229,28 +244,18 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
         # a list brick's voxels, one per thread, over the base the loop above wrote (a
         # block barrier orders the two writes; the branch is the same for the whole block)
         cuda.syncthreads()
-        plane = by * bx
         c = np.int64(data[off]) & 0xFFFF
         v0 = (off + 1 + ((c * pw + 31) >> 5)) << 5
         for e in range(t, c, nthr):
-            i = min(get_bits(data, ((off + 1) << 5) + e * pw, pw), bz * plane - 1)
-            lz = i // plane
-            ey = (i - lz * plane) // bx
-            z, yy, xx = iz * bz + lz - z0, iy * by + ey - y0, ix * bx + i % bx - x0
-            if z >= 0 and z < oz and yy >= 0 and yy < oy and xx >= 0 and xx < ox:
-                put(out, z, yy, xx, base + 1 + get_bits(data, v0 + e * w, w), fmap)
+            put_listed(out, get_bits(data, ((off + 1) << 5) + e * pw, pw), iz, iy, ix, bz,
+                       by, bx, z0, y0, x0, base + 1 + get_bits(data, v0 + e * w, w), fmap)
     if mode == 3:
         # a patched brick's exceptions, one per thread, written where their positions say
         # (the voxels holding the escape code, which the loop above left alone)
-        plane = by * bx
         ex0 = low0 + ((nmask * w) << 5)
         for e in range(t, ne, nthr):
-            i = min(get_bits(data, ((off + 1) << 5) + e * pw, pw), bz * plane - 1)
-            lz = i // plane
-            ey = (i - lz * plane) // bx
-            z, yy, xx = iz * bz + lz - z0, iy * by + ey - y0, ix * bx + i % bx - x0
-            if z >= 0 and z < oz and yy >= 0 and yy < oy and xx >= 0 and xx < ox:
-                put(out, z, yy, xx, base + get_bits(data, ex0 + e * we, we), fmap)
+            put_listed(out, get_bits(data, ((off + 1) << 5) + e * pw, pw), iz, iy, ix, bz,
+                       by, bx, z0, y0, x0, base + get_bits(data, ex0 + e * we, we), fmap)
 
 
 #: most bricks along x per thread block of the octree brick kernel: one thread each finds
