@@ -256,7 +256,6 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
     pw = pos_bits(nmask)
-    nq = packed_prefix_words(npre, pw)
     for b in prange(gz * gy * gx):
         mode = modes[b]
         if mode == 0:
@@ -297,16 +296,9 @@ def bp_pack(u: Any, grid: Any, brick: Any, modes: Any, widths: Any, bases: Any,
                     put_bits(data, vstart + r * w, d - 1, w)
                     r += 1
         else:  # sparse (2: prefix words; 4: packed prefixes; 5: and exceptions)
-            mm = off + 1 if mode == 5 else off
-            q0 = mm + nmask
-            vstart = (q0 + (npre if mode == 2 else nq)) << 5
-            we, ne, pp, xp, esc = 0, 0, 0, 0, (np.int64(1) << w) - 1
-            if mode == 5:  # exception ranks, exception values, then the low values
-                hdr = np.int64(data[off])
-                we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
-                pp = (q0 + nq) << 5
-                xp = pp + (((ne * pw + 31) >> 5) << 5)
-                vstart = xp + (((ne * we + 31) >> 5) << 5)
+            mm, q0, pp, xp, vstart, we, _ = bp_masked_layout(mode, off, nmask, npre, pw,
+                                                             data)
+            esc = (np.int64(1) << w) - 1
             r = 0
             e = 0
             for i in range(n):
@@ -384,8 +376,6 @@ def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, ba
             bad[b] = bp_check_list(w, off, data, n)
         elif m == 2 or m == 4 or m == 5:
             bad[b] = bp_check_masked(m, w, off, data, nmask, npre, nq, pw)
-        if bad[b] == 0 and m == 5:
-            bad[b] = bp_check_sparse_patched(w, off, data, nmask, nq, pw)
 
 
 @_plain
@@ -393,49 +383,25 @@ def bp_check_masked(m: int, w: int, off: int, data: Any, nmask: int, npre: int, 
                     pw: int) -> int:
     """0 if a sparse (mode 2 or 4) or sparse patched (5) brick's mask, prefix counts and
     (low) values fit the data and agree, else 1, 2 or 3 as in :func:`bp_check_sparse`;
-    4 for a sparse patched brick's header."""
+    for a sparse patched brick also 4 (header) or 5 (exception ranks not increasing,
+    not below its count of stored values, or not on an escape code)."""
     nw = data.shape[0]
-    mm = off + 1 if m == 5 else off
-    q0 = mm + nmask
-    v0 = q0 + (npre if m == 2 else nq)
-    if v0 > nw - 1:
+    # (the layout reads the header word clamped to the data: checked below)
+    mm, q0, rk0, _, v0, we, ne = bp_masked_layout(m, off, nmask, npre, pw, data)
+    if q0 + (npre if m == 2 else nq) > nw - 1:
         return 1
-    if m == 5:
-        hdr = np.int64(data[off])
-        we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
-        if w < 1 or we < 1 or we > 32 or hdr >> 16 or ne == 0:
-            return 4
-        v0 += ((ne * pw + 31) >> 5) + ((ne * we + 31) >> 5)
+    if m == 5 and (w < 1 or we < 1 or we > 32 or np.int64(data[off]) >> 16 or ne == 0):
+        return 4
     acc = np.int64(0)
     for k in range(nmask):
-        if k % 8 == 0:
-            if m == 2:
-                got = np.int64(data[q0 + k // 8])
-            else:
-                got = get_bits(data, (q0 << 5) + (k // 8 - 1) * pw, pw) if k else 0
-            if got != acc:
-                return 2
+        if k % 8 == 0 and bp_group_prefix(m, q0, k >> 3, pw, data) != acc:
+            return 2
         acc += popc(np.int64(data[mm + k]))
-    if v0 + (acc * w + 31) // 32 > nw - 1:
+    if (v0 >> 5) + (acc * w + 31) // 32 > nw - 1:
         return 3
+    if m == 5 and not increasing_ids(data, rk0, ne, pw, acc, v0, w):
+        return 5
     return 0
-
-
-@_plain
-def bp_check_sparse_patched(w: int, off: int, data: Any, nmask: int, nq: int, pw: int
-                            ) -> int:
-    """0 if a sparse patched brick's exception ranks increase, stay below its count of
-    stored values and each names a low value holding the escape code, else 5. O(exceptions)
-    after :func:`bp_check_masked` checked the extents."""
-    hdr = np.int64(data[off])
-    we, ne = hdr & 0xFF, (hdr >> 8) & 0xFF
-    mm = off + 1
-    c = np.int64(0)
-    for k in range(nmask):
-        c += popc(np.int64(data[mm + k]))
-    p0 = mm + nmask + nq
-    v0 = p0 + ((ne * pw + 31) >> 5) + ((ne * we + 31) >> 5)
-    return 0 if increasing_ids(data, p0 << 5, ne, pw, c, v0 << 5, w) else 5
 
 
 @_plain

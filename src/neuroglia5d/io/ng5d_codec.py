@@ -306,8 +306,8 @@ def encode_bitpack(vol: np.ndarray, brick: tuple[int, int, int],
                spcount)
     nmask = (n + 31) // 32
     npre = (nmask + 7) // 8
-    pbits = max(1, (32 * nmask - 1).bit_length())  # width of a position or rank
-    nq = ((npre - 1) * pbits + 31) // 32
+    pbits = k.pos_bits(nmask)  # width of a position or rank
+    nq = k.packed_prefix_words(npre, pbits)
     big = np.iinfo(np.int64).max
     dense = (n * widths + 31) // 32
     svals = (nnz * widths_sparse + 31) // 32
@@ -790,7 +790,7 @@ def _inflate_bricks(v: BitpackVolume | PaletteVolume, bricks: np.ndarray | None,
         end = np.where(v.modes[bricks] == MODE_SPARSE, off + nmask + (nmask + 7) // 8
                        + (n * w + 31) // 32, off + (n * w + 31) // 32)
         pat = v.modes[bricks] >= MODE_PATCHED
-        if pat.any():  # layouts with a header word: up to the next brick's data
+        if pat.any():  # other layouts' ends depend on their data: up to the next brick's
             nxt = np.append(v.offsets.astype(np.int64), len(v.data) - 2)[bricks + 1]
             end = np.where(pat, np.maximum(nxt, off + 1), end)
         hi = v.data_pos + 4 * (int(end.max()) + 2)
