@@ -1,8 +1,17 @@
-"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 24``).
+"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 38``).
 
 ``NG5D_XP=cupy`` runs them on a real GPU with CuPy arrays (tests/test_gpu.py); otherwise
 under numba's CUDA simulator on NumPy arrays (tests/test_ng5d.py). A script, not a test
 module, because the simulator must be switched on before numba is imported.
+
+``NG5D_XP=ptx`` runs the same decodes without a GPU and without the simulator: every
+kernel launch is instead compiled to PTX by numba and NVIDIA's NVVM (for compute
+capability 8.0 and 9.0, with the argument types the launch would have), then assembled by
+``ptxas`` when it is found, which reports registers and spills per kernel. The simulator
+runs the kernels as Python and never types them; this is what the GPU path compiles.
+It needs NVVM (``CUDA_HOME`` pointing at a CUDA toolkit, or the ``nvidia-cuda-nvcc-cu12``
+wheel, which :func:`nvvm_home` finds) and prints ``compiled N`` followed by one line per
+kernel and architecture.
 """
 
 from __future__ import annotations
@@ -14,12 +23,85 @@ from typing import Any
 import numpy as np
 
 
+def nvvm_home() -> str | None:
+    """A CUDA toolkit directory holding NVVM: ``CUDA_HOME``, else the one the
+    ``nvidia-cuda-nvcc-cu12`` wheel installs (None when neither is there)."""
+    import importlib.util
+
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    try:
+        spec = importlib.util.find_spec("nvidia.cuda_nvcc")
+    except ModuleNotFoundError:
+        return None
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        if os.path.exists(os.path.join(d, "nvvm", "lib64", "libnvvm.so")):
+            return str(d)
+    return None
+
+
+class PtxCompiler:
+    """Stands in for ``ng5d_gpu.launch``: compiles each kernel for the argument types of
+    the launch (as the GPU path does before loading it), once per types and architecture,
+    and keeps the PTX."""
+
+    ARCHS = ((8, 0), (9, 0))
+
+    def __init__(self) -> None:
+        self.ptx: dict[tuple[str, str, tuple[int, int]], str] = {}
+
+    def __call__(self, kernel: Any, grid: Any, block: Any, args: tuple[Any, ...], xp: Any,
+                 fixed: int = 0, cache: Any = None) -> None:
+        from numba import cuda
+
+        from neuroglia5d.io.ng5d_gpu import _arg_type
+
+        types = tuple(_arg_type(a) for a in args)
+        for cc in self.ARCHS:
+            key = (kernel.py_func.__name__, str(types), cc)
+            if key not in self.ptx:
+                self.ptx[key] = cuda.compile_ptx(kernel.py_func, types, cc=cc)[0]
+
+    def report(self) -> list[str]:
+        """Per kernel and architecture: variants compiled, and when ``ptxas`` is found,
+        the most registers and spilled bytes of any variant."""
+        import re
+        import shutil
+        import subprocess
+        import tempfile
+
+        home = nvvm_home()
+        ptxas = shutil.which("ptxas") or (os.path.join(home, "bin", "ptxas") if home
+                                          else None)
+        if ptxas and not os.path.exists(ptxas):
+            ptxas = None
+        rows: dict[tuple[str, tuple[int, int]], list[tuple[int, int]]] = {}
+        for (name, _, cc), ptx in self.ptx.items():
+            regs = spill = -1
+            if ptxas:
+                with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+                    f.write(ptx)
+                    f.flush()
+                    out = subprocess.run(
+                        [ptxas, "-v", f"--gpu-name=sm_{cc[0]}{cc[1]}", "-o", os.devnull,
+                         f.name], capture_output=True, text=True, check=True).stderr
+                regs = max(int(r) for r in re.findall(r"Used (\d+) registers", out))
+                spill = sum(int(b) for b in re.findall(r"(\d+) bytes spill", out))
+            rows.setdefault((name, cc), []).append((regs, spill))
+        return [f"{name} sm_{cc[0]}{cc[1]}: {len(v)} variants"
+                + (f", at most {max(r for r, _ in v)} registers, "
+                   f"{max(s for _, s in v)} bytes spilled" if v[0][0] >= 0 else "")
+                for (name, cc), v in sorted(rows.items())]
+
+
 def main() -> list[bool]:
     """Decode on the device and on the CPU; one bool per comparison."""
     xp: Any
     if os.environ.get("NG5D_XP") == "cupy":
         import cupy as xp
         host = xp.asnumpy
+    elif os.environ.get("NG5D_XP") == "ptx":
+        xp, host = np, np.asarray
     else:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba.cuda is first imported
         xp = np
@@ -28,6 +110,17 @@ def main() -> list[bool]:
     from neuroglia5d.io import ng5d_gpu as g
     from neuroglia5d.io import ng5d_octree as o
     from neuroglia5d.io.ng5d_gpu import DeviceVolume, decode_on_device
+
+    if os.environ.get("NG5D_XP") == "ptx":
+        g.launch = COMPILER
+        # numba compiles a kernel's device functions (``register_jitable`` ones too) for
+        # the current device's architecture; there is none: name the oldest one compiled
+        import types
+
+        import numba.cuda.dispatcher as nd
+
+        nd.get_current_device = lambda: types.SimpleNamespace(
+            compute_capability=PtxCompiler.ARCHS[0])
 
     rng = np.random.default_rng(0)
     ok = []
@@ -144,6 +237,15 @@ def main() -> list[bool]:
                 ok.append(np.array_equal(host(dec(DeviceVolume(pb, xp), vb.shape, big,
                                                   vb.dtype, reg)),
                                          c.decode_bitpack(pb, vb.shape, big, vb.dtype, reg)))
+        # sparse bricks of 4096 voxels (the most the brick kernel ranks in shared
+        # memory), and of 8192 (the flat kernel)
+        for bigger in ((4, 32, 32), (8, 32, 32)):
+            pb = c.parse_bitpack(c.encode_bitpack(vb, bigger),
+                                 int(np.prod(c.brick_grid(vb.shape, bigger))),
+                                 int(np.prod(bigger)))
+            ok.append(np.array_equal(host(dec(DeviceVolume(pb, xp), vb.shape, bigger,
+                                              vb.dtype)),
+                                     c.decode_bitpack(pb, vb.shape, bigger, vb.dtype)))
         # a brick plane of more than 1024 voxels: the flat kernel either way
         wide = (1, 8, 136)
         pw = c.parse_bitpack(c.encode_bitpack(v, wide),
@@ -155,7 +257,19 @@ def main() -> list[bool]:
     return ok
 
 
+COMPILER = PtxCompiler()
+
+
 if __name__ == "__main__":
+    if os.environ.get("NG5D_XP") == "ptx":
+        home = nvvm_home()
+        if home is None:
+            raise SystemExit("no NVVM: set CUDA_HOME or pip install nvidia-cuda-nvcc-cu12")
+        os.environ["CUDA_HOME"] = home
+        main()  # (nothing is decoded: the outputs are not compared)
+        print("compiled", len(COMPILER.ptx))
+        print("\n".join(COMPILER.report()))
+        raise SystemExit(0)
     res = main()
     print(all(res), len(res))
     raise SystemExit(0 if all(res) else 1)

@@ -557,7 +557,7 @@ def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
     proc = subprocess.run([sys.executable, str(GPU_CHECK)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["True", "34"]
+    assert proc.stdout.split() == ["True", "38"]
 
 
 def test_edit_a_tile_then_save_appends_and_survives_reopening(tmp_path):

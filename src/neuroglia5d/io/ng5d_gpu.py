@@ -12,7 +12,7 @@ per voxel, no host round trip):
 - ``flat``: one thread per output voxel calling the per-voxel functions the CPU code also
   holds (:func:`neuroglia5d.io._ng5d_kernels.bp_voxel`, ``pal_voxel`` and
   :func:`neuroglia5d.io._ng5d_octree_kernels.oct_voxel`); the fallback for brick planes
-  over 1024 voxels and for the 2.0 ``palette`` codec.
+  over 1024 voxels, ``bitpack`` bricks over 4096 voxels and the 2.0 ``palette`` codec.
 
 The kernels are built from the functions the CPU decoder's modules register for every
 numba target (``get_bits``, ``bits_window``, ``value_slot``, ``local_entry``, ...).
@@ -124,9 +124,13 @@ def float_bits(v: int) -> int:
 
 #: a thread of the bitpack brick kernel decodes two voxels along x (bricks of even width)
 BP_PAIRS = True
-#: mask words of the largest brick (voxels / 32) whose sparse mask the bitpack brick
-#: kernel ranks in shared memory (larger bricks rank voxel by voxel)
-MASK_WORDS = 32
+#: mask words of the largest brick (voxels / 32) that the bitpack brick kernel decodes:
+#: it ranks a sparse brick's mask in shared memory. Larger bricks go to the flat kernel:
+#: a per-voxel fallback for them inside the brick kernel (``bp_voxel``, which ranks and
+#: searches voxel by voxel) raised the kernel's registers from 63 to 105 per thread
+#: (ptxas for sm_90, ``NG5D_XP=ptx python tests/ng5d_gpu_check.py``), which limits how
+#: many of its blocks an SM holds at once, for every brick of every volume
+MASK_WORDS = 128
 
 
 @register_jitable
@@ -173,8 +177,9 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
     # what the brick's voxels share, read once: the patched head; a sparse mask's words
     # and each word's rank (set bits before it), in shared memory
     we, ne, low0 = bp_patched_words(off, pw, data) if mode == 3 else (0, 0, off << 5)
-    # sparse (2, 4) and sparse patched (5): the same for the whole block
-    ranked = (mode == 2 or mode == 4 or mode == 5) and nmask <= MASK_WORDS
+    # sparse (2, 4) and sparse patched (5): the same for the whole block (the caller
+    # sends bricks of over MASK_WORDS mask words to the flat kernel)
+    ranked = mode == 2 or mode == 4 or mode == 5
     rk0, ex0 = 0, 0  # first bits of a sparse patched brick's exception ranks and values
     if ranked:
         mm, q0, rk0, ex0, low0, we, ne = bp_masked_layout(mode, off, nmask, npre, pw, data)
@@ -209,7 +214,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                         put(out, z, y, x, base, fmap)
                     if in1:
                         put(out, z, y, x + 1, base, fmap)
-                elif ranked:  # (li even when xv is 2: both voxels in one mask word)
+                else:  # ranked (li even when xv is 2: both voxels in one mask word)
                     k = li >> 5
                     m = np.int64(msk[k])
                     bit = li & 31
@@ -232,13 +237,6 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                                 v = 1 + get_bits(data, ex0 + bp_find(r, rk0, ne, pw, data) * we,
                                                  we)
                         put(out, z, y, x + 1, base + v, fmap)
-                else:
-                    if in0:
-                        put(out, z, y, x, bp_voxel(li, mode, w, base, off, nmask, npre, data),
-                            fmap)
-                    if in1:
-                        put(out, z, y, x + 1, bp_voxel(li + 1, mode, w, base, off, nmask,
-                                                       npre, data), fmap)
             li += dz * plane
     if mode == 6:
         # a list brick's voxels, one per thread, over the base the loop above wrote (a
@@ -523,7 +521,8 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
         Region (step 1, within the volume) to decode; the whole volume by default.
     layout : {"brick", "flat"}
         ``brick``: a thread block per brick (the default; bricks whose (y, x) plane
-        exceeds 1024 voxels, and the 2.0 ``palette`` codec, fall back to ``flat``);
+        exceeds 1024 voxels, ``bitpack`` bricks of over 4096 voxels and the 2.0
+        ``palette`` codec fall back to ``flat``);
         ``flat``: one thread per output voxel in C order, the region's index split into
         brick and voxel by division.
     out : array, optional
@@ -552,7 +551,7 @@ def decode_on_device(dv: DeviceVolume, shape_zyx: tuple[int, int, int],
         return out
     _, gy, gx = brick_grid(shape_zyx, brick)
     bz, by, bx = brick
-    if by * bx > 1024:
+    if by * bx > 1024 or (dv.kind == "bitpack" and bz * by * bx > 32 * MASK_WORDS):
         layout = "flat"
     n = shp[0] * shp[1] * shp[2]
     flat = ((n + _THREADS - 1) // _THREADS,), (_THREADS,)
