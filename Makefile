@@ -31,6 +31,12 @@ $(STAMP): pyproject.toml | $(PY)
 	  || $(PY) -m pip install --quiet "torch==2.13.0"; \
 	fi
 	$(PY) -m pip install --quiet -e ".[test]"
+	@# NVIDIA's compiler (NVVM, and NVRTC that numba-cuda asks) for the test that compiles
+	@# the GPU kernels without a GPU (tests/ng5d_gpu_check.py, NG5D_XP=ptx); on a GPU
+	@# machine the gpu extra brings its own
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(PY) -m pip install --quiet "nvidia-nvvm==13.*" "nvidia-cuda-nvrtc==13.*"; \
+	fi
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -5,13 +5,14 @@ under numba's CUDA simulator on NumPy arrays (tests/test_ng5d.py). A script, not
 module, because the simulator must be switched on before numba is imported.
 
 ``NG5D_XP=ptx`` runs the same decodes without a GPU and without the simulator: every
-kernel launch is instead compiled to PTX by numba and NVIDIA's NVVM (for compute
-capability 8.0 and 9.0, with the argument types the launch would have), then assembled by
-``ptxas`` when it is found, which reports registers and spills per kernel. The simulator
-runs the kernels as Python and never types them; this is what the GPU path compiles.
-It needs NVVM (``CUDA_HOME`` pointing at a CUDA toolkit, or the ``nvidia-cuda-nvcc-cu12``
-wheel, which :func:`nvvm_home` finds) and prints ``compiled N`` followed by one line per
-kernel and architecture.
+kernel launch is instead compiled to PTX by numba-cuda and NVIDIA's NVVM, for compute
+capability 8.0 and 9.0 (or those ``NG5D_PTX_CC`` lists, e.g. ``90``) and with the
+argument types the launch would have, then assembled by ``ptxas`` where one is found
+(``CUDA_HOME/bin``, the ``nvidia-cuda-nvcc`` wheel, ``PATH``), which reports registers
+and spills per kernel. The simulator runs the kernels as Python and never types them;
+this is what the GPU path compiles. It needs numba-cuda (the test extra) and NVVM (the
+``nvidia-nvvm`` wheel, which ``make test`` installs, or a CUDA toolkit) and prints
+``compiled N`` followed by one line per kernel and architecture.
 """
 
 from __future__ import annotations
@@ -23,29 +24,14 @@ from typing import Any
 import numpy as np
 
 
-def nvvm_home() -> str | None:
-    """A CUDA toolkit directory holding NVVM: ``CUDA_HOME``, else the one the
-    ``nvidia-cuda-nvcc-cu12`` wheel installs (None when neither is there)."""
-    import importlib.util
-
-    if os.environ.get("CUDA_HOME"):
-        return os.environ["CUDA_HOME"]
-    try:
-        spec = importlib.util.find_spec("nvidia.cuda_nvcc")
-    except ModuleNotFoundError:
-        return None
-    for d in (spec.submodule_search_locations or []) if spec else []:
-        if os.path.exists(os.path.join(d, "nvvm", "lib64", "libnvvm.so")):
-            return str(d)
-    return None
-
-
 class PtxCompiler:
     """Stands in for ``ng5d_gpu.launch``: compiles each kernel for the argument types of
     the launch (as the GPU path does before loading it), once per types and architecture,
     and keeps the PTX."""
 
-    ARCHS = ((8, 0), (9, 0))
+    #: compute capabilities compiled for (``NG5D_PTX_CC``, e.g. ``80,90``)
+    ARCHS = tuple((int(a) // 10, int(a) % 10)
+                  for a in os.environ.get("NG5D_PTX_CC", "80,90").split(","))
 
     def __init__(self) -> None:
         self.ptx: dict[tuple[str, str, tuple[int, int]], str] = {}
@@ -68,13 +54,15 @@ class PtxCompiler:
         import re
         import shutil
         import subprocess
+        import sysconfig
         import tempfile
 
-        home = nvvm_home()
-        ptxas = shutil.which("ptxas") or (os.path.join(home, "bin", "ptxas") if home
-                                          else None)
-        if ptxas and not os.path.exists(ptxas):
-            ptxas = None
+        # on PATH, in CUDA_HOME, or from the ``nvidia-cuda-nvcc`` wheel (the same CUDA
+        # release as the ``nvidia-nvvm`` one: an older ptxas refuses newer PTX)
+        dirs = [os.path.join(os.environ.get("CUDA_HOME", ""), "bin"),
+                os.path.join(sysconfig.get_paths()["purelib"], "nvidia", "cu13", "bin")]
+        found = [shutil.which("ptxas", path=d) for d in dirs] + [shutil.which("ptxas")]
+        ptxas = next((p for p in found if p), None)
         rows: dict[tuple[str, tuple[int, int]], list[tuple[int, int]]] = {}
         for (name, _, cc), ptx in self.ptx.items():
             regs = spill = -1
@@ -84,13 +72,15 @@ class PtxCompiler:
                     f.flush()
                     out = subprocess.run(
                         [ptxas, "-v", f"--gpu-name=sm_{cc[0]}{cc[1]}", "-o", os.devnull,
-                         f.name], capture_output=True, text=True, check=True).stderr
-                regs = max(int(r) for r in re.findall(r"Used (\d+) registers", out))
-                spill = sum(int(b) for b in re.findall(r"(\d+) bytes spill", out))
+                         f.name], capture_output=True, text=True).stderr
+                if "registers" in out:  # (an older ptxas refuses newer PTX)
+                    regs = max(int(r) for r in re.findall(r"Used (\d+) registers", out))
+                    spill = sum(int(b) for b in re.findall(r"(\d+) bytes spill", out))
             rows.setdefault((name, cc), []).append((regs, spill))
         return [f"{name} sm_{cc[0]}{cc[1]}: {len(v)} variants"
                 + (f", at most {max(r for r, _ in v)} registers, "
-                   f"{max(s for _, s in v)} bytes spilled" if v[0][0] >= 0 else "")
+                   f"{max(s for _, s in v)} bytes spilled" if v[0][0] >= 0 else
+                   " (no ptxas that reads this PTX: registers not reported)")
                 for (name, cc), v in sorted(rows.items())]
 
 
@@ -262,10 +252,6 @@ COMPILER = PtxCompiler()
 
 if __name__ == "__main__":
     if os.environ.get("NG5D_XP") == "ptx":
-        home = nvvm_home()
-        if home is None:
-            raise SystemExit("no NVVM: set CUDA_HOME or pip install nvidia-cuda-nvcc-cu12")
-        os.environ["CUDA_HOME"] = home
         main()  # (nothing is decoded: the outputs are not compared)
         print("compiled", len(COMPILER.ptx))
         print("\n".join(COMPILER.report()))

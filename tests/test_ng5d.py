@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -558,6 +559,25 @@ def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["True", "38"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
+                    reason="numba-cuda (the test extra) is not installed")
+def test_gpu_kernels_compile_to_ptx_for_every_launch():
+    """What the simulator cannot check: numba-cuda types each kernel with the argument
+    types of its launches, and NVVM compiles it (no GPU needed)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env.update(NG5D_XP="ptx", NG5D_PTX_CC="90")
+    proc = subprocess.run([sys.executable, str(GPU_CHECK)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    # 3 bitpack variants (uint16, uint8 and uint32 output; float32 decodes as uint32
+    # bits) of the two bitpack kernels, one of each label kernel
+    assert lines[0] == "compiled 9"
+    kernels = {ln.split()[0] for ln in lines[1:]}
+    assert kernels == {"bp_brick_kernel", "bp_kernel", "oct_brick_kernel", "oct_kernel",
+                       "pal_kernel"}
 
 
 def test_edit_a_tile_then_save_appends_and_survives_reopening(tmp_path):
