@@ -18,7 +18,9 @@ The kernels are built from the functions the CPU decoder's modules register for 
 numba target (``get_bits``, ``bits_window``, ``value_slot``, ``local_entry``, ...).
 Without a GPU, the same kernels run under numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``) on NumPy arrays, which is how the test suite checks them
-against the CPU decoder (``tests/ng5d_gpu_check.py``). Import this module only when
+against the CPU decoder (``tests/ng5d_gpu_check.py``), and are compiled to PTX for the
+argument types of every launch (``NG5D_XP=ptx``; the simulator never types them).
+numba's CUDA target is the numba-cuda package (the ``gpu`` extra). Import this module only when
 decoding on a device (it imports ``numba.cuda``).
 """
 
