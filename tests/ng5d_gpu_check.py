@@ -40,13 +40,22 @@ class PtxCompiler:
                  fixed: int = 0, cache: Any = None) -> None:
         from numba import cuda
 
-        from neuroglia5d.io.ng5d_gpu import _arg_type
+        from neuroglia5d.io.ng5d_gpu import _arg_type, _is_array, ptx_entry
 
         types = tuple(_arg_type(a) for a in args)
+        # the GPU launcher passes an array as 5 + 2·ndim 8-byte fields (meminfo, parent,
+        # size, itemsize, data, shape, strides), an int as one: the kernel's parameters
+        # must be exactly those
+        fields = sum(5 + 2 * a.ndim if _is_array(a) else 1 for a in args)
         for cc in self.ARCHS:
             key = (kernel.py_func.__name__, str(types), cc)
             if key not in self.ptx:
-                self.ptx[key] = cuda.compile_ptx(kernel.py_func, types, cc=cc)[0]
+                ptx = self.ptx[key] = cuda.compile_ptx(kernel.py_func, types, cc=cc)[0]
+                _, kinds = ptx_entry(ptx, key[0])
+                if len(kinds) != fields or set(kinds) - {"u64", "s64", "b64"}:
+                    raise AssertionError(f"{key[0]}: {len(kinds)} PTX parameters of types "
+                                         f"{sorted(set(kinds))}; the launcher packs {fields} "
+                                         "8-byte fields")
 
     def report(self) -> list[str]:
         """Per kernel and architecture: variants compiled, and when ``ptxas`` is found,

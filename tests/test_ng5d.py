@@ -565,7 +565,8 @@ def test_gpu_kernels_under_the_cuda_simulator_match_the_cpu_decoder():
                     reason="numba-cuda (the test extra) is not installed")
 def test_gpu_kernels_compile_to_ptx_for_every_launch():
     """What the simulator cannot check: numba-cuda types each kernel with the argument
-    types of its launches, and NVVM compiles it (no GPU needed)."""
+    types of its launches, NVVM compiles it (no GPU needed), and its PTX parameters are
+    the 8-byte fields the GPU launcher packs (the script raises otherwise)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env.update(NG5D_XP="ptx", NG5D_PTX_CC="90")
     proc = subprocess.run([sys.executable, str(GPU_CHECK)], capture_output=True, text=True,

@@ -422,10 +422,19 @@ def _flat_args(args: tuple[Any, ...]) -> list[int]:
     return flat
 
 
-def _load(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any, bool]:
-    """(module, function, all parameters 8 bytes) of ``kernel`` for these argument types."""
+def ptx_entry(ptx: str, what: str) -> tuple[str, list[str]]:
+    """(entry name, parameter types such as ``u64``) of the kernel in a PTX module;
+    :func:`launch` passes :func:`_flat_args` to those parameters."""
     import re
 
+    entry = re.search(r"\.entry\s+([\w$]+)\s*\(([^)]*)\)", ptx)
+    if entry is None:
+        raise RuntimeError(f"{what}: no kernel entry in its PTX")
+    return entry.group(1), re.findall(r"\.param\s+\.(\w+)", entry.group(2))
+
+
+def _load(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any, bool]:
+    """(module, function, all parameters 8 bytes) of ``kernel`` for these argument types."""
     import cupy
 
     dev = cupy.cuda.Device()
@@ -435,13 +444,10 @@ def _load(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any, bool]:
         cc = str(dev.compute_capability)  # "90" for 9.0
         ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(_arg_type(a) for a in args),
                                   cc=(int(cc[:-1]), int(cc[-1])))
-        entry = re.search(r"\.entry\s+([\w$]+)\s*\(([^)]*)\)", ptx)
-        if entry is None:
-            raise RuntimeError(f"{kernel.py_func.__name__}: no kernel entry in its PTX")
-        kinds = re.findall(r"\.param\s+\.(\w+)", entry.group(2))
+        name, kinds = ptx_entry(ptx, kernel.py_func.__name__)
         mod = cupy.cuda.function.Module()
         mod.load(ptx.encode() + b"\0")
-        got = _MODULES[key] = (mod, mod.get_function(entry.group(1)),
+        got = _MODULES[key] = (mod, mod.get_function(name),
                                all(k in ("u64", "s64", "b64") for k in kinds))
     return got
 
