@@ -40,7 +40,7 @@ class PtxCompiler:
                  fixed: int = 0, cache: Any = None) -> None:
         from numba import cuda
 
-        from neuroglia5d.io.ng5d_gpu import _arg_type, _is_array, ptx_entry
+        from neuroglia5d.io.ng5d_gpu import PARAM_8, _arg_type, _is_array, ptx_entry
 
         types = tuple(_arg_type(a) for a in args)
         # the GPU launcher passes an array as 5 + 2·ndim 8-byte fields (meminfo, parent,
@@ -52,7 +52,7 @@ class PtxCompiler:
             if key not in self.ptx:
                 ptx = self.ptx[key] = cuda.compile_ptx(kernel.py_func, types, cc=cc)[0]
                 _, kinds = ptx_entry(ptx, key[0])
-                if len(kinds) != fields or set(kinds) - {"u64", "s64", "b64"}:
+                if len(kinds) != fields or not set(kinds) <= PARAM_8:
                     raise AssertionError(f"{key[0]}: {len(kinds)} PTX parameters of types "
                                          f"{sorted(set(kinds))}; the launcher packs {fields} "
                                          "8-byte fields")

@@ -422,6 +422,11 @@ def _flat_args(args: tuple[Any, ...]) -> list[int]:
     return flat
 
 
+#: PTX parameter types of 8 bytes (a kernel whose parameters are all such takes its
+#: arguments packed as one array of 8-byte words)
+PARAM_8 = frozenset({"u64", "s64", "b64"})
+
+
 def ptx_entry(ptx: str, what: str) -> tuple[str, list[str]]:
     """(entry name, parameter types such as ``u64``) of the kernel in a PTX module;
     :func:`launch` passes :func:`_flat_args` to those parameters."""
@@ -448,7 +453,7 @@ def _load(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any, bool]:
         mod = cupy.cuda.function.Module()
         mod.load(ptx.encode() + b"\0")
         got = _MODULES[key] = (mod, mod.get_function(name),
-                               all(k in ("u64", "s64", "b64") for k in kinds))
+                               set(kinds) <= PARAM_8)
     return got
 
 
