@@ -258,45 +258,56 @@ def ng5d_encode(vol: Volume) -> tuple[bytes, tuple[int, int, int]]:
     return c.encode_bitpack(vol.data, BRICK_BITPACK), BRICK_BITPACK
 
 
-def ng5d_parse(vol: Volume, blob: bytes, brick: tuple[int, int, int]) -> Any:
+def ng5d_parser(vol: Volume, brick: tuple[int, int, int]) -> Callable[[Any], Any]:
+    """``parse(block)``: what a reader does on the first read of a timepoint (the brick
+    counts come from the file's header, worked out once when the file is opened)."""
     from neuroglia5d.io import ng5d_codec as c
     from neuroglia5d.io import ng5d_octree as o
 
-    nb = n_bricks(vol.data.shape, brick)
-    nvox = int(np.prod(brick))
+    shape: tuple[int, int, int] = vol.data.shape  # type: ignore[assignment]
+    dtype = vol.data.dtype
     if vol.kind == "labels":
-        return o.parse_octree(blob, vol.data.shape, vol.data.dtype)  # type: ignore[arg-type]
-    return c.parse_bitpack(blob, nb, nvox)
+        return lambda blob: o.parse_octree(blob, shape, dtype)
+    nb = n_bricks(shape, brick)
+    nvox = int(np.prod(brick))
+    return lambda blob: c.parse_bitpack(blob, nb, nvox)
+
+
+def ng5d_parse(vol: Volume, blob: Any, brick: tuple[int, int, int]) -> Any:
+    """The parsed resident block of a volume."""
+    return ng5d_parser(vol, brick)(blob)
 
 
 def ng5d_file_decoder(vol: Volume, stored: bytes, brick: tuple[int, int, int]) -> Decoder:
     """Inflate the storage tier, then parse + decode it all on the CPU."""
     from neuroglia5d.io import ng5d_codec as c
 
+    parse = ng5d_parser(vol, brick)
+
     def dec() -> np.ndarray:
-        return ng5d_decoder(vol, c.inflate_zstd(stored).data, brick, parse_each_call=True)()
+        return ng5d_decoder(vol, c.inflate_zstd(stored).data, brick, parse=parse)()
 
     return dec
 
 
 def ng5d_decoder(vol: Volume, blob: Any, brick: tuple[int, int, int],
                  region: tuple[slice, slice, slice] | None = None,
-                 parse_each_call: bool = False) -> Decoder:
+                 parse: Callable[[Any], Any] | None = None) -> Decoder:
     """Decode (all of it, or ``region``) of a resident block on the CPU; the block is
-    parsed once up front, as a reader does, unless ``parse_each_call``."""
+    parsed once up front, as a reader does, or with ``parse`` on every call."""
     from neuroglia5d.io import ng5d_codec as c
     from neuroglia5d.io import ng5d_octree as o
 
     shape: tuple[int, int, int] = vol.data.shape  # type: ignore[assignment]
     dtype = vol.data.dtype
-    parsed = None if parse_each_call else ng5d_parse(vol, blob, brick)
-
-    def parse() -> Any:
-        return parsed if parsed is not None else ng5d_parse(vol, blob, brick)
-
+    if parse is None:
+        parsed = ng5d_parser(vol, brick)(blob)
+        if vol.kind == "labels":
+            return lambda: o.decode_octree(parsed, shape, region=region)
+        return lambda: c.decode_bitpack(parsed, shape, brick, dtype, region=region)
     if vol.kind == "labels":
-        return lambda: o.decode_octree(parse(), shape, region=region)
-    return lambda: c.decode_bitpack(parse(), shape, brick, dtype, region=region)
+        return lambda: o.decode_octree(parse(blob), shape, region=region)
+    return lambda: c.decode_bitpack(parse(blob), shape, brick, dtype, region=region)
 
 
 def palette_codec(vol: Volume) -> tuple[int, Decoder]:

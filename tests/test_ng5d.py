@@ -767,6 +767,41 @@ def test_damaged_sparse_bricks_are_refused():
         codec._check_bitpack(v, 1024)
 
 
+@pytest.mark.parametrize("grid_x", [2, 1024])  # on the calling thread; on numba's threads
+def test_brick_data_is_checked_by_the_first_decode_that_reads_it(grid_x):
+    """The parser checks the brick headers; a sparse brick's data is checked by the decode
+    that first reads it (in the same pass), once. A damaged one is refused by every decode
+    that needs it and by a device upload; the other bricks still decode."""
+    from neuroglia5d.io.ng5d_gpu import DeviceVolume
+
+    vol = np.zeros((4, 16, 16 * grid_x), np.uint16)
+    vol[0:2, 0:10, 0:15] = 500  # brick 0: sparse
+    vol[2:4, 0:10, -15:] = 7  # the last brick: sparse
+    br = (4, 16, 16)
+    buf = bytearray(codec.encode_bitpack(vol, br, sparse_modes=(codec.MODE_SPARSE,)))
+    v = codec.parse_bitpack(buf, grid_x, 1024)
+    assert list(v.modes[[0, -1]]) == [codec.MODE_SPARSE] * 2
+    assert not v.checked.any()  # nothing checked by the parse
+    first = (slice(0, 4), slice(0, 16), slice(0, 16))
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16, first),
+                          vol[first])
+    assert v.checked[0] == 1 and not v.checked[1:].any()
+    v.data[int(v.offsets[-1]) + 32 + 1] += 1  # a prefix count of the last brick
+    for _ in range(2):
+        with pytest.raises(codec.InputError, match="prefix counts do not match"):
+            codec.decode_bitpack(v, vol.shape, br, np.uint16)
+    assert v.checked[-1] == 0
+    # the dense or constant bricks between need no check; brick 0 is not checked again
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16, first),
+                          vol[first])
+    with pytest.raises(codec.InputError, match="prefix counts do not match"):
+        DeviceVolume(codec.parse_bitpack(buf, grid_x, 1024), np)
+    v.data[int(v.offsets[-1]) + 32 + 1] -= 1
+    assert np.array_equal(codec.decode_bitpack(v, vol.shape, br, np.uint16), vol)
+    assert v.checked[[0, -1]].all()
+    DeviceVolume(codec.parse_bitpack(buf, grid_x, 1024), np)
+
+
 def test_brick_headers_that_do_not_fit_are_refused():
     """Every header check of a bitpack block, on one brick of four (constant, dense,
     sparse, patched), names what is wrong."""

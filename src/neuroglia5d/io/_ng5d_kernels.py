@@ -356,10 +356,8 @@ def bp_check_heads(modes: Any, widths: Any, offsets: Any, nw: int, n: int
 @_plain
 def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, bad: Any,
                     j0: int, j1: int) -> None:
-    """Flag every brick of ``[j0, j1)`` with data past its header whose data does not fit:
-    a sparse brick's mask (1), prefix counts (2) or values (3); a patched or sparse
-    patched brick's header and extent (4) or exceptions (5); a list brick's header and
-    extent (6) or positions (7) (``bad`` starts at 0). Called over ranges of bricks on the
+    """Flag every brick of ``[j0, j1)`` whose data does not fit (``bad[b]``, which starts
+    at 0, gets the code of :func:`bp_check_data`). Called over ranges of bricks on the
     decoders' thread pool (a ``prange`` here left numba's OpenMP threads spinning through
     the decode that follows a parse, which then ran 30-50 % slower on two cores)."""
     nmask = (n + 31) // 32
@@ -367,15 +365,26 @@ def bp_check_sparse(modes: Any, widths: Any, offsets: Any, data: Any, n: int, ba
     pw = pos_bits(nmask)
     nq = packed_prefix_words(npre, pw)
     for b in range(j0, j1):
-        m = modes[b]
-        w = np.int64(widths[b])
-        off = np.int64(offsets[b])
-        if m == 3:
-            bad[b] = bp_check_patched(w, off, data, n)
-        elif m == 6:
-            bad[b] = bp_check_list(w, off, data, n)
-        elif m == 2 or m == 4 or m == 5:
-            bad[b] = bp_check_masked(m, w, off, data, nmask, npre, nq, pw)
+        bad[b] = bp_check_data(np.int64(modes[b]), np.int64(widths[b]),
+                               np.int64(offsets[b]), data, n, nmask, npre, nq, pw)
+
+
+@_plain
+def bp_check_data(m: int, w: int, off: int, data: Any, n: int, nmask: int, npre: int,
+                  nq: int, pw: int) -> int:
+    """0 if the data of a brick of mode ``m`` fits the block and holds together, else
+    what does not: a sparse brick's mask (1), prefix counts (2) or values (3); a patched
+    or sparse patched brick's header and extent (4) or exceptions (5); a list brick's
+    header and extent (6) or positions (7). Constant and dense bricks have nothing past
+    their header (0). ``nmask``, ``npre``, ``nq`` and ``pw`` follow from ``n`` (passed in
+    so that a decoder computes them once)."""
+    if m == 3:
+        return bp_check_patched(w, off, data, n)
+    if m == 6:
+        return bp_check_list(w, off, data, n)
+    if m == 2 or m == 4 or m == 5:
+        return bp_check_masked(m, w, off, data, nmask, npre, nq, pw)
+    return 0
 
 
 @_plain
@@ -799,13 +808,18 @@ def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w:
 
 @_plain
 def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
-              modes: Any, widths: Any, bases: Any, offsets: Any, data: Any, j0: int,
-              j1: int) -> None:
+              modes: Any, widths: Any, bases: Any, offsets: Any, data: Any, checked: Any,
+              bad: Any, j0: int, j1: int) -> None:
     """Decode bricks ``j0 .. j1 - 1`` (numbered in C order among the bricks covering the
     region) of a region into ``out`` (C-contiguous): whole bricks straight into ``out``,
     bricks cut by the region into a scratch brick first (decoding a whole brick
     sequentially is cheaper than voxel by voxel). Single-threaded and without the GIL: the
-    caller runs ranges of bricks on several threads."""
+    caller runs ranges of bricks on several threads.
+
+    A brick with data past its header whose ``checked`` flag is 0 is checked first
+    (:func:`bp_check_data`, on data the decode then reads from cache) and flagged 1; one
+    that does not fit is left undecoded and its code stored in ``bad[0]`` (the caller
+    raises). The headers were checked by the parser."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -817,6 +831,8 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     rows = row_offsets(bz, by, oy, ox)
     own = flat_offsets(bz, by, bx, by, bx).astype(np.uint64)  # C order within the brick
     own_rows = row_offsets(bz, by, by, bx)
+    pw = pos_bits(nmask)
+    nq = packed_prefix_words(npre, pw)
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
     for j in range(j0, min(j1, nbz * nby * nbx)):
         iz = bz0 + j // (nby * nbx)
@@ -825,6 +841,12 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
         b = U64((iz * gy + iy) * gx + ix)
         mode, w = np.int64(modes[b]), np.int64(widths[b])
         base, off = U64(bases[b]), np.int64(offsets[b])
+        if mode >= 2 and checked[b] == 0:
+            code = bp_check_data(mode, w, off, data, n, nmask, npre, nq, pw)
+            if code != 0:
+                bad[0] = code
+                continue
+            checked[b] = 1
         za, zb = max(iz * bz, z0), min((iz + 1) * bz, z0 + oz)
         ya, yb = max(iy * by, y0), min((iy + 1) * by, y0 + oy)
         xa, xb = max(ix * bx, x0), min((ix + 1) * bx, x0 + ox)
@@ -1063,15 +1085,15 @@ def interleaved_chunk(k: int, n: int, chunk: int, threads: int) -> tuple[int, in
 
 @_par
 def bp_decode_par(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick: Any,
-                  modes: Any, widths: Any, bases: Any, offsets: Any, data: Any, n: int,
-                  chunk: int, threads: int) -> None:
+                  modes: Any, widths: Any, bases: Any, offsets: Any, data: Any,
+                  checked: Any, bad: Any, n: int, chunk: int, threads: int) -> None:
     """:func:`bp_decode` of bricks ``0 .. n - 1`` in chunks of ``chunk`` on numba's
     threads."""
     for k in prange(interleaved_len(n, chunk, threads)):
         j0, j1 = interleaved_chunk(k, n, chunk, threads)
         if j1 > j0:
             bp_decode(out, z0, y0, x0, shape, grid, brick, modes, widths, bases, offsets,
-                      data, j0, j1)
+                      data, checked, bad, j0, j1)
 
 
 @_par

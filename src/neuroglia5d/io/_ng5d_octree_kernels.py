@@ -344,9 +344,17 @@ def write_records(idx: Any, bricks: Any, wg: int, offsets: Any, out: Any) -> Non
 
 @_plain
 def check_tree(sw: Any, sr: Any, ow: Any, orank: Any, values: Any, nn: int, nup: int,
-               sup: int, nr: int, no: int, wg: int, npal: int) -> int:
-    """0 when the bit sets hold together, else the code of the first problem (see
-    ``ng5d_octree._TREE_ERRORS``)."""
+               sup: int, nr: int, no: int, wg: int, npal: int, rec_base: Any, rb: int
+               ) -> int:
+    """0 when the bit sets and the record groups' starts ``rec_base`` (increasing, the
+    last one ``rb``, the records' length) hold together, else the code of the first
+    problem (see ``ng5d_octree._TREE_ERRORS``)."""
+    ng = rec_base.shape[0]
+    if ng == 0 or np.int64(rec_base[ng - 1]) != rb:
+        return 6
+    for g in range(1, ng):
+        if rec_base[g] < rec_base[g - 1]:
+            return 6
     nw = sw.shape[0]
     s_up = 0
     s_low = 0

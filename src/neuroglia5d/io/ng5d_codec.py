@@ -35,7 +35,9 @@ Storage tier (format 2.0, array key ``storage``)
 
 from __future__ import annotations
 
+import itertools
 import math
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -266,10 +268,15 @@ class BitpackVolume:
     data: np.ndarray
     #: set while the block is being inflated on demand (see :class:`LazyBlock`)
     lazy: LazyBlock | None = None
-    #: per brick: its data was checked (sparse bricks are checked once inflated)
+    #: per brick (uint8): 1 once its data was checked. The parser checks every brick's
+    #: header; the data of the bricks with data past it (sparse, patched, list) is checked
+    #: by the first decode that reads it, in the same pass (on data then in cache), or by
+    #: :func:`ensure_checked` before a device upload
     checked: np.ndarray | None = None
     #: byte position of ``data`` in the block
     data_pos: int = 0
+    #: voxels of one brick
+    n_voxels: int = 0
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The block's arrays (what a device copy needs)."""
@@ -368,9 +375,10 @@ def parse_bitpack(block: bytes | memoryview | LazyBlock, n_bricks: int, n_voxels
                   ) -> BitpackVolume:
     """Parse a ``bitpack`` block without decoding it; raise when it does not fit.
 
-    ``n_voxels`` is the number of voxels of one brick. ``block`` may be a
-    :class:`LazyBlock`: only its head sections are inflated now, the data of the bricks a
-    decode needs when it needs them (their data is checked then).
+    ``n_voxels`` is the number of voxels of one brick. Every brick's header is checked
+    now, the data of sparse, patched and list bricks when a decode first reads it (see
+    :attr:`BitpackVolume.checked`). ``block`` may be a :class:`LazyBlock`: only its head
+    sections are inflated now, the data of the bricks a decode needs when it needs them.
     """
     lazy = block if isinstance(block, LazyBlock) else None
     mv = memoryview(lazy.buf if lazy is not None else block)
@@ -383,10 +391,9 @@ def parse_bitpack(block: bytes | memoryview | LazyBlock, n_bricks: int, n_voxels
     bases, pos = _take(mv, pos, np.uint32, nb, lazy)
     offsets, pos = _take(mv, pos, np.uint32, nb, lazy)
     data, _ = _take(mv, pos, np.uint32, nwords)
-    v = BitpackVolume(modes, widths, bases, offsets, data, data_pos=pos)
-    _check_bitpack(v, n_voxels, with_data=lazy is None)
-    if lazy is not None:
-        v.lazy, v.checked = lazy, np.zeros(nb, np.bool_)
+    v = BitpackVolume(modes, widths, bases, offsets, data, lazy, np.zeros(nb, np.uint8), pos,
+                      n_voxels)
+    _check_bitpack(v, n_voxels, with_data=False)
     return v
 
 
@@ -424,16 +431,19 @@ def _check_sparse(v: BitpackVolume, n: int, bricks: np.ndarray | None) -> None:
         run_chunks(lambda j0, j1: check(modes, v.widths, v.offsets, v.data, n, bad, j0, j1),
                    len(modes), CHECK_BRICKS_PER_TASK)
         if bad.any():
-            raise InputError({1: "a sparse brick's mask lies past the end of the block",
-                              2: "a sparse brick's prefix counts do not match its mask",
-                              3: "a sparse brick's values lie past the end of the block",
-                              4: "a patched brick's header or exceptions do not fit the "
-                                 "block",
-                              5: "a patched brick's exception positions do not match its "
-                                 "escape codes",
-                              6: "a list brick's header or values do not fit the block",
-                              7: "a list brick's positions are not increasing inside the "
-                                 "brick"}[int(bad[np.flatnonzero(bad)[0]])])
+            raise InputError(_DATA_ERRORS[int(bad[np.flatnonzero(bad)[0]])])
+
+
+#: what :func:`_ng5d_kernels.bp_check_data` found wrong with a brick's data, by code
+_DATA_ERRORS = {
+    1: "a sparse brick's mask lies past the end of the block",
+    2: "a sparse brick's prefix counts do not match its mask",
+    3: "a sparse brick's values lie past the end of the block",
+    4: "a patched brick's header or exceptions do not fit the block",
+    5: "a patched brick's exception positions do not match its escape codes",
+    6: "a list brick's header or values do not fit the block",
+    7: "a list brick's positions are not increasing inside the brick",
+}
 
 
 def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
@@ -445,15 +455,21 @@ def decode_bitpack(v: BitpackVolume, shape_zyx: tuple[int, int, int],
     out = np.empty(shp, np.uint32 if dt == np.float32 else dt)
     if min(shp) <= 0:
         return out.astype(dt) if dt == np.float32 else out
-    if v.lazy is not None:
-        _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick)
+    if v.lazy is not None and not v.lazy.complete:
+        _inflate_bricks(v, _region_bricks(shape_zyx, brick, (z0, y0, x0), shp), brick,
+                        check=False)
+    if v.checked is None:  # built by hand, not by the parser: check it all now
+        ensure_checked(v)
     k = _kernels()
+    bad = np.zeros(1, np.uint8)
     args = (out, z0, y0, x0, np.array(shape_zyx, np.int64),
             np.array(brick_grid(shape_zyx, brick), np.int64), np.array(brick, np.int64),
-            v.modes, v.widths, v.bases, v.offsets, v.data)
+            v.modes, v.widths, v.bases, v.offsets, v.data, v.checked, bad)
     run_kernel(k.bp_decode, k.bp_decode_par, args,
                _n_region_bricks(brick, (z0, y0, x0), shp), BRICKS_PER_TASK,
                COLD_PARALLEL_BRICKS)
+    if bad[0]:  # the decode checks the data of each brick it reads first
+        raise InputError(_DATA_ERRORS[int(bad[0])])
     return ordered_to_float(out) if dt == np.float32 else out
 
 
@@ -649,15 +665,27 @@ def store_zstd(block: bytes, level: int = ZSTD_LEVEL, frame: int | None = None,
 
 def stored_layout(stored: bytes | memoryview) -> tuple[int, int, np.ndarray, int]:
     """(resident length, frame size, stored frame lengths, offset of the first frame)."""
-    mv = memoryview(stored)
-    head, _ = _take(mv, 0, np.uint32, 2)
-    rl, _ = _take(mv, 8, np.uint64, 1)
-    nf, frame, rlen = int(head[0]), int(head[1]), int(rl[0])
+    rlen, frame, lens, pos = _frame_table(memoryview(stored))
+    return rlen, frame, np.array(lens, np.uint32), pos
+
+
+def _frame_table(mv: memoryview) -> tuple[int, int, tuple[int, ...], int]:
+    """:func:`stored_layout` with the lengths as a tuple: read with :mod:`struct` (a
+    first read of a timepoint runs this once; a few NumPy calls on small arrays cost
+    10-60 µs each there, right after another large decode has left the caches cold)."""
+    if len(mv) < _STORED_HEAD:
+        raise InputError(f"volume block truncated (needs {_STORED_HEAD} bytes, has "
+                         f"{len(mv)})")
+    nf, frame, rlen = struct.unpack_from("<IIQ", mv, 0)
     if frame <= 0 or frame % _ALIGN or nf != -(-rlen // frame):
         raise InputError(f"stored volume block has an invalid frame table ({nf} frames of "
                          f"{frame} bytes for {rlen} bytes)")
-    lens, pos = _take(mv, _STORED_HEAD, np.uint32, nf)
-    if pos + int(lens.sum(dtype=np.int64)) > len(mv):
+    pos = _STORED_HEAD + 4 * nf
+    if pos > len(mv):
+        raise InputError(f"volume block truncated (needs {pos} bytes, has {len(mv)})")
+    lens = struct.unpack_from(f"<{nf}I", mv, _STORED_HEAD)
+    pos += (-pos) % _ALIGN
+    if pos + sum(lens) > len(mv):
         raise InputError("stored volume block truncated (its frames end past the block)")
     return rlen, frame, lens, pos
 
@@ -682,17 +710,20 @@ class LazyBlock:
 
     def __init__(self, stored: bytes | memoryview) -> None:
         self.stored = memoryview(stored)
-        self.rlen, self.frame, lens, pos = stored_layout(stored)
-        self.starts = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]) + pos
+        self.rlen, self.frame, lens, pos = _frame_table(self.stored)
+        #: where each stored frame starts, and where the last one ends
+        self.starts = list(itertools.accumulate(lens, initial=pos))
         self._lock = threading.Lock()  # readers on several threads (napari slicing)
         n = len(lens)
-        whole = np.minimum(self.frame, self.rlen - self.frame * np.arange(n, dtype=np.int64))
-        if n and np.array_equal(lens, whole):
+        #: frames not inflated yet
+        self._left = n
+        f, r = self.frame, self.rlen
+        if n and all(ln == min(f, r - f * i) for i, ln in enumerate(lens)):
             # every frame verbatim: the frames, back to back, are the resident block; it is
             # read in place (read-only, no copy) where 8-byte aligned like a resident block
             view = np.frombuffer(self.stored, np.uint8, self.rlen, pos)
-            if view.ctypes.data % 8 == 0:
-                self.buf, self.done = view, np.ones(n, np.bool_)
+            if view.__array_interface__["data"][0] % 8 == 0:
+                self.buf, self.done, self._left = view, np.ones(n, np.bool_), 0
                 return
         self.buf = np.empty(self.rlen, np.uint8)
         self.done = np.zeros(n, np.bool_)
@@ -700,21 +731,24 @@ class LazyBlock:
     @property
     def complete(self) -> bool:
         """Every frame inflated."""
-        return bool(self.done.all())
+        return self._left == 0
 
     def ensure(self, lo: int = 0, hi: int | None = None, threads: int | None = None) -> None:
         """Inflate the frames covering resident bytes ``[lo, hi)`` (default: all)."""
+        if self._left == 0:
+            return
         hi = self.rlen if hi is None else min(hi, self.rlen)
         if hi <= lo:
             return
-        frames = range(lo // self.frame, -(-hi // self.frame))
-        if self.done[frames.start:frames.stop].all():
+        f0, f1 = lo // self.frame, -(-hi // self.frame)
+        if f1 - f0 == 1 and self.done[f0]:
             return
         with self._lock:
-            todo = [f for f in frames if not self.done[f]]
+            todo = [f for f in range(f0, f1) if not self.done[f]]
             if todo:
                 _inflate_frames(self, todo, threads)
                 self.done[todo] = True
+                self._left -= len(todo)
 
 
 def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> None:
@@ -722,7 +756,7 @@ def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> No
 
     def one(f: int) -> None:
         lo, hi = f * lz.frame, min((f + 1) * lz.frame, lz.rlen)
-        src = lz.stored[int(lz.starts[f]):int(lz.starts[f + 1])]
+        src = lz.stored[lz.starts[f]:lz.starts[f + 1]]
         if len(src) == hi - lo:
             lz.buf[lo:hi] = np.frombuffer(src, np.uint8)
             return
@@ -738,9 +772,10 @@ def _inflate_frames(lz: LazyBlock, frames: list[int], threads: int | None) -> No
         for f in frames[j0:j1]:
             one(f)
 
-    # a slice's few frames inflate on the calling thread (no hand-off)
-    run_chunks(run, len(frames), 1 if len(frames) > _SERIAL_FRAMES else _SERIAL_FRAMES,
-               threads)
+    if len(frames) <= _SERIAL_FRAMES:  # a slice's few frames: on the calling thread
+        run(0, len(frames))
+    else:
+        run_chunks(run, len(frames), 1, threads)
 
 
 def region_start_shape(shape_zyx: tuple[int, int, int],
@@ -770,11 +805,13 @@ def _region_bricks(shape_zyx: tuple[int, int, int], brick: tuple[int, int, int],
 
 
 def _inflate_bricks(v: BitpackVolume | PaletteVolume, bricks: np.ndarray | None,
-                    brick: tuple[int, int, int]) -> None:
-    """Inflate the data of ``bricks`` (None: all) of a lazily inflated volume, and check
-    the sparse ones not checked yet."""
+                    brick: tuple[int, int, int], check: bool = True) -> None:
+    """Inflate the data of ``bricks`` (None: all) of a lazily inflated volume, and with
+    ``check`` check the data of the bitpack bricks not checked yet."""
     lz = v.lazy
     if lz is None:
+        if check and isinstance(v, BitpackVolume):
+            ensure_checked(v, bricks)
         return
     n = int(np.prod(brick))
     if lz.complete:
@@ -806,13 +843,24 @@ def _inflate_bricks(v: BitpackVolume | PaletteVolume, bricks: np.ndarray | None,
             end = d + (n * v.ext_w[ext].astype(np.int64) + 31) // 32
             hi = v.data_pos + 4 * (int(end.max()) + 2)
     lz.ensure(lo, hi)
-    if isinstance(v, BitpackVolume) and v.checked is not None:
-        if bricks is None:
-            bricks = np.arange(len(v.modes))
-        todo = bricks[~v.checked[bricks]]
-        if len(todo):
-            _check_sparse(v, n, todo if len(todo) < len(v.modes) else None)
-            v.checked[todo] = True
+    if check and isinstance(v, BitpackVolume):
+        ensure_checked(v, bricks)
+
+
+def ensure_checked(v: BitpackVolume, bricks: np.ndarray | None = None) -> None:
+    """Check the data of ``bricks`` (None: all) of a parsed bitpack volume where not
+    checked yet (inflated already, if stored with zstd); raise if it does not fit."""
+    n = v.n_voxels
+    if v.checked is None:
+        if not n:
+            raise ValueError("a BitpackVolume built by hand needs n_voxels to be checked")
+        v.checked = np.zeros(len(v.modes), np.uint8)
+    if bricks is None:
+        bricks = np.arange(len(v.modes))
+    todo = bricks[v.checked[bricks] == 0]
+    if len(todo):
+        _check_sparse(v, n, todo if len(todo) < len(v.modes) else None)
+        v.checked[todo] = 1
 
 
 def ensure_inflated(v: BitpackVolume | PaletteVolume, brick: tuple[int, int, int]) -> None:

@@ -61,7 +61,7 @@ from ._ng5d_octree_kernels import (
     record_start,
     value_slot,
 )
-from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid
+from .ng5d_codec import BitpackVolume, PaletteVolume, brick_grid, ensure_checked
 from .ng5d_octree import OctreeVolume
 
 _THREADS = 256
@@ -363,6 +363,10 @@ class DeviceVolume:
     def __init__(self, vol: BitpackVolume | PaletteVolume | OctreeVolume, xp: Any) -> None:
         self.kind = ("bitpack" if isinstance(vol, BitpackVolume)
                      else "octree" if isinstance(vol, OctreeVolume) else "palette")
+        if isinstance(vol, BitpackVolume):  # the device kernels trust the brick data
+            if vol.lazy is not None:
+                vol.lazy.ensure()
+            ensure_checked(vol)
         self.scalars = vol.scalars() if isinstance(vol, OctreeVolume) else ()
         self.xp = xp
         self.arrays = {k: xp.array(v) for k, v in vol.arrays().items()}  # copies (writable)

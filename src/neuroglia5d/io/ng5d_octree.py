@@ -229,6 +229,7 @@ _TREE_ERRORS = {
     3: "the other ranks do not match its bits",
     4: "node counts do not match the tree",
     5: "a uniform region points past the palette",
+    6: "record groups out of order or past the records",
 }
 
 
@@ -240,11 +241,9 @@ def _check(v: OctreeVolume, nt: int, no: int, rb: int, sw: np.ndarray, ow: np.nd
     code = 4 if not upper_ok or v.n_nodes != nt + 8 * v.split_upper else \
         _kernels().check_tree(sw, v.split_rank, ow, v.other_rank, v.values, v.n_nodes,
                               v.n_upper, v.split_upper, v.n_records, no, v.wg,
-                              len(v.palette))
+                              len(v.palette), v.rec_base, rb)
     if code:
         raise InputError(f"octree block: {_TREE_ERRORS[code]}")
-    if int(v.rec_base[-1]) != rb or (np.diff(v.rec_base.astype(np.int64)) < 0).any():
-        raise InputError("octree block: record groups out of order or past the records")
     if v.lazy is None:  # a lazily inflated block checks its records when they arrive
         _check_records(v)
 
