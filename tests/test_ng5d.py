@@ -949,9 +949,10 @@ def test_run_kernel_keeps_a_small_decode_off_sleeping_threads(monkeypatch):
     codec.run_kernel(serial, par, ("x",), 50, 64, 1024)  # at most one chunk
     with codec._PARALLEL:  # another thread's decode holds numba's threads
         codec.run_kernel(serial, par, ("x",), 100, 64, 1024)
-    # the parallel loop gets (n, chunk, threads): 8 chunks per thread
+    # the parallel loop gets (n, chunk, threads): 8 chunks per thread, of at least
+    # min_chunk items (here 64: two chunks of 100 items)
     assert calls == [("serial", ("x", 0, 100)), ("serial", ("x", 0, 100)),
-                     ("par", ("x", 5000, 313, 2)), ("par", ("x", 100, 7, 2)),
+                     ("par", ("x", 5000, 313, 2)), ("par", ("x", 100, 64, 2)),
                      ("serial", ("x", 0, 50)), ("serial", ("x", 0, 100))]
 
 

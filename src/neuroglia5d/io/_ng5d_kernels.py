@@ -820,6 +820,27 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     (:func:`bp_check_data`, on data the decode then reads from cache) and flagged 1; one
     that does not fit is left undecoded and its code stored in ``bad[0]`` (the caller
     raises). The headers were checked by the parser."""
+    lin, rows, own, own_rows = bp_offsets(out, brick)
+    bp_decode_range(out, z0, y0, x0, grid, brick, modes, widths, bases, offsets, data,
+                    checked, bad, lin, rows, own, own_rows, j0, j1)
+
+
+@_plain
+def bp_offsets(out: Any, brick: Any) -> tuple[Any, Any, Any, Any]:
+    """Offsets of a brick's voxels and rows from its corner in ``out`` and in a scratch
+    brick (C order), as :func:`bp_decode_range` takes them (computed once per decode)."""
+    _, oy, ox = out.shape
+    bz, by, bx = brick[0], brick[1], brick[2]
+    return (flat_offsets(bz, by, bx, oy, ox).astype(np.uint64), row_offsets(bz, by, oy, ox),
+            flat_offsets(bz, by, bx, by, bx).astype(np.uint64), row_offsets(bz, by, by, bx))
+
+
+@_plain
+def bp_decode_range(out: Any, z0: int, y0: int, x0: int, grid: Any, brick: Any,
+                    modes: Any, widths: Any, bases: Any, offsets: Any, data: Any,
+                    checked: Any, bad: Any, lin: Any, rows: Any, own: Any, own_rows: Any,
+                    j0: int, j1: int) -> None:
+    """:func:`bp_decode` with the brick offsets of :func:`bp_offsets`."""
     oz, oy, ox = out.shape
     bz, by, bx = brick[0], brick[1], brick[2]
     n = bz * by * bx
@@ -827,10 +848,6 @@ def bp_decode(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, brick:
     npre = (nmask + 7) // 8
     gy, gx = grid[1], grid[2]
     flat = out.reshape(-1)
-    lin = flat_offsets(bz, by, bx, oy, ox).astype(np.uint64)
-    rows = row_offsets(bz, by, oy, ox)
-    own = flat_offsets(bz, by, bx, by, bx).astype(np.uint64)  # C order within the brick
-    own_rows = row_offsets(bz, by, by, bx)
     pw = pos_bits(nmask)
     nq = packed_prefix_words(npre, pw)
     bz0, by0, bx0, nbz, nby, nbx = brick_range(z0, y0, x0, oz, oy, ox, bz, by, bx)
@@ -1089,11 +1106,12 @@ def bp_decode_par(out: Any, z0: int, y0: int, x0: int, shape: Any, grid: Any, br
                   checked: Any, bad: Any, n: int, chunk: int, threads: int) -> None:
     """:func:`bp_decode` of bricks ``0 .. n - 1`` in chunks of ``chunk`` on numba's
     threads."""
+    lin, rows, own, own_rows = bp_offsets(out, brick)
     for k in prange(interleaved_len(n, chunk, threads)):
         j0, j1 = interleaved_chunk(k, n, chunk, threads)
         if j1 > j0:
-            bp_decode(out, z0, y0, x0, shape, grid, brick, modes, widths, bases, offsets,
-                      data, checked, bad, j0, j1)
+            bp_decode_range(out, z0, y0, x0, grid, brick, modes, widths, bases, offsets,
+                            data, checked, bad, lin, rows, own, own_rows, j0, j1)
 
 
 @_par

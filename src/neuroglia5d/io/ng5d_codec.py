@@ -225,9 +225,10 @@ def run_chunks(run: Any, n: int, min_chunk: int, threads: int | None = None) -> 
 def run_kernel(kernel: Any, kernel_par: Any, args: tuple[Any, ...], n: int,
                min_chunk: int, cold_min: int) -> None:
     """Run a decoder over items ``[0, n)``: ``kernel_par(*args, n, chunk, threads)``, its
-    numba parallel loop over chunks of items, or ``kernel(*args, 0, n)`` on the calling
-    thread when there is one thread, ``n <= min_chunk``, another decode holds numba's
-    threads, or numba's threads are asleep and ``n < cold_min``.
+    numba parallel loop over chunks of at least ``min_chunk`` items (each chunk has a
+    fixed cost of a few µs), or ``kernel(*args, 0, n)`` on the calling thread when there
+    is one thread, ``n <= min_chunk``, another decode holds numba's threads, or numba's
+    threads are asleep and ``n < cold_min``.
 
     numba's threads spin for a while after a parallel loop before they sleep, so right
     after one (a tile after a whole timepoint, a slice after a slice) even a decode of a
@@ -241,7 +242,8 @@ def run_kernel(kernel: Any, kernel_par: Any, args: tuple[Any, ...], n: int,
     if threads > 1 and n > min_chunk and (warm or n >= cold_min) \
             and _PARALLEL.acquire(blocking=False):
         try:
-            kernel_par(*args, n, -(-n // (threads * TASKS_PER_THREAD)), threads)
+            kernel_par(*args, n, max(min_chunk, -(-n // (threads * TASKS_PER_THREAD))),
+                       threads)
         finally:
             _LAST_PARALLEL_END[0] = time.perf_counter()
             _PARALLEL.release()
