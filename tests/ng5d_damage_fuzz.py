@@ -97,14 +97,88 @@ def decode(name: str, v: Any, vol: np.ndarray, br: tuple[int, int, int],
     return codec.decode_palette(v, vol.shape, br, region)
 
 
+def voxel_kernels() -> Any:
+    """The GPU's flat kernels (``ng5d_gpu.bp_kernel``, ``oct_kernel``, ``pal_kernel``) as
+    CPU loops: a thread per voxel, each running the shared per-voxel decode."""
+    import numba
+
+    from neuroglia5d.io._ng5d_kernels import bp_voxel, locate, pal_voxel, region_voxel
+    from neuroglia5d.io._ng5d_octree_kernels import oct_voxel
+
+    @numba.njit(cache=False)
+    def bp(out: Any, z0: int, y0: int, x0: int, gy: int, gx: int, bz: int, by: int,
+           bx: int, nmask: int, npre: int, modes: Any, widths: Any, bases: Any,
+           offsets: Any, data: Any) -> None:
+        oz, oy, ox = out.shape
+        for i in range(oz * oy * ox):
+            z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
+            b, li = locate(z, y, x, gy, gx, bz, by, bx)
+            out[z - z0, y - y0, x - x0] = bp_voxel(
+                li, np.int64(modes[b]), np.int64(widths[b]), np.int64(bases[b]),
+                np.int64(offsets[b]), nmask, npre, data)
+
+    @numba.njit(cache=False)
+    def octv(out: Any, z0: int, y0: int, x0: int, u: int, ty: int, tx: int, nt: int,
+             nn: int, sup: int, split: Any, split_rank: Any, other: Any, other_rank: Any,
+             values: Any, wg: int, rec_base: Any, records: Any, palette: Any) -> None:
+        oz, oy, ox = out.shape
+        for i in range(oz * oy * ox):
+            z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
+            p = oct_voxel(z, y, x, u, ty, tx, nt, nn, sup, split, split_rank, other,
+                          other_rank, values, wg, rec_base, records)
+            out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
+
+    @numba.njit(cache=False)
+    def pal(out: Any, z0: int, y0: int, x0: int, gy: int, gx: int, bz: int, by: int,
+            bx: int, top: int, words: Any, ext_w: Any, ext_lut: Any, ext_data: Any,
+            lut: Any, data: Any, palette: Any) -> None:
+        oz, oy, ox = out.shape
+        for i in range(oz * oy * ox):
+            z, y, x = region_voxel(i, z0, y0, x0, oy, ox)
+            b, li = locate(z, y, x, gy, gx, bz, by, bx)
+            p = pal_voxel(li, np.int64(words[b]), top, ext_w, ext_lut, ext_data, lut, data)
+            out[z - z0, y - y0, x - x0] = palette[min(p, palette.shape[0] - 1)]
+
+    return bp, octv, pal
+
+
+def decode_by_voxel(name: str, v: Any, vol: np.ndarray, br: tuple[int, int, int],
+                    region: tuple[slice, slice, slice] | None) -> np.ndarray:
+    """What the GPU's flat kernel computes for ``region`` (None: all), after what a
+    device upload checks first (:func:`ng5d_codec.ensure_checked`)."""
+    bp, octv, pal = KERNELS
+    (z0, y0, x0), shp = codec.region_start_shape(vol.shape, region)
+    out = np.empty(shp, vol.dtype)
+    _, gy, gx = codec.brick_grid(vol.shape, br)
+    bz, by, bx = br
+    if name == "bitpack":
+        codec.ensure_checked(v)
+        nmask = (bz * by * bx + 31) // 32
+        bp(out, z0, y0, x0, gy, gx, bz, by, bx, nmask, (nmask + 7) // 8, v.modes, v.widths,
+           v.bases, v.offsets, v.data)
+    elif name == "octree":
+        octv(out, z0, y0, x0, *v.scalars()[:6], v.split, v.split_rank, v.other,
+             v.other_rank, v.values, v.wg, v.rec_base, v.records, v.palette)
+    else:
+        top = 1 << (v.words.dtype.itemsize * 8 - 1)
+        pal(out, z0, y0, x0, gy, gx, bz, by, bx, top, v.words, v.ext_w, v.ext_lut,
+            v.ext_data, v.lut, v.data, v.palette)
+    return out
+
+
+KERNELS: Any = None
+
+
 def main(seed: int, trials: int) -> None:
+    global KERNELS
+    KERNELS = voxel_kernels()
     rng = np.random.default_rng(seed)
     for name, (vol, br) in volumes().items():
         blob = encode(name, vol, br)
         guard = GuardedBuffer(len(blob))
         assert np.array_equal(decode(name, parse(name, guard.place(blob, True), vol, br), vol, br,
                                      None), vol), name
-        refused = decoded = 0
+        refused = decoded = differ = 0
         for trial in range(trials):
             buf = bytearray(blob)
             for _ in range(int(rng.integers(1, 4))):  # 1-3 damaged bytes
@@ -119,10 +193,12 @@ def main(seed: int, trials: int) -> None:
                     got = decode(name, v, vol, br, r)
                     want = vol[r] if r is not None else vol
                     assert got.shape == want.shape and got.dtype == want.dtype
+                    if not np.array_equal(decode_by_voxel(name, v, vol, br, r), got):
+                        differ += 1
                 decoded += 1
             except InputError:
                 refused += 1
-        print(name, trials, refused, decoded, flush=True)
+        print(name, trials, refused, decoded, differ, flush=True)
 
 
 if __name__ == "__main__":

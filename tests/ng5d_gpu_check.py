@@ -1,4 +1,4 @@
-"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 38``).
+"""The GPU kernels of ``.ng5d`` against the CPU decoder, run as a script (prints ``True 40``).
 
 ``NG5D_XP=cupy`` runs them on a real GPU with CuPy arrays (tests/test_gpu.py); otherwise
 under numba's CUDA simulator on NumPy arrays (tests/test_ng5d.py). A script, not a test
@@ -245,6 +245,10 @@ def main() -> list[bool]:
             ok.append(np.array_equal(host(dec(DeviceVolume(pb, xp), vb.shape, bigger,
                                               vb.dtype)),
                                      c.decode_bitpack(pb, vb.shape, bigger, vb.dtype)))
+        # a damaged patched and sparse patched brick: an escape code that no exception
+        # names decodes to the escape code on every decoder (the CPU's brick decode, and
+        # each GPU kernel)
+        ok.append(damaged_escapes_agree(c, dec, host, xp, rng))
         # a brick plane of more than 1024 voxels: the flat kernel either way
         wide = (1, 8, 136)
         pw = c.parse_bitpack(c.encode_bitpack(v, wide),
@@ -254,6 +258,37 @@ def main() -> list[bool]:
     if modes != {0, 1, 2, 3, 4, 5, 6}:
         raise AssertionError(f"the volumes have brick modes {sorted(modes)}, not all seven")
     return ok
+
+
+def damaged_escapes_agree(c: Any, dec: Any, host: Any, xp: Any, rng: Any) -> bool:
+    """Give a patched (mode 3) and a sparse patched (mode 5) brick one more escape code
+    than they have exceptions, then decode on the device and on the CPU."""
+    from neuroglia5d.io import _ng5d_kernels as k
+    from neuroglia5d.io.ng5d_gpu import DeviceVolume
+
+    v = np.zeros((4, 8, 16), np.uint32)
+    v[:, :, :8] = rng.poisson(9, (4, 8, 8)) + 100  # camera-like noise ...
+    v[:, :, :8].flat[[3, 77, 100]] = 3_000_000  # ... and three bright voxels
+    v[:, :, 8:] = (rng.random((4, 8, 8)) < 0.3) * rng.integers(1, 8, (4, 8, 8))
+    v[:, :, 8:].flat[[5, 130, 131]] = 100_000
+    br = (4, 8, 8)
+    p = c.parse_bitpack(bytearray(c.encode_bitpack(v, br)), 2, 256)
+    if list(p.modes) != [c.MODE_PATCHED, c.MODE_SPARSE_PATCHED]:
+        raise AssertionError(f"brick modes {list(p.modes)}, not patched and sparse patched")
+    nmask, npre = 8, 1
+    pw = k.pos_bits(nmask)
+    # patched: voxel 0 (not one of the three exceptions) gets the escape code
+    w = int(p.widths[0])
+    _, _, _, low0 = k.bp_patched_head(int(p.offsets[0]), nmask, p.data)
+    k.put_bits(p.data, low0, (1 << w) - 1, w)
+    # sparse patched: stored value 0 (not one of the exceptions) gets it
+    w = int(p.widths[1])
+    v0 = k.bp_masked_layout(5, int(p.offsets[1]), nmask, npre, pw, p.data)[4]
+    k.put_bits(p.data, v0, (1 << w) - 1, w)
+    cpu = c.decode_bitpack(p, v.shape, br, v.dtype)
+    if np.array_equal(cpu, v):
+        raise AssertionError("the damage did not change the decoded volume")
+    return bool(np.array_equal(host(dec(DeviceVolume(p, xp), v.shape, br, v.dtype)), cpu))
 
 
 COMPILER = PtxCompiler()

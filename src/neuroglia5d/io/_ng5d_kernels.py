@@ -453,8 +453,9 @@ def bp_check_list(w: int, off: int, data: Any, n: int) -> int:
 def bp_check_patched(w: int, off: int, data: Any, n: int) -> int:
     """0 if a patched brick's header, positions and exceptions fit, else 4 (header or
     extent) or 5 (positions not increasing, or not on an escape code). O(exceptions):
-    enough for every read to stay inside the data (a voxel holding the escape code that
-    no position names would decode to a wrong value, which the record's CRC rules out)."""
+    enough for every read to stay inside the data. A voxel holding the escape code that
+    no position names (damage the record's CRC rules out) decodes to the escape code on
+    every decoder."""
     nmask = (n + 31) // 32
     nw = data.shape[0]
     if off + 1 > nw - 1:
@@ -493,8 +494,12 @@ def bp_patched_words(off: int, pw: int, data: Any) -> tuple[int, int, int]:
 def bp_exception(i: int, off: int, w: int, nmask: int, we: int, ne: int, pw: int,
                  low0: int, data: Any) -> int:
     """Value (above the base) of voxel ``i`` of a patched brick, which holds the escape
-    code: its rank among the exceptions by binary search of their positions."""
+    code: its rank among the exceptions by binary search of their positions; the escape
+    code itself where no position names ``i`` (a damaged brick: what every decoder
+    writes there)."""
     q = bp_find(i, (off + 1) << 5, ne, pw, data)
+    if get_bits(data, ((off + 1) << 5) + q * pw, pw) != i:
+        return (np.int64(1) << w) - 1
     return get_bits(data, low0 + ((nmask * w) << 5) + q * we, we)
 
 
@@ -576,8 +581,20 @@ def bp_voxel(i: int, mode: int, w: int, base: int, off: int, nmask: int, npre: i
     rank += popc(m & ((np.int64(1) << bit) - 1))
     v = get_bits(data, v0 + rank * w, w)
     if mode == 5 and v == (np.int64(1) << w) - 1:  # an exception: found by its rank
-        v = get_bits(data, x0 + bp_find(rank, p0, ne, pw, data) * we, we)
+        v = bp_ranked_exception(rank, v, p0, x0, we, ne, pw, data)
     return base + 1 + v
+
+
+@_shared
+def bp_ranked_exception(rank: int, v: int, p0: int, x0: int, we: int, ne: int, pw: int,
+                        data: Any) -> int:
+    """Value of the stored value ``rank`` of a sparse patched brick, which holds the
+    escape code ``v``: the exception whose rank (from bit ``p0``) is ``rank``, by binary
+    search; ``v`` where none is (a damaged brick: what every decoder writes there)."""
+    q = bp_find(rank, p0, ne, pw, data)
+    if get_bits(data, p0 + q * pw, pw) != rank:
+        return v
+    return get_bits(data, x0 + q * we, we)
 
 
 #: array indices of the CPU decode loops are unsigned: numba then skips the negative-index
@@ -710,30 +727,40 @@ def bp_sparse(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int, base
 
 @_plain
 def bp_sparse_patched(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: int,
-                      base: Any, mm: Any, v0: Any, x0: Any, we: int, ne: int, nmask: int,
-                      data: Any) -> None:
+                      base: Any, mm: Any, v0: Any, x0: Any, p0: Any, we: int, ne: int,
+                      nmask: int, pw: int, data: Any) -> None:
     """Decode a sparse patched brick: as :func:`bp_sparse`, a stored value holding the
-    escape code taking the next exception value (from bit ``x0``; their ranks, checked
-    when the brick was first read, name exactly those values)."""
+    escape code taking the next exception value (from bit ``x0``) when the next
+    exception's rank (from bit ``p0``; increasing, each naming an escape code: checked
+    when the brick was first read) is its rank, and keeping the escape code otherwise (a
+    damaged brick: what every decoder writes there)."""
     bp_fill(flat, corner, rows, bx, base)
     mask = (U64(1) << U64(w)) - U64(1)
     mwe = (U64(1) << U64(we)) - U64(1)
-    uw, uwe = U64(w), U64(we)
+    mpw = (U64(1) << U64(pw)) - U64(1)
+    uw, uwe, upw = U64(w), U64(we), U64(pw)
     p = U64(v0)
     px = U64(x0)
+    pr = U64(p0)
     left = ne
+    nxt = read_bits_u(data, pr, mpw) if left > 0 else U64(0)  # rank of the next exception
+    rank = U64(0)
     b1 = base + U64(1)
     for wi in range(nmask):
         m = U64(data[U64(mm + wi)])
         i0 = U64(wi * 32)
         while m:
             v = read_bits_u(data, p, mask)
-            if v == mask and left > 0:
+            if v == mask and left > 0 and rank == nxt:
                 v = read_bits_u(data, px, mwe)
                 px += uwe
+                pr += upw
                 left -= 1
+                if left > 0:
+                    nxt = read_bits_u(data, pr, mpw)
             flat[corner + lin[i0 + cttz(m)]] = b1 + v
             p += uw
+            rank += U64(1)
             m &= m - U64(1)
 
 
@@ -797,11 +824,11 @@ def bp_brick(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, mode: int, w:
     elif mode == 6:
         bp_list(flat, corner, rows, lin, bx, w, base, off, pos_bits(nmask), data)
     else:
-        mm, _, _, x0, v0, we, ne = bp_masked_layout(mode, off, nmask, npre,
-                                                    pos_bits(nmask), data)
+        pw = pos_bits(nmask)
+        mm, _, p0, x0, v0, we, ne = bp_masked_layout(mode, off, nmask, npre, pw, data)
         if mode == 5:
-            bp_sparse_patched(flat, corner, rows, lin, bx, w, base, mm, v0, x0, we, ne,
-                              nmask, data)
+            bp_sparse_patched(flat, corner, rows, lin, bx, w, base, mm, v0, x0, p0, we, ne,
+                              nmask, pw, data)
         else:
             bp_sparse(flat, corner, rows, lin, bx, w, base, mm, v0, nmask, data)
 

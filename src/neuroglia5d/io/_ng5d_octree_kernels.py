@@ -166,9 +166,13 @@ def octant_rank(m1: int, a: int, b: int, e: int) -> int:
 
 @_shared
 def local_entry(rec: Any, p: int, wg: int, zf: int, m: int, li: int) -> int:
-    """Palette index of local value ``li`` (clamped to the local palette) of the record at
-    byte ``p`` with flags ``zf`` and ``m`` entries."""
-    li = min(li, max(zf + m - 1, 0))
+    """Palette index of local value ``li`` of the record at byte ``p`` with flags ``zf``
+    and ``m`` entries. A damaged record reads as every decoder reads it: ``li`` clamped
+    to the local palette and to its first 512 entries (an intact one has at most 512),
+    0 for an empty local palette."""
+    if zf + m == 0:
+        return 0
+    li = min(li, min(zf + m, 512) - 1)
     if zf == 1:
         if li == 0:
             return 0

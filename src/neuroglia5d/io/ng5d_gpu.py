@@ -35,10 +35,10 @@ from numba.core.extending import register_jitable
 
 from ._ng5d_kernels import (
     bits_window,
-    bp_find,
     bp_group_prefix,
     bp_masked_layout,
     bp_patched_words,
+    bp_ranked_exception,
     bp_voxel,
     get_bits,
     locate,
@@ -202,14 +202,13 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
         for lz in range(lz0, bz, dz):
             z = iz * bz + lz - z0
             if z >= 0 and z < oz:
-                if mode == 1 or mode == 3:  # (an escape code: the exceptions' pass below)
+                if mode == 1 or mode == 3:  # (an exception: written over by the pass below)
                     pos = low0 + li * w
                     win = bits_window(data, pos)
-                    v = win & esc
-                    if in0 and (mode == 1 or v != esc):
-                        put(out, z, y, x, base + v, fmap)
-                    v = (win >> w) & esc if w <= 16 else get_bits(data, pos + w, w)
-                    if in1 and (mode == 1 or v != esc):
+                    if in0:
+                        put(out, z, y, x, base + (win & esc), fmap)
+                    if in1:
+                        v = (win >> w) & esc if w <= 16 else get_bits(data, pos + w, w)
                         put(out, z, y, x + 1, base + v, fmap)
                 elif mode == 0 or mode == 6:  # (a list brick's voxels: the pass below)
                     if in0:
@@ -227,8 +226,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                         if s0:
                             v = 1 + get_bits(data, low0 + r * w, w)
                             if mode == 5 and v == esc + 1:  # an exception, by its rank
-                                v = 1 + get_bits(data, ex0 + bp_find(r, rk0, ne, pw, data) * we,
-                                                 we)
+                                v = 1 + bp_ranked_exception(r, esc, rk0, ex0, we, ne, pw, data)
                         put(out, z, y, x, base + v, fmap)
                     if in1:
                         v = 0
@@ -236,8 +234,7 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                             r += s0
                             v = 1 + get_bits(data, low0 + r * w, w)
                             if mode == 5 and v == esc + 1:
-                                v = 1 + get_bits(data, ex0 + bp_find(r, rk0, ne, pw, data) * we,
-                                                 we)
+                                v = 1 + bp_ranked_exception(r, esc, rk0, ex0, we, ne, pw, data)
                         put(out, z, y, x + 1, base + v, fmap)
             li += dz * plane
     if mode == 6:
@@ -251,7 +248,9 @@ def bp_brick_kernel(out, z0, y0, x0, bz0, by0, bx0, fmap, xv, pw, gy, gx, bz, by
                        by, bx, z0, y0, x0, base + 1 + get_bits(data, v0 + e * w, w), fmap)
     if mode == 3:
         # a patched brick's exceptions, one per thread, written where their positions say
-        # (the voxels holding the escape code, which the loop above left alone)
+        # over the escape code the loop above wrote there (a block barrier orders the two
+        # writes; an escape code that no position names stays, as on every decoder)
+        cuda.syncthreads()
         ex0 = low0 + ((nmask * w) << 5)
         for e in range(t, ne, nthr):
             put_listed(out, get_bits(data, ((off + 1) << 5) + e * pw, pw), iz, iy, ix, bz,
