@@ -743,24 +743,23 @@ def bp_sparse_patched(flat: Any, corner: Any, rows: Any, lin: Any, bx: int, w: i
     px = U64(x0)
     pr = U64(p0)
     left = ne
-    nxt = read_bits_u(data, pr, mpw) if left > 0 else U64(0)  # rank of the next exception
-    rank = U64(0)
+    # where the stored value of the next exception's rank starts
+    nxt = p + read_bits_u(data, pr, mpw) * uw if left > 0 else U64(0)
     b1 = base + U64(1)
     for wi in range(nmask):
         m = U64(data[U64(mm + wi)])
         i0 = U64(wi * 32)
         while m:
             v = read_bits_u(data, p, mask)
-            if v == mask and left > 0 and rank == nxt:
+            if v == mask and left > 0 and p == nxt:
                 v = read_bits_u(data, px, mwe)
                 px += uwe
                 pr += upw
                 left -= 1
                 if left > 0:
-                    nxt = read_bits_u(data, pr, mpw)
+                    nxt = U64(v0) + read_bits_u(data, pr, mpw) * uw
             flat[corner + lin[i0 + cttz(m)]] = b1 + v
             p += uw
-            rank += U64(1)
             m &= m - U64(1)
 
 
