@@ -378,15 +378,15 @@ def check_tree(sw: Any, sr: Any, ow: Any, orank: Any, values: Any, nn: int, nup:
             return 2
         if no and np.int64(orank[k]) != o_all:
             return 3
-        for b in range(64):
-            i = lo + b
-            if i >= nn:
-                break
-            if (ws >> np.uint64(b)) & np.uint64(1):
-                if i < nup:
-                    s_up += 1
-                else:
-                    s_low += 1
+        # split bits of upper nodes (numbers below nup) and of level-0 ones (the bits past
+        # node nn - 1 are zero: checked above)
+        up = ws if lo + 64 <= nup else (np.uint64(0) if lo >= nup else
+                                        ws & ((np.uint64(1) << np.uint64(nup - lo))
+                                              - np.uint64(1)))
+        n_up = popc(np.int64(up & np.uint64(0xFFFFFFFF))) + popc(np.int64(up >> np.uint64(32)))
+        s_up += n_up
+        s_low += popc(np.int64(ws & np.uint64(0xFFFFFFFF))) + \
+            popc(np.int64(ws >> np.uint64(32))) - n_up
         o_all += popc(np.int64(wo & np.uint64(0xFFFFFFFF))) + popc(np.int64(wo >> np.uint64(32)))
     if s_up != sup or s_low != nr or o_all != no:
         return 4
@@ -399,12 +399,34 @@ def check_tree(sw: Any, sr: Any, ow: Any, orank: Any, values: Any, nn: int, nup:
 @_plain
 def check_records(rec: Any, rec_base: Any, nr: int, wg: int) -> int:
     """-1 if every record group ends where the next begins and no record reaches past the
-    records, else the first record that does not fit."""
+    records, else the first record that does not fit. ``rec`` is the records and 8 more
+    bytes (as parsed); a record is read as :func:`record_len` reads it, without its
+    clamps: a field that would lie past the records is itself a misfit."""
+    n = U64(rec.shape[0])
     rb = np.int64(rec_base[rec_base.shape[0] - 1])
     for g in range(rec_base.shape[0] - 1):
         p = np.int64(rec_base[g])
         for r in range(g * 8, min(nr, g * 8 + 8)):
-            p += record_len(rec, p, wg)
+            if p >= rb:  # (a record has at least 2 bytes)
+                return r
+            up = U64(p)
+            b0 = np.int64(rec[up])
+            m = b0 >> 4
+            q = up + U64(1)
+            if m == 15:
+                m = np.int64(rec[q]) | (np.int64(rec[q + U64(1)]) << 8)
+                q += U64(2)
+            q += U64((m * wg + 7) >> 3)
+            if q + U64(9) > n:  # its m1 and up to 8 M2 bytes past the records
+                return r
+            m1 = np.int64(rec[q])
+            p1 = popc(m1)
+            p2 = 0
+            for t in range(p1):
+                p2 += popc(np.int64(rec[q + U64(1 + t)]))
+            nv = (8 - p1) + (8 * p1 - p2) + 8 * p2
+            w = np.int64(1) << min(b0 & 7, 4)
+            p = np.int64(q) + 1 + p1 + ((nv * w + 7) >> 3)
             if p > rb:
                 return r
         if p != np.int64(rec_base[g + 1]):
