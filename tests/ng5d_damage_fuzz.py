@@ -6,8 +6,14 @@ its block ends this process with SIGSEGV, which the test reports. A damaged bloc
 either be refused (``InputError``) or decode to an array of the region's shape (wrong
 values are allowed: the per-record CRC of a file catches damage; here there is none).
 
+Each decoded block is also decoded voxel by voxel as the GPU's flat kernels do (their
+per-voxel functions, in CPU loops), after the checks a device upload makes; a block
+where the two differ is counted.
+
 Usage: ``python tests/ng5d_damage_fuzz.py SEED TRIALS``; prints one line per codec:
-``codec trials refused decoded``.
+``codec trials refused decoded differ``. ``bitpack`` holds brick modes 0, 1 and 3-6 (the
+format 2.2 layouts), ``bitpack-2.1`` modes 0-3 (the 2.1 sparse layout, mode 2, in place
+of the sparse 2.2 ones).
 """
 
 from __future__ import annotations
@@ -64,14 +70,20 @@ def volumes() -> dict[str, tuple[np.ndarray, tuple[int, int, int]]]:
     lab[2:9, 5:30, 5:20] = 3
     lab[4:14, 20:38, 15:39] = 9
     lab[10:16, 0:12, 0:40] = rng.integers(1, 6, (6, 12, 40))  # mixed records
-    return {"bitpack": (vol, (4, 16, 16)), "octree": (lab, octree.BRICK),
-            "palette": (lab, (8, 8, 8))}
+    return {"bitpack": (vol, (4, 16, 16)), "bitpack-2.1": (vol, (4, 16, 16)),
+            "octree": (lab, octree.BRICK), "palette": (lab, (8, 8, 8))}
+
+
+#: brick modes each bitpack block must hold (so that every layout gets damaged)
+MODES = {"bitpack": {0, 1, 3, 4, 5, 6}, "bitpack-2.1": {0, 1, 2, 3}}
 
 
 def encode(name: str, vol: np.ndarray, br: tuple[int, int, int]) -> bytes:
     """The resident block of ``vol`` in codec ``name``."""
     if name == "bitpack":
         return codec.encode_bitpack(vol, br)
+    if name == "bitpack-2.1":
+        return codec.encode_bitpack(vol, br, sparse_modes=(codec.MODE_SPARSE,))
     if name == "octree":
         return octree.encode_octree(vol)
     return codec.encode_palette(vol, br)
@@ -80,7 +92,7 @@ def encode(name: str, vol: np.ndarray, br: tuple[int, int, int]) -> bytes:
 def parse(name: str, block: Any, vol: np.ndarray, br: tuple[int, int, int]) -> Any:
     """Parse a block as a reader does (the counts come from the file's header)."""
     nb = int(np.prod(codec.brick_grid(vol.shape, br)))
-    if name == "bitpack":
+    if name.startswith("bitpack"):
         return codec.parse_bitpack(block, nb, int(np.prod(br)))
     if name == "octree":
         return octree.parse_octree(block, vol.shape, vol.dtype)
@@ -90,7 +102,7 @@ def parse(name: str, block: Any, vol: np.ndarray, br: tuple[int, int, int]) -> A
 def decode(name: str, v: Any, vol: np.ndarray, br: tuple[int, int, int],
            region: tuple[slice, slice, slice] | None) -> np.ndarray:
     """Decode ``region`` (None: all) of a parsed block on the CPU."""
-    if name == "bitpack":
+    if name.startswith("bitpack"):
         return codec.decode_bitpack(v, vol.shape, br, vol.dtype, region)
     if name == "octree":
         return octree.decode_octree(v, vol.shape, region)
@@ -151,7 +163,7 @@ def decode_by_voxel(name: str, v: Any, vol: np.ndarray, br: tuple[int, int, int]
     out = np.empty(shp, vol.dtype)
     _, gy, gx = codec.brick_grid(vol.shape, br)
     bz, by, bx = br
-    if name == "bitpack":
+    if name.startswith("bitpack"):
         codec.ensure_checked(v)
         nmask = (bz * by * bx + 31) // 32
         bp(out, z0, y0, x0, gy, gx, bz, by, bx, nmask, (nmask + 7) // 8, v.modes, v.widths,
@@ -176,8 +188,11 @@ def main(seed: int, trials: int) -> None:
     for name, (vol, br) in volumes().items():
         blob = encode(name, vol, br)
         guard = GuardedBuffer(len(blob))
-        assert np.array_equal(decode(name, parse(name, guard.place(blob, True), vol, br), vol, br,
-                                     None), vol), name
+        pristine = parse(name, guard.place(blob, True), vol, br)
+        assert np.array_equal(decode(name, pristine, vol, br, None), vol), name
+        if name in MODES and set(np.unique(pristine.modes).tolist()) != MODES[name]:
+            raise AssertionError(f"{name}: brick modes {sorted(set(pristine.modes))}, "
+                                 f"expected {sorted(MODES[name])}")
         refused = decoded = differ = 0
         for trial in range(trials):
             buf = bytearray(blob)

@@ -803,17 +803,17 @@ def test_brick_data_is_checked_by_the_first_decode_that_reads_it(grid_x):
 
 
 def test_randomly_damaged_blocks_are_refused_or_decoded_without_reading_past_them():
-    """1-3 damaged bytes in bitpack, octree and palette blocks, each block ending right
-    before, or starting right after, a page no one may read, in a subprocess (a read
-    outside the block ends it with SIGSEGV): every block is refused or decodes to the
-    region's shape, and the per-voxel decode of the GPU's flat kernels (run on the CPU)
-    gives the same values. With the bitpack checks disabled (parser and decode) the same
-    script ends in SIGSEGV (tried by hand)."""
+    """1-3 damaged bytes in bitpack (2.2 and 2.1 layouts), octree and palette blocks, each
+    block ending right before, or starting right after, a page no one may read, in a
+    subprocess (a read outside the block ends it with SIGSEGV): every block is refused or
+    decodes to the region's shape, and the per-voxel decode of the GPU's flat kernels
+    (run on the CPU) gives the same values. With the bitpack checks disabled (parser and
+    decode) the same script ends in SIGSEGV (tried by hand)."""
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name(
         "ng5d_damage_fuzz.py")), "7", "1000"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     rows = {r.split()[0]: [int(x) for x in r.split()[1:]] for r in proc.stdout.splitlines()}
-    assert set(rows) == {"bitpack", "octree", "palette"}
+    assert set(rows) == {"bitpack", "bitpack-2.1", "octree", "palette"}
     for trials, refused, decoded, differ in rows.values():
         assert trials == refused + decoded == 1000 and refused > 0 and decoded > 0
         # the GPU's per-voxel decode gives what the CPU's brick decode gives, on damaged
