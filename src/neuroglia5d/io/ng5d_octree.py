@@ -18,6 +18,7 @@ the CPU decodes brick by brick. The byte layout is in ``docs/ng5d-format.md`` (Â
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +27,10 @@ import numpy as np
 from ..errors import InputError
 from . import ng5d_codec as codec
 from .ng5d_codec import (
+    _ALIGN,
     LazyBlock,
     _n_region_bricks,
     _section,
-    _take,
     brick_grid,
     palette_index,
     region_start_shape,
@@ -199,8 +200,14 @@ def parse_octree(block: bytes | memoryview | LazyBlock, shape_zyx: tuple[int, in
     """
     lazy = block if isinstance(block, LazyBlock) else None
     mv = memoryview(lazy.buf if lazy is not None else block)
-    head, pos = _take(mv, 0, np.uint32, _HEAD, lazy)
-    npal, lev, tz, ty, tx, nn, nup, sup, nr, no, wg, rb = (int(v) for v in head)
+    if len(mv) < 4 * _HEAD:
+        raise InputError(f"volume block truncated (needs {4 * _HEAD} bytes, has {len(mv)})")
+    if lazy is not None:
+        lazy.ensure(0, 4 * _HEAD)
+    # (struct and one size check, not a NumPy call per section: a timepoint's first read
+    # runs this right after other work has left the caches cold)
+    npal, lev, tz, ty, tx, nn, nup, sup, nr, no, wg, rb = struct.unpack_from(
+        f"<{_HEAD}I", mv, 0)
     grid = brick_grid(shape_zyx, BRICK)
     if lev > 20 or (tz, ty, tx) != tuple(-(-g // (1 << lev)) for g in grid):
         raise InputError(f"octree block: top grid {(tz, ty, tx)} at {lev} levels does not "
@@ -209,18 +216,32 @@ def parse_octree(block: bytes | memoryview | LazyBlock, shape_zyx: tuple[int, in
         raise InputError(f"octree block: {npal} palette entries at {wg} bits")
     nt = tz * ty * tx
     nw = max(1, -(-nn // 64))
-    palette, pos = _take(mv, pos, dtype, npal, lazy)
-    sw, pos = _take(mv, pos, np.uint64, nw, lazy)
-    sr, pos = _take(mv, pos, np.uint32, nw, lazy)
-    ow, pos = _take(mv, pos, np.uint64, nw if no else 0, lazy)
-    orank, pos = _take(mv, pos, np.uint32, nw if no else 0, lazy)
-    values, pos = _take(mv, pos, np.uint8, -(-no * wg // 8) + 8, lazy)
-    base, pos = _take(mv, pos, np.uint32, -(-nr // _GROUP) + 1, lazy)
-    records, _ = _take(mv, pos, np.uint8, rb + 8)
+    # the sections, in order, each padded to 8 bytes: (dtype, count, byte position)
+    sections = [(np.dtype(dtype), npal), (_U64, nw), (_U32, nw), (_U64, nw if no else 0),
+                (_U32, nw if no else 0), (_U8, -(-no * wg // 8) + 8),
+                (_U32, -(-nr // _GROUP) + 1)]
+    pos = 4 * _HEAD
+    at = []
+    for dt, n in sections:
+        at.append(pos)
+        pos += n * dt.itemsize
+        pos += (-pos) % _ALIGN
+    records_pos = pos
+    if records_pos + rb + 8 > len(mv):
+        raise InputError(f"volume block truncated (needs {records_pos + rb + 8} bytes, has "
+                         f"{len(mv)})")
+    if lazy is not None:  # the head sections now, the records when a decode needs them
+        lazy.ensure(0, records_pos)
+    palette, sw, sr, ow, orank, values, base = (
+        np.frombuffer(mv, dt, n, p) for (dt, n), p in zip(sections, at, strict=True))
+    records = np.frombuffer(mv, _U8, rb + 8, records_pos)
     v = OctreeVolume(palette, lev, (tz, ty, tx), nn, nup, sup, nr, wg, sw.view(np.uint32),
-                     sr, ow.view(np.uint32), orank, values, base, records, lazy, pos)
+                     sr, ow.view(np.uint32), orank, values, base, records, lazy, records_pos)
     _check(v, nt, no, rb, sw, ow)
     return v
+
+
+_U8, _U32, _U64 = np.dtype(np.uint8), np.dtype(np.uint32), np.dtype(np.uint64)
 
 
 _TREE_ERRORS = {
